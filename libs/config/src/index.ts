@@ -1,0 +1,3 @@
+export { configSchema, loadConfig, ConfigError } from './config';
+export type { AppConfig } from './config';
+export { ConfigModule, APP_CONFIG } from './config.module';

@@ -1,0 +1,75 @@
+import { Injectable } from '@nestjs/common';
+import type { ApiKey } from './generated/prisma/client';
+import { PrismaService } from './prisma.service';
+
+/** What the gateway needs to authorize a request with a key: nothing more is read on that path. */
+export interface ApiKeyAuthRow {
+  id: string;
+  orgId: string;
+  prefix: string;
+  allowedModels: string[];
+  rpmLimit: number | null;
+  tpmLimit: number | null;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+}
+
+export interface NewApiKey {
+  orgId: string;
+  name: string;
+  prefix: string;
+  secretHash: string;
+  allowedModels: string[];
+  expiresAt: Date | null;
+  createdById: string | null;
+  rpmLimit?: number | null;
+  tpmLimit?: number | null;
+}
+
+/** API keys. Secrets never reach this table: only their SHA-256 and a public prefix. */
+@Injectable()
+export class ApiKeysRepository {
+  constructor(private readonly prisma: PrismaService) {}
+
+  create(data: NewApiKey): Promise<ApiKey> {
+    return this.prisma.apiKey.create({ data });
+  }
+
+  findAuthByHash(secretHash: string): Promise<ApiKeyAuthRow | null> {
+    return this.prisma.apiKey.findUnique({
+      where: { secretHash },
+      select: {
+        id: true,
+        orgId: true,
+        prefix: true,
+        allowedModels: true,
+        rpmLimit: true,
+        tpmLimit: true,
+        expiresAt: true,
+        revokedAt: true,
+      },
+    });
+  }
+
+  /** By id (a UUID) or by public prefix. */
+  findByIdOrPrefix(idOrPrefix: string): Promise<ApiKey | null> {
+    const isUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(idOrPrefix);
+    return this.prisma.apiKey.findFirst({ where: isUuid ? { id: idOrPrefix } : { prefix: idOrPrefix } });
+  }
+
+  /** Marks the key revoked (first revocation time wins) and returns it; null when there is no such key. */
+  async revoke(id: string, at: Date): Promise<ApiKey | null> {
+    await this.prisma.apiKey.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: at } });
+    return this.prisma.apiKey.findUnique({ where: { id } });
+  }
+
+  /** Bumps last_used_at for many keys in one statement; ids sorted so concurrent writers lock in one order. */
+  async touchLastUsed(ids: readonly string[], at: Date): Promise<void> {
+    if (ids.length === 0) return;
+    const sorted = [...ids].sort();
+    await this.prisma.$executeRaw`
+      UPDATE api_keys SET last_used_at = ${at}
+      WHERE id IN (SELECT unnest(${sorted}::uuid[]) ORDER BY 1)
+        AND (last_used_at IS NULL OR last_used_at < ${at})`;
+  }
+}

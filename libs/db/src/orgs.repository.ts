@@ -1,0 +1,22 @@
+import { Injectable } from '@nestjs/common';
+import type { Org } from './generated/prisma/client';
+import { PrismaService } from './prisma.service';
+
+/** Orgs (tenants). */
+@Injectable()
+export class OrgsRepository {
+  constructor(private readonly prisma: PrismaService) {}
+
+  /** Creates an org; null when the slug is taken. */
+  async create(slug: string, name: string): Promise<Org | null> {
+    const rows = await this.prisma.$queryRaw<Org[]>`
+      INSERT INTO orgs (id, slug, name) VALUES (gen_random_uuid(), ${slug}, ${name})
+      ON CONFLICT (slug) DO NOTHING
+      RETURNING id, slug, name, created_at AS "createdAt"`;
+    return rows[0] ?? null;
+  }
+
+  findBySlug(slug: string): Promise<Org | null> {
+    return this.prisma.org.findUnique({ where: { slug } });
+  }
+}

@@ -1,0 +1,1 @@
+export { RedisModule, REDIS, RedisKeys, redisOptions } from './redis.module';

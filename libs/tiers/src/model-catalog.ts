@@ -1,0 +1,56 @@
+import type { ModelPrice, TierSpec, TiersFile } from './tiers-file';
+
+/** One way to serve a model: a tier, the engine's name for the model, and its price there. */
+export interface ModelRoute {
+  readonly tier: string;
+  readonly kind: TierSpec['kind'];
+  readonly endpoints: readonly string[];
+  readonly apiKey: string | null;
+  readonly upstreamModel: string;
+  readonly price: ModelPrice;
+}
+
+/** The models clients may name, each with its routes in order of preference (spot first, then on-demand). */
+export class ModelCatalog {
+  private readonly routes = new Map<string, readonly ModelRoute[]>();
+
+  constructor(file: TiersFile) {
+    const byModel = new Map<string, ModelRoute[]>();
+    for (const tier of file.tiers) {
+      for (const m of tier.models) {
+        const list = byModel.get(m.id) ?? [];
+        list.push({
+          tier: tier.name,
+          kind: tier.kind,
+          endpoints: tier.endpoints.map((e) => e.replace(/\/+$/, '')),
+          apiKey: tier.api_key ?? null,
+          upstreamModel: m.upstream ?? m.id,
+          price: m.price,
+        });
+        byModel.set(m.id, list);
+      }
+    }
+    for (const [id, list] of byModel) {
+      // stable sort: spot before on-demand, file order otherwise
+      list.sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'spot' ? -1 : 1));
+      this.routes.set(id, Object.freeze(list));
+    }
+  }
+
+  /** Routes for a model id, or undefined when no tier serves it. */
+  routesFor(model: string): readonly ModelRoute[] | undefined {
+    return this.routes.get(model);
+  }
+
+  /** Every model id, sorted. */
+  modelIds(): string[] {
+    return [...this.routes.keys()].sort();
+  }
+
+  /** Distinct engine endpoints across all tiers. */
+  endpoints(): string[] {
+    const all = new Set<string>();
+    for (const list of this.routes.values()) for (const r of list) for (const e of r.endpoints) all.add(e);
+    return [...all];
+  }
+}

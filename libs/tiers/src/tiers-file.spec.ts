@@ -1,0 +1,59 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ModelCatalog } from './model-catalog';
+import { loadTiersFile, parseTiersFile, TiersFileError } from './tiers-file';
+
+const valid = `
+tiers:
+  - name: od
+    kind: on-demand
+    endpoints: [http://127.0.0.1:8091/]
+    models:
+      - id: llama-3.1-8b
+        price: { input_per_mtok: 0.10, output_per_mtok: 0.20 }
+  - name: spot-a
+    kind: spot
+    endpoints: [http://127.0.0.1:8090]
+    models:
+      - id: llama-3.1-8b
+        upstream: meta-llama/Llama-3.1-8B-Instruct
+        price: { input_per_mtok: 0.05, output_per_mtok: 0.10 }
+`;
+
+describe('tiers file', () => {
+  it('parses a valid file and orders routes spot first', () => {
+    const catalog = new ModelCatalog(parseTiersFile(valid, 't.yaml'));
+    const routes = catalog.routesFor('llama-3.1-8b')!;
+    expect(routes.map((r) => r.tier)).toEqual(['spot-a', 'od']);
+    expect(routes[0].upstreamModel).toBe('meta-llama/Llama-3.1-8B-Instruct');
+    expect(routes[1].upstreamModel).toBe('llama-3.1-8b');
+    expect(routes[1].endpoints).toEqual(['http://127.0.0.1:8091']);
+    expect(catalog.routesFor('nope')).toBeUndefined();
+  });
+
+  it('names the file and the offending field', () => {
+    const bad = valid.replace('kind: spot', 'kind: cheap');
+    expect(() => parseTiersFile(bad, 'tiers.yaml')).toThrow(TiersFileError);
+    expect(() => parseTiersFile(bad, 'tiers.yaml')).toThrow(/tiers\.yaml: invalid tiers file:\n {2}tiers\[1\]\.kind: /);
+    const noPrice = valid.replace('price: { input_per_mtok: 0.10, output_per_mtok: 0.20 }', 'price: { input_per_mtok: -1, output_per_mtok: 0.20 }');
+    expect(() => parseTiersFile(noPrice, 'x.yaml')).toThrow(/tiers\[0\]\.models\[0\]\.price\.input_per_mtok/);
+    const badUrl = valid.replace('http://127.0.0.1:8090', 'ftp://x');
+    expect(() => parseTiersFile(badUrl, 'x.yaml')).toThrow(/tiers\[1\]\.endpoints\[0\]: expected an http\(s\) base URL/);
+    const typo = valid.replace('endpoints: [http://127.0.0.1:8090]', 'endpoint: [http://127.0.0.1:8090]');
+    expect(() => parseTiersFile(typo, 'x.yaml')).toThrow(/tiers\[1\]/);
+  });
+
+  it('rejects duplicate tiers, duplicate models, bad YAML and a missing file', () => {
+    const dup = valid.replace('name: od', 'name: spot-a');
+    expect(() => parseTiersFile(dup, 'x.yaml')).toThrow(/tiers\[1\]\.name: duplicate tier name "spot-a"/);
+    expect(() => parseTiersFile('tiers: [', 'x.yaml')).toThrow(/x\.yaml: invalid YAML/);
+    expect(() => loadTiersFile('/nonexistent/tiers.yaml')).toThrow(/\/nonexistent\/tiers\.yaml: cannot read tiers file \(ENOENT\)/);
+  });
+
+  it('loads from disk', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tiers-'));
+    writeFileSync(join(dir, 'tiers.yaml'), valid);
+    expect(loadTiersFile(join(dir, 'tiers.yaml')).tiers).toHaveLength(2);
+  });
+});
