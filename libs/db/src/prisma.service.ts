@@ -1,4 +1,4 @@
-import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { PrismaClient } from './generated/prisma/client';
@@ -8,7 +8,7 @@ import { PrismaClient } from './generated/prisma/client';
  * query, so a process whose hot path does not need Postgres (the gateway with warm keys) starts without it.
  */
 @Injectable()
-export class PrismaService extends PrismaClient implements OnModuleDestroy {
+export class PrismaService extends PrismaClient implements OnApplicationShutdown {
   constructor(@Inject(APP_CONFIG) config: AppConfig) {
     super({
       adapter: new PrismaPg({
@@ -19,7 +19,8 @@ export class PrismaService extends PrismaClient implements OnModuleDestroy {
     });
   }
 
-  async onModuleDestroy(): Promise<void> {
+  // Last of the shutdown hooks: in-flight requests and usage flushes (before-shutdown hooks) still need it.
+  async onApplicationShutdown(): Promise<void> {
     await this.$disconnect();
   }
 }

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { Prisma } from './generated/prisma/client';
+import type { Prisma, UsageEvent } from './generated/prisma/client';
 import { PrismaService } from './prisma.service';
 
 export type UsageEventRow = Prisma.UsageEventCreateManyInput;
@@ -20,11 +20,11 @@ export class UsageEventsRepository {
     return count;
   }
 
-  findByRequestId(requestId: string) {
+  findByRequestId(requestId: string): Promise<UsageEvent | null> {
     return this.prisma.usageEvent.findUnique({ where: { requestId } });
   }
 
-  findByRequestIds(requestIds: readonly string[]) {
+  findByRequestIds(requestIds: readonly string[]): Promise<UsageEvent[]> {
     return this.prisma.usageEvent.findMany({ where: { requestId: { in: [...requestIds] } } });
   }
 }

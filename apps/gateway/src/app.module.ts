@@ -1,0 +1,45 @@
+import { type DynamicModule, Module } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import { type AppConfig, ConfigModule } from '@spot/config';
+import { DbModule } from '@spot/db';
+import { RedisModule } from '@spot/redis';
+import { UsageModule } from '@spot/usage';
+import { ApiKeyAuthService } from './auth/api-key-auth.service';
+import { KeyRevocationSubscriber } from './auth/key-revocation.subscriber';
+import { OpenAIExceptionFilter } from './errors/openai-exception.filter';
+import { HealthController } from './health/health.controller';
+import { ShutdownCoordinator } from './lifecycle/shutdown-coordinator';
+import { RateLimiter } from './limits/rate-limiter';
+import { GatewayMetrics } from './metrics/gateway-metrics';
+import { MetricsController } from './metrics/metrics.controller';
+import { ModelsService } from './proxy/models.service';
+import { ProxyService } from './proxy/proxy.service';
+import { V1Routes } from './proxy/v1-routes';
+import { modelCatalogProvider } from './routing/model-catalog.provider';
+import { UpstreamPool } from './routing/upstream-pool';
+
+/** The data plane: OpenAI's contract in front of the engine tiers. */
+@Module({})
+export class GatewayModule {
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: GatewayModule,
+      imports: [ConfigModule.forRoot(config), DbModule, RedisModule, UsageModule],
+      controllers: [HealthController, MetricsController],
+      providers: [
+        GatewayMetrics,
+        ApiKeyAuthService,
+        KeyRevocationSubscriber,
+        RateLimiter,
+        modelCatalogProvider,
+        UpstreamPool,
+        ProxyService,
+        ModelsService,
+        OpenAIExceptionFilter,
+        { provide: APP_FILTER, useExisting: OpenAIExceptionFilter },
+        ShutdownCoordinator,
+        V1Routes,
+      ],
+    };
+  }
+}

@@ -1,0 +1,118 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { APP_CONFIG, type AppConfig } from '@spot/config';
+import { ApiError, invalidApiKey } from '@spot/contract';
+import { ApiKeysRepository, type ApiKeyAuthRow } from '@spot/db';
+import { hashApiKey, isWellFormedApiKey } from '@spot/keys';
+import type { AuthedKey } from './authed-key';
+import { KeyCache, type KeyCacheEntry } from './key-cache';
+import { GatewayMetrics } from '../metrics/gateway-metrics';
+
+const NO_KEY =
+  "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
+
+function redact(key: string): string {
+  return key.length <= 12 ? '***' : `${key.slice(0, 12)}***${key.slice(-4)}`;
+}
+
+function toAuthedKey(row: ApiKeyAuthRow): AuthedKey {
+  return {
+    id: row.id,
+    orgId: row.orgId,
+    prefix: row.prefix,
+    allowedModels: row.allowedModels.length > 0 ? new Set(row.allowedModels) : null,
+    rpmLimit: row.rpmLimit,
+    tpmLimit: row.tpmLimit,
+    expiresAtMs: row.expiresAt ? row.expiresAt.getTime() : null,
+  };
+}
+
+/**
+ * Verifies `Authorization: Bearer <key>` by the key's SHA-256. Warm keys are answered from memory (no
+ * Postgres, no Redis); a miss reads Postgres once, however many requests wait for it. Revocations arrive
+ * over Redis pub/sub ({@link revoke}); entries are re-read after KEY_CACHE_TTL_MS, and if Postgres is down
+ * then, the last known answer is kept so warm keys go on working through an outage.
+ */
+@Injectable()
+export class ApiKeyAuthService {
+  private readonly logger = new Logger(ApiKeyAuthService.name);
+  private readonly cache: KeyCache;
+  private readonly inflight = new Map<string, Promise<KeyCacheEntry>>();
+  private readonly ttlMs: number;
+  private readonly negativeTtlMs: number;
+
+  constructor(
+    @Inject(APP_CONFIG) config: AppConfig,
+    private readonly keys: ApiKeysRepository,
+    private readonly metrics: GatewayMetrics,
+  ) {
+    this.cache = new KeyCache(config.KEY_CACHE_MAX);
+    this.ttlMs = config.KEY_CACHE_TTL_MS;
+    this.negativeTtlMs = config.KEY_NEGATIVE_TTL_MS;
+  }
+
+  /** Returns the verified key, or throws the 401/503 {@link ApiError} the client should get. */
+  async authenticate(authorization: string | undefined): Promise<AuthedKey> {
+    if (authorization === undefined || authorization.length < 8 || !/^bearer /i.test(authorization)) {
+      throw invalidApiKey(NO_KEY);
+    }
+    const key = authorization.slice(7).trim();
+    if (!isWellFormedApiKey(key)) throw invalidApiKey(`Incorrect API key provided: ${redact(key)}.`);
+    const hash = hashApiKey(key);
+    const now = Date.now();
+    let entry = this.cache.get(hash);
+    // a pushed revocation stands for a full TTL, whatever a lagging Postgres replica may still say
+    if (entry === undefined || now - entry.fetchedAt > (entry.key || entry.revoked ? this.ttlMs : this.negativeTtlMs)) {
+      this.metrics.keyCacheMisses.inc();
+      entry = await this.load(hash, entry);
+    }
+    const found = entry.key;
+    if (found === null) {
+      throw invalidApiKey(
+        entry.revoked ? `The API key ${redact(key)} has been revoked.` : `Incorrect API key provided: ${redact(key)}.`,
+      );
+    }
+    if (found.expiresAtMs !== null && found.expiresAtMs <= now) {
+      throw invalidApiKey(`The API key ${redact(key)} has expired.`);
+    }
+    return found;
+  }
+
+  /** Applies a pushed revocation: the key is refused from now on in this process. */
+  revoke(secretHash: string): void {
+    this.cache.set(secretHash, { key: null, fetchedAt: Date.now(), revoked: true });
+  }
+
+  /** Drops every cached answer (after a Redis reconnect, revocations may have been missed). */
+  forgetAll(): void {
+    this.cache.clear();
+  }
+
+  private load(hash: string, stale: KeyCacheEntry | undefined): Promise<KeyCacheEntry> {
+    let pending = this.inflight.get(hash);
+    if (pending === undefined) {
+      pending = this.keys
+        .findAuthByHash(hash)
+        .then(
+          (row): KeyCacheEntry => {
+            const revoked = row !== null && row.revokedAt !== null;
+            const entry = { key: row === null || revoked ? null : toAuthedKey(row), fetchedAt: Date.now(), revoked };
+            this.cache.set(hash, entry);
+            return entry;
+          },
+          (err: unknown): KeyCacheEntry => {
+            if (stale?.key) {
+              this.logger.warn(`Postgres unreachable while re-checking key ${stale.key.prefix}; serving the cached answer: ${String(err)}`);
+              return stale;
+            }
+            this.logger.error(`Postgres unreachable while verifying a key: ${String(err)}`);
+            throw new ApiError(503, 'server_error', 'The server is temporarily unable to verify API keys. Please retry shortly.', null, null, {
+              'retry-after': '1',
+            }, { cause: err });
+          },
+        )
+        .finally(() => this.inflight.delete(hash));
+      this.inflight.set(hash, pending);
+    }
+    return pending;
+  }
+}

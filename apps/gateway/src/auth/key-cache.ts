@@ -1,0 +1,35 @@
+import { LRUCache } from 'lru-cache';
+import type { AuthedKey } from './authed-key';
+
+/** A cache entry: a key (verified at `fetchedAt`) or a remembered miss / revocation (`key` null). */
+export interface KeyCacheEntry {
+  key: AuthedKey | null;
+  fetchedAt: number;
+  revoked: boolean;
+}
+
+/** In-process map from SHA-256 of a key to what Postgres said about it, bounded by count. */
+export class KeyCache {
+  private readonly lru: LRUCache<string, KeyCacheEntry>;
+
+  constructor(max: number) {
+    this.lru = new LRUCache({ max });
+  }
+
+  get(hash: string): KeyCacheEntry | undefined {
+    return this.lru.get(hash);
+  }
+
+  set(hash: string, entry: KeyCacheEntry): void {
+    this.lru.set(hash, entry);
+  }
+
+  /** Forgets every verified key (kept: nothing). Used when revocations may have been missed. */
+  clear(): void {
+    this.lru.clear();
+  }
+
+  get size(): number {
+    return this.lru.size;
+  }
+}

@@ -1,0 +1,38 @@
+import { type ArgumentsHost, Catch, type ExceptionFilter, Inject, Logger } from '@nestjs/common';
+import { APP_CONFIG, type AppConfig } from '@spot/config';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { GatewayMetrics } from '../metrics/gateway-metrics';
+import { internalError, toApiError } from './to-api-error';
+
+/**
+ * The gateway's only exception filter: every error leaves in OpenAI's envelope
+ * `{"error":{"message","type","param","code"}}` with the matching status and headers.
+ */
+@Catch()
+export class OpenAIExceptionFilter implements ExceptionFilter {
+  private readonly logger = new Logger('Gateway');
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly metrics: GatewayMetrics,
+  ) {}
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const http = host.switchToHttp();
+    this.send(exception, http.getRequest<FastifyRequest>(), http.getResponse<FastifyReply>(), 'other');
+  }
+
+  /** Answers `reply` with the envelope of `exception` (also the Fastify error handler of the /v1 routes). */
+  send(exception: unknown, request: FastifyRequest, reply: FastifyReply, route: string): void {
+    let error = toApiError(exception, request.method, request.url, this.config.GATEWAY_BODY_LIMIT);
+    if (error === null) {
+      this.logger.error(`${request.method} ${request.url.split('?')[0]} [${request.id}] failed`, exception instanceof Error ? exception.stack : String(exception));
+      error = internalError();
+    }
+    this.metrics.countRequest(route, error.status);
+    if (reply.sent || reply.raw.headersSent) return;
+    reply.code(error.status).header('content-type', 'application/json');
+    if (error.headers) reply.headers(error.headers);
+    void reply.send(JSON.stringify(error.toBody()));
+  }
+}

@@ -1,0 +1,46 @@
+import { ApiError } from '@spot/contract';
+
+interface FrameworkError {
+  statusCode?: unknown;
+  status?: unknown;
+  code?: unknown;
+  message?: unknown;
+}
+
+/**
+ * Any error a route can raise, as the {@link ApiError} the client gets: ours as they are, Fastify's body
+ * errors (bad JSON, too large, wrong media type) and Nest's HTTP exceptions by status, the rest as 500.
+ * `null` for an unexpected error, which the caller logs (it may carry internals) before answering 500.
+ */
+export function toApiError(err: unknown, method: string, url: string, bodyLimit: number): ApiError | null {
+  if (err instanceof ApiError) return err;
+  const e = (err ?? {}) as FrameworkError;
+  const code = typeof e.code === 'string' ? e.code : '';
+  switch (code) {
+    case 'FST_ERR_CTP_INVALID_JSON':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ApiError(
+        400,
+        'invalid_request_error',
+        `We could not parse the JSON body of your request. The API expects a JSON payload, but what was sent was not valid JSON.${code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ? ' (The body was empty.)' : ''}`,
+      );
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ApiError(413, 'invalid_request_error', `Request body too large: the limit is ${bodyLimit} bytes.`, 'request_too_large');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ApiError(415, 'invalid_request_error', 'Unsupported Content-Type: send the body as application/json.');
+    default:
+      break;
+  }
+  const status = typeof e.statusCode === 'number' ? e.statusCode : typeof e.status === 'number' ? e.status : 500;
+  if (status === 404) return new ApiError(404, 'invalid_request_error', `Invalid URL (${method} ${url.split('?')[0]})`);
+  if (status === 405) return new ApiError(405, 'invalid_request_error', `Method not allowed (${method} ${url.split('?')[0]})`);
+  if (status >= 400 && status < 500) {
+    return new ApiError(status, 'invalid_request_error', typeof e.message === 'string' ? e.message : 'Bad request.');
+  }
+  return null;
+}
+
+/** The 500 answer for an unexpected error: never the error's own text (it may carry internals). */
+export function internalError(): ApiError {
+  return new ApiError(500, 'server_error', 'The server had an error while processing your request. Sorry about that!');
+}

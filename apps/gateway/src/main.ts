@@ -1,0 +1,19 @@
+import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
+import { ConfigError, loadConfig } from '@spot/config';
+import { TiersFileError } from '@spot/tiers';
+import { createGatewayApp } from './gateway-app';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const app = await createGatewayApp(config);
+  await app.listen(config.GATEWAY_PORT, config.GATEWAY_HOST);
+  new Logger('Gateway').log(`OpenAI-compatible API on http://${config.GATEWAY_HOST}:${config.GATEWAY_PORT}/v1 (tiers from ${config.TIERS_FILE})`);
+}
+
+main().catch((err: unknown) => {
+  // configuration mistakes get their message alone; anything else its stack
+  const known = err instanceof ConfigError || err instanceof TiersFileError;
+  process.stderr.write(`gateway: ${known ? (err as Error).message : err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,102 @@
+import { Injectable } from '@nestjs/common';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+/** The gateway's Prometheus registry. Children are cached per label set so the hot path only increments. */
+@Injectable()
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'gateway_requests_total',
+    help: 'Requests answered, by route and HTTP status',
+    labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly duration = new Histogram({
+    name: 'gateway_request_duration_seconds',
+    help: 'Time from request received to last byte sent, by route',
+    labelNames: ['route'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly ttfb = new Histogram({
+    name: 'gateway_time_to_first_byte_seconds',
+    help: 'Time from request received to the first body byte relayed from the engine, by route',
+    labelNames: ['route'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly upstreamErrors = new Counter({
+    name: 'gateway_upstream_errors_total',
+    help: 'Engine failures, by tier and kind (connect, status, midstream, timeout)',
+    labelNames: ['tier', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly tokens = new Counter({
+    name: 'gateway_tokens_total',
+    help: 'Tokens billed, by model, tier and direction',
+    labelNames: ['model', 'tier', 'direction'] as const,
+    registers: [this.registry],
+  });
+  readonly keyCacheMisses = new Counter({
+    name: 'gateway_key_cache_misses_total',
+    help: 'API key lookups that went to Postgres',
+    registers: [this.registry],
+  });
+  readonly limiterErrors = new Counter({
+    name: 'gateway_rate_limiter_errors_total',
+    help: 'Rate-limit checks that failed open because Redis did not answer',
+    registers: [this.registry],
+  });
+  readonly inflight = new Gauge({
+    name: 'gateway_inflight_requests',
+    help: 'Requests being proxied now',
+    registers: [this.registry],
+  });
+
+  readonly usagePending = new Gauge({
+    name: 'gateway_usage_events_pending',
+    help: 'Usage events held in memory, not yet in Postgres',
+    registers: [this.registry],
+  });
+  readonly usageSpooled = new Gauge({
+    name: 'gateway_usage_events_spooled',
+    help: 'Usage events spilled to the disk spool, not yet in Postgres',
+    registers: [this.registry],
+  });
+  readonly usageWritten = new Gauge({
+    name: 'gateway_usage_events_written',
+    help: 'Usage events this process has written to Postgres',
+    registers: [this.registry],
+  });
+  readonly usageFailures = new Gauge({
+    name: 'gateway_usage_flush_failures',
+    help: 'Failed usage flushes (retried; nothing is dropped)',
+    registers: [this.registry],
+  });
+
+  private readonly requestChildren = new Map<string, ReturnType<Counter<'route' | 'status'>['labels']>>();
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'gateway_' });
+  }
+
+  /** Copies the usage recorder's counters into gauges (at scrape time). */
+  observeRecorder(stats: { pending: number; spooledEvents: number; written: number; failures: number }): void {
+    this.usagePending.set(stats.pending);
+    this.usageSpooled.set(stats.spooledEvents);
+    this.usageWritten.set(stats.written);
+    this.usageFailures.set(stats.failures);
+  }
+
+  countRequest(route: string, status: number): void {
+    const id = `${route}:${status}`;
+    let child = this.requestChildren.get(id);
+    if (child === undefined) {
+      child = this.requests.labels(route, String(status));
+      this.requestChildren.set(id, child);
+    }
+    child.inc();
+  }
+}

@@ -1,0 +1,100 @@
+import { invalidRequest } from '@spot/contract';
+
+/** The three proxied OpenAI operations. */
+export type ProxyKind = 'chat' | 'completions' | 'embeddings';
+
+export const UPSTREAM_PATHS: Readonly<Record<ProxyKind, string>> = {
+  chat: '/v1/chat/completions',
+  completions: '/v1/completions',
+  embeddings: '/v1/embeddings',
+};
+
+/** A client's request body after the checks the gateway itself makes (the engine checks the rest). */
+export interface CheckedRequest {
+  readonly body: Record<string, unknown>;
+  readonly model: string;
+  readonly stream: boolean;
+  /** The client asked for the usage chunk (`stream_options.include_usage`). */
+  readonly clientWantsUsage: boolean;
+  /** Choices per request (`n`), to estimate tokens of a cut stream. */
+  readonly choices: number;
+  /** Prompt tokens estimated from the body's size (used for limits, and for a stream cut before usage). */
+  readonly promptTokensEstimate: number;
+  /** Worst-case completion tokens (max_tokens or a default), for limits. */
+  readonly completionTokensCap: number;
+}
+
+const DEFAULT_COMPLETION_CAP = 4096;
+
+function missing(param: string): never {
+  throw invalidRequest(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
+}
+
+function roughTokens(value: unknown): number {
+  if (typeof value === 'string') return Math.ceil(value.length / 4);
+  if (value === undefined || value === null) return 0;
+  return Math.ceil(JSON.stringify(value).length / 4);
+}
+
+/**
+ * Checks what OpenAI rejects before any model runs: a JSON object body, `model`, the operation's required
+ * field, `stream_options` only with `stream`. Everything else (tools, response_format, n, logprobs,
+ * unknown fields) is the engine's to judge and passes through untouched.
+ */
+export function checkRequest(kind: ProxyKind, raw: unknown): CheckedRequest {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw invalidRequest('The request body must be a JSON object.');
+  }
+  const body = raw as Record<string, unknown>;
+  const model = body.model;
+  if (model === undefined || model === null || model === '') {
+    throw invalidRequest('You must provide a model parameter.', 'model', 'missing_required_parameter');
+  }
+  if (typeof model !== 'string') throw invalidRequest(`Invalid type for 'model': expected a string.`, 'model', 'invalid_type');
+  let promptTokensEstimate: number;
+  if (kind === 'chat') {
+    const messages = body.messages;
+    if (messages === undefined || messages === null) missing('messages');
+    if (!Array.isArray(messages)) throw invalidRequest(`Invalid type for 'messages': expected an array.`, 'messages', 'invalid_type');
+    if (messages.length === 0) throw invalidRequest(`Invalid 'messages': empty array. Expected an array with minimum length 1.`, 'messages', 'empty_array');
+    promptTokensEstimate = roughTokens(messages);
+  } else if (kind === 'completions') {
+    if (body.prompt === undefined || body.prompt === null) missing('prompt');
+    promptTokensEstimate = roughTokens(body.prompt);
+  } else {
+    if (body.input === undefined || body.input === null) missing('input');
+    promptTokensEstimate = roughTokens(body.input);
+  }
+  const stream = body.stream === true;
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') {
+    throw invalidRequest(`Invalid type for 'stream': expected a boolean.`, 'stream', 'invalid_type');
+  }
+  const streamOptions = body.stream_options;
+  if (streamOptions !== undefined && streamOptions !== null) {
+    if (!stream) {
+      throw invalidRequest(`The 'stream_options' parameter is only allowed when 'stream' is enabled.`, 'stream_options');
+    }
+    if (typeof streamOptions !== 'object' || Array.isArray(streamOptions)) {
+      throw invalidRequest(`Invalid type for 'stream_options': expected an object.`, 'stream_options', 'invalid_type');
+    }
+  }
+  const clientWantsUsage = stream && (streamOptions as { include_usage?: unknown } | null | undefined)?.include_usage === true;
+  const n = typeof body.n === 'number' && body.n >= 1 ? Math.floor(body.n) : 1;
+  const cap = body.max_completion_tokens ?? body.max_tokens;
+  const completionTokensCap = kind === 'embeddings' ? 0 : (typeof cap === 'number' && cap > 0 ? Math.floor(cap) : DEFAULT_COMPLETION_CAP) * n;
+  return { body, model, stream, clientWantsUsage, choices: n, promptTokensEstimate, completionTokensCap };
+}
+
+/**
+ * The body sent to the engine: the client's, with the engine's name for the model and, for streams,
+ * `include_usage` always on (usage is billed whether or not the client reads it). Serialised once.
+ */
+export function upstreamBody(req: CheckedRequest, upstreamModel: string): string {
+  if (!req.stream) {
+    return upstreamModel === req.model ? JSON.stringify(req.body) : JSON.stringify({ ...req.body, model: upstreamModel });
+  }
+  const clientOptions = req.body.stream_options as Record<string, unknown> | null | undefined;
+  // per-chunk usage only when the client asked for usage; otherwise the engine's chunks stay as the client expects
+  const stream_options = req.clientWantsUsage ? { ...clientOptions, include_usage: true } : { include_usage: true };
+  return JSON.stringify({ ...req.body, model: upstreamModel, stream_options });
+}

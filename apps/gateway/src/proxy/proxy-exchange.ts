@@ -1,0 +1,373 @@
+import type { ServerResponse } from 'node:http';
+import { errorBody, normalizeUpstreamError, clientStatusForUpstream } from '@spot/contract';
+import type { UsageRecorder } from '@spot/usage';
+import type { Dispatcher } from 'undici';
+import type { AuthedKey } from '../auth/authed-key';
+import type { GatewayMetrics } from '../metrics/gateway-metrics';
+import type { Candidate } from '../routing/upstream-pool';
+import { type CheckedRequest, type ProxyKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
+import { classifyFrame, FrameKind, midstreamErrorFrame, parseFrame, rewriteErrorFrame } from './sse-frames';
+import { type TokenUsage, usageFromJsonTail, usageFromObject } from './token-usage';
+
+/** Per-process collaborators of every exchange (singletons, so an exchange holds one reference). */
+export interface ExchangeContext {
+  readonly metrics: GatewayMetrics;
+  readonly recorder: UsageRecorder;
+  /** Called once when an exchange ends, whatever the outcome (shutdown waits on these). */
+  readonly onSettled: (exchange: ProxyExchange) => void;
+  readonly onError: (message: string) => void;
+}
+
+const enum Phase {
+  Waiting,
+  Relaying,
+  ErrorBody,
+  Done,
+}
+
+const SEP = Buffer.from('\n\n');
+const TAIL_BYTES = 16 * 1024;
+const ERROR_BODY_MAX = 64 * 1024;
+const RETRYABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+]);
+
+class ClientGoneError extends Error {
+  readonly code = 'client_gone';
+}
+
+/**
+ * One client request relayed to the engine: an undici dispatch handler (no stream objects on the path)
+ * that writes the engine's bytes to the client's socket as they arrive. Streams are relayed event by event
+ * without re-serialising content chunks; only the usage chunk is read (and dropped if the client did not
+ * ask for it) and error frames are rewritten. Attempts move to the next candidate only while nothing has
+ * reached the client. Ends with exactly one usage event.
+ */
+export class ProxyExchange implements Dispatcher.DispatchHandler {
+  private phase = Phase.Waiting;
+  private attemptIndex = -1;
+  private controller: Dispatcher.DispatchController | null = null;
+  private clientGone = false;
+  private carry: Buffer | null = null;
+  private tail: Buffer | null = null;
+  private errorChunks: Buffer[] = [];
+  private errorBytes = 0;
+  private upstreamStatus = 0;
+  private sawDone = false;
+  private errorFrameStatus = 0;
+  private contentEvents = 0;
+  private usage: TokenUsage | null = null;
+  private firstByteAt = 0;
+  private readonly onDrain: () => void;
+  private readonly startedAtEpoch = Date.now();
+
+  constructor(
+    private readonly ctx: ExchangeContext,
+    private readonly res: ServerResponse,
+    readonly requestId: string,
+    private readonly key: AuthedKey,
+    private readonly kind: ProxyKind,
+    private readonly req: CheckedRequest,
+    private readonly candidates: readonly Candidate[],
+    private readonly startedAt: number,
+  ) {
+    this.onDrain = () => this.controller?.resume();
+    res.on('close', () => {
+      if (this.phase === Phase.Done) return;
+      this.clientGone = true;
+      const c = this.controller;
+      if (c !== null && !c.aborted) c.abort(new ClientGoneError('client disconnected'));
+      else if (c === null) this.finish(499);
+    });
+  }
+
+  /** Sends the first attempt. */
+  start(): void {
+    this.ctx.metrics.inflight.inc();
+    this.next();
+  }
+
+  /** Aborts the engine request (shutdown past its grace period): the client sees an error, not a clean end. */
+  cut(reason: string): void {
+    if (this.phase === Phase.Done) return;
+    const c = this.controller;
+    if (c !== null && !c.aborted) c.abort(new Error(reason));
+  }
+
+  private get candidate(): Candidate {
+    return this.candidates[this.attemptIndex];
+  }
+
+  private next(): void {
+    this.attemptIndex++;
+    const { route, endpoint } = this.candidate;
+    this.controller = null;
+    this.upstreamStatus = 0;
+    endpoint.inflight++;
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      accept: this.req.stream ? 'text/event-stream' : 'application/json',
+      'x-request-id': this.requestId,
+    };
+    if (route.apiKey !== null) headers.authorization = `Bearer ${route.apiKey}`;
+    endpoint.pool.dispatch(
+      { method: 'POST', path: UPSTREAM_PATHS[this.kind], headers, body: upstreamBody(this.req, route.upstreamModel) },
+      this,
+    );
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.clientGone) controller.abort(new ClientGoneError('client disconnected'));
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200) return; // 1xx informational
+    this.upstreamStatus = statusCode;
+    if (statusCode >= 300) {
+      this.phase = Phase.ErrorBody;
+      return;
+    }
+    this.phase = Phase.Relaying;
+    if (this.clientGone) return;
+    if (this.req.stream) {
+      this.res.writeHead(statusCode, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        'x-request-id': this.requestId,
+      });
+      this.res.flushHeaders();
+    } else {
+      const out: Record<string, string> = {
+        'content-type': (headers['content-type'] as string | undefined) ?? 'application/json',
+        'x-request-id': this.requestId,
+      };
+      const length = headers['content-length'];
+      if (typeof length === 'string') out['content-length'] = length;
+      this.res.writeHead(statusCode, out);
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.phase === Phase.ErrorBody) {
+      if (this.errorBytes < ERROR_BODY_MAX) {
+        this.errorChunks.push(chunk);
+        this.errorBytes += chunk.length;
+      }
+      return;
+    }
+    if (this.phase !== Phase.Relaying || this.clientGone) return;
+    if (this.firstByteAt === 0) this.firstByteAt = performance.now();
+    if (this.req.stream) this.relayEvents(chunk);
+    else {
+      this.keepTail(chunk);
+      this.write(chunk);
+    }
+    if (this.res.writableNeedDrain && !controller.paused) {
+      controller.pause();
+      this.res.once('drain', this.onDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.candidate.endpoint.inflight--;
+    if (this.phase === Phase.ErrorBody) {
+      this.sendUpstreamError();
+      return;
+    }
+    if (this.clientGone) {
+      this.finish(499);
+      return;
+    }
+    if (!this.req.stream) {
+      this.usage = this.tail ? usageFromJsonTail(this.tail.toString('utf8')) : null;
+      this.res.end();
+      this.finish(this.upstreamStatus);
+      return;
+    }
+    if (this.carry !== null) {
+      this.write(this.carry); // an unterminated last event: pass it on as it is
+      this.carry = null;
+    }
+    if (!this.sawDone) {
+      this.ctx.metrics.upstreamErrors.labels(this.candidate.route.tier, 'midstream').inc();
+      this.failMidstream('The engine ended the stream before it was complete.');
+      return;
+    }
+    this.res.end();
+    this.finish(this.errorFrameStatus || this.upstreamStatus);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    const { route, endpoint } = this.candidate;
+    endpoint.inflight--;
+    if (this.clientGone) {
+      this.finish(499);
+      return;
+    }
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (this.phase === Phase.Waiting) {
+      const timeout = code === 'UND_ERR_HEADERS_TIMEOUT';
+      this.ctx.metrics.upstreamErrors.labels(route.tier, timeout ? 'timeout' : 'connect').inc();
+      if (!timeout && RETRYABLE_CODES.has(code) && this.attemptIndex + 1 < this.candidates.length) {
+        this.next();
+        return;
+      }
+      this.ctx.onError(`engine ${endpoint.origin} (tier ${route.tier}) failed before responding: ${code || err.message}`);
+      const status = timeout ? 504 : 502;
+      const message = timeout
+        ? 'The engine did not answer in time. Please retry.'
+        : 'The engine serving this model is unreachable. Please retry shortly.';
+      this.respondError(status, errorBody(status, message, 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
+      return;
+    }
+    if (this.phase === Phase.ErrorBody) {
+      this.sendUpstreamError();
+      return;
+    }
+    // relaying: bytes already reached the client, so no retry; make the failure visible
+    this.ctx.metrics.upstreamErrors.labels(route.tier, 'midstream').inc();
+    this.ctx.onError(`engine ${endpoint.origin} failed mid-response: ${code || err.message}`);
+    if (this.req.stream) this.failMidstream(`The engine failed mid-stream (${code || err.message}).`);
+    else {
+      this.res.destroy(err);
+      this.finish(502);
+    }
+  }
+
+  /** Splits `chunk` into SSE events and forwards all but the usage chunk the client did not ask for. */
+  private relayEvents(chunk: Buffer): void {
+    let buf = chunk;
+    if (this.carry !== null) {
+      buf = Buffer.concat([this.carry, chunk]);
+      this.carry = null;
+    }
+    let flushFrom = 0;
+    let eventStart = 0;
+    let sep: number;
+    while ((sep = buf.indexOf(SEP, eventStart)) !== -1) {
+      const eventEnd = sep + 2;
+      const kind = classifyFrame(buf, eventStart, sep);
+      if (kind === FrameKind.Content) {
+        if (this.contentEvents++ === 0 && this.firstByteAt === 0) this.firstByteAt = performance.now();
+      } else if (kind === FrameKind.Done) {
+        this.sawDone = true;
+      } else if (kind === FrameKind.Usage) {
+        const payload = parseFrame(buf, eventStart, sep);
+        const usage = usageFromObject(payload?.usage);
+        if (usage !== null) this.usage = usage;
+        const hasChoices = Array.isArray(payload?.choices) && (payload.choices as unknown[]).length > 0;
+        if (hasChoices) this.contentEvents++;
+        if (!this.req.clientWantsUsage && !hasChoices) {
+          if (eventStart > flushFrom) this.write(buf.subarray(flushFrom, eventStart));
+          flushFrom = eventEnd;
+        }
+      } else if (kind === FrameKind.Error) {
+        const { frame, status } = rewriteErrorFrame(buf, eventStart, sep);
+        this.errorFrameStatus = status;
+        this.ctx.metrics.upstreamErrors.labels(this.candidate.route.tier, 'frame').inc();
+        if (eventStart > flushFrom) this.write(buf.subarray(flushFrom, eventStart));
+        this.write(frame);
+        flushFrom = eventEnd;
+      }
+      eventStart = eventEnd;
+    }
+    if (eventStart > flushFrom) this.write(buf.subarray(flushFrom, eventStart));
+    if (eventStart < buf.length) this.carry = buf.subarray(eventStart);
+  }
+
+  private keepTail(chunk: Buffer): void {
+    if (chunk.length >= TAIL_BYTES || this.tail === null) this.tail = chunk.length > TAIL_BYTES ? chunk.subarray(chunk.length - TAIL_BYTES) : chunk;
+    else {
+      const joined = Buffer.concat([this.tail, chunk]);
+      this.tail = joined.length > TAIL_BYTES ? joined.subarray(joined.length - TAIL_BYTES) : joined;
+    }
+  }
+
+  private write(buf: Buffer): void {
+    if (!this.clientGone) this.res.write(buf);
+  }
+
+  private failMidstream(message: string): void {
+    const frame = midstreamErrorFrame(message);
+    // no terminating chunk: the connection is cut after the frame, so no client can take this for a clean end
+    this.res.write(frame, () => this.res.destroy());
+    this.finish(502);
+  }
+
+  private sendUpstreamError(): void {
+    const raw = Buffer.concat(this.errorChunks).toString('utf8');
+    const status = clientStatusForUpstream(this.upstreamStatus || 502);
+    this.ctx.metrics.upstreamErrors.labels(this.candidate.route.tier, 'status').inc();
+    const headers: Record<string, string> = {};
+    if (status === 429 || status === 503) headers['retry-after'] = '1';
+    this.respondError(status, JSON.stringify(normalizeUpstreamError(status, raw)), headers);
+  }
+
+  private respondError(status: number, body: string, extra: Record<string, string>): void {
+    if (!this.clientGone && !this.res.headersSent) {
+      this.res.writeHead(status, { 'content-type': 'application/json', 'x-request-id': this.requestId, ...extra });
+      this.res.end(body);
+    }
+    this.finish(status);
+  }
+
+  private finish(status: number): void {
+    if (this.phase === Phase.Done) return;
+    this.phase = Phase.Done;
+    const now = performance.now();
+    const { metrics } = this.ctx;
+    metrics.inflight.dec();
+    metrics.countRequest(this.kind, status);
+    metrics.duration.labels(this.kind).observe((now - this.startedAt) / 1000);
+    if (this.firstByteAt > 0) metrics.ttfb.labels(this.kind).observe((this.firstByteAt - this.startedAt) / 1000);
+    if (this.attemptIndex >= 0) this.recordUsage(status, now);
+    this.ctx.onSettled(this);
+  }
+
+  private recordUsage(status: number, now: number): void {
+    const route = this.candidate.route;
+    const reached = this.contentEvents > 0 || this.usage !== null || (status < 300 && status > 0);
+    let prompt = 0;
+    let completion = 0;
+    let cached = 0;
+    let estimated = false;
+    if (this.usage !== null) {
+      prompt = this.usage.prompt;
+      completion = this.usage.completion;
+      cached = this.usage.cached;
+    } else if (reached) {
+      // cut before the engine reported usage: bill what was generated, from the deltas delivered
+      estimated = true;
+      prompt = this.req.promptTokensEstimate;
+      completion = Math.max(0, this.contentEvents - this.req.choices);
+    }
+    const metrics = this.ctx.metrics;
+    if (prompt > 0) metrics.tokens.labels(this.req.model, route.tier, 'input').inc(prompt);
+    if (completion > 0) metrics.tokens.labels(this.req.model, route.tier, 'output').inc(completion);
+    this.ctx.recorder.record({
+      requestId: this.requestId,
+      createdAt: new Date(this.startedAtEpoch),
+      orgId: this.key.orgId,
+      keyId: this.key.id,
+      model: this.req.model,
+      tier: route.tier,
+      promptTokens: prompt,
+      completionTokens: completion,
+      cachedTokens: cached,
+      ttftMs: this.firstByteAt > 0 ? Math.round(this.firstByteAt - this.startedAt) : null,
+      durationMs: Math.round(now - this.startedAt),
+      status,
+      estimated,
+    });
+  }
+}

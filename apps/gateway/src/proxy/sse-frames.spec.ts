@@ -1,0 +1,44 @@
+import { classifyFrame, FrameKind, midstreamErrorFrame, parseFrame, rewriteErrorFrame } from './sse-frames';
+
+function classify(event: string): FrameKind {
+  const buf = Buffer.from(`xx${event}\n\n`);
+  return classifyFrame(buf, 2, buf.length - 2);
+}
+
+describe('SSE frames', () => {
+  it('classifies content, done, usage, error and other frames', () => {
+    expect(classify('data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi"}}]}')).toBe(FrameKind.Content);
+    expect(classify('data: [DONE]')).toBe(FrameKind.Done);
+    expect(classify('data: {"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}')).toBe(FrameKind.Usage);
+    expect(classify('data: {"error":{"message":"boom","type":"InternalServerError","code":500}}')).toBe(FrameKind.Error);
+    expect(classify('data: {"object":"error","message":"boom","type":"X","code":500}')).toBe(FrameKind.Error);
+    expect(classify(': keep-alive')).toBe(FrameKind.Other);
+  });
+
+  it('never takes text that mentions usage inside content for a usage chunk', () => {
+    // quotes inside JSON strings are escaped, so the needle cannot match content
+    const content = JSON.stringify({ choices: [{ delta: { content: 'the "usage":{ key' } }] });
+    expect(classify(`data: ${content}`)).toBe(FrameKind.Content);
+  });
+
+  it('parses a frame payload and rejects junk', () => {
+    const buf = Buffer.from('data: {"a":1}');
+    expect(parseFrame(buf, 0, buf.length)).toEqual({ a: 1 });
+    const junk = Buffer.from('data: {nope');
+    expect(parseFrame(junk, 0, junk.length)).toBeNull();
+  });
+
+  it('rewrites vLLM error frames into the OpenAI envelope and keeps their status', () => {
+    const buf = Buffer.from('data: {"error":{"message":"CUDA OOM","type":"InternalServerError","param":null,"code":500}}');
+    const { frame, status } = rewriteErrorFrame(buf, 0, buf.length);
+    expect(status).toBe(500);
+    const text = frame.toString();
+    expect(text.endsWith('\n\n')).toBe(true);
+    expect(JSON.parse(text.slice(6))).toEqual({ error: { message: 'CUDA OOM', type: 'server_error', param: null, code: null } });
+  });
+
+  it('builds a mid-stream error frame in the envelope', () => {
+    const text = midstreamErrorFrame('engine died').toString();
+    expect(JSON.parse(text.slice(6)).error).toEqual({ message: 'engine died', type: 'server_error', param: null, code: 'upstream_error' });
+  });
+});
