@@ -23,6 +23,5 @@ export async function createGatewayApp(config: AppConfig, options: { logger?: bo
     logger: options.logger === false ? false : config.LOG_LEVEL === 'silent' ? false : undefined,
     abortOnError: false,
   });
-  app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
   return app;
 }

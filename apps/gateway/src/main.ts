@@ -8,6 +8,19 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const app = await createGatewayApp(config);
   await app.listen(config.GATEWAY_PORT, config.GATEWAY_HOST);
+  // Nest's own signal hooks re-raise the signal after closing (exit by signal); a drained stop is exit 0
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      new Logger('Gateway').log(`${signal}: draining`);
+      app.close().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          process.stderr.write(`gateway: shutdown failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+          process.exit(1);
+        },
+      );
+    });
+  }
   new Logger('Gateway').log(`OpenAI-compatible API on http://${config.GATEWAY_HOST}:${config.GATEWAY_PORT}/v1 (tiers from ${config.TIERS_FILE})`);
 }
 

@@ -1,1 +1,6 @@
-export {};
+export type { UsageEvent } from './usage-event';
+export { UsageRecorder, UsageSpoolError } from './usage-recorder';
+export type { UsageClock, UsageLogger, UsageRecorderOptions, UsageRecorderStats } from './usage-recorder';
+export { RepositoryUsageSink } from './usage-sink';
+export type { UsageSink } from './usage-sink';
+export { UsageModule, usageRecorderOptions } from './usage.module';

@@ -1,0 +1,238 @@
+import type { StreamBody } from './generation-runner';
+import { invalid, missing, optInt, streamFlags, usageJson, type Body, type StreamFlags } from './request-checks';
+import { pythonJsonDumps, sampleFromSchema } from './schema-sample';
+import { randomHex, resolveModel, type SimContext } from './sim-context';
+import { SimError, validationError } from './sim-errors';
+import type { ModelCounters } from './sim-metrics';
+import { chatPromptTokens, PieceOutput, splitPieces, WordOutput, words, type ChoiceOutput } from './sim-tokens';
+
+/** A validated chat request and what each of its choices will generate. */
+export interface ChatPlan {
+  readonly model: string;
+  readonly counters: ModelCounters;
+  readonly flags: StreamFlags;
+  readonly promptTokens: number;
+  readonly outputs: readonly ChoiceOutput[];
+  /** Steps of generation: the longest choice. */
+  readonly steps: number;
+}
+
+interface ToolDef {
+  readonly name: string;
+  readonly parameters: unknown;
+}
+
+/** Validates a chat request like vLLM (400 / 404 / context length) and plans its output. */
+export function planChat(ctx: SimContext, body: Body): ChatPlan {
+  const messages = body.messages;
+  if (messages === undefined) throw missing('messages');
+  if (!Array.isArray(messages)) throw invalid('messages', 'Input should be a valid list');
+  for (const m of messages) {
+    if (m === null || typeof m !== 'object' || typeof (m as { role?: unknown }).role !== 'string') {
+      throw invalid('messages', 'Each message must be an object with a string `role`');
+    }
+  }
+  const flags = streamFlags(body, 'ChatCompletionRequest');
+  const n = optInt(body, 'n', 1) ?? 1;
+  const maxTokens = optInt(body, 'max_completion_tokens', 1) ?? optInt(body, 'max_tokens', 1);
+  const tools = parseTools(body);
+  const tool = pickTool(body, tools);
+  const counters = resolveModel(ctx, body);
+
+  const promptTokens = chatPromptTokens(messages, tools.length);
+  checkContext(ctx.maxModelLen, promptTokens, maxTokens);
+  const cap = maxTokens ?? ctx.maxModelLen - promptTokens;
+
+  const outputs: ChoiceOutput[] = [];
+  const json = tool ? undefined : jsonContent(body, ctx.outputTokens);
+  const pieces = tool ? splitPieces(pythonJsonDumps(sampleFromSchema(tool.parameters))) : json !== undefined ? splitPieces(json) : undefined;
+  for (let i = 0; i < n; i++) {
+    if (tool) outputs.push(new PieceOutput(pieces!, cap, { id: `chatcmpl-tool-${randomHex()}`, name: tool.name }));
+    else if (pieces) outputs.push(new PieceOutput(pieces, cap));
+    else outputs.push(new WordOutput(ctx.outputTokens, cap, 7 * i));
+  }
+  let steps = 0;
+  for (const o of outputs) steps = Math.max(steps, o.count);
+  return { model: counters.model, counters, flags, promptTokens, outputs, steps };
+}
+
+/** vLLM's `_validate_input` length checks. */
+export function checkContext(maxModelLen: number, promptTokens: number, maxTokens: number | undefined): void {
+  if (promptTokens >= maxModelLen) {
+    throw new SimError(
+      400,
+      `This model's maximum context length is ${maxModelLen} tokens. However, your request has ` +
+        `${promptTokens} input tokens. Please reduce the length of the input messages.`,
+    );
+  }
+  if (maxTokens !== undefined && promptTokens + maxTokens > maxModelLen) {
+    throw new SimError(
+      400,
+      `'max_tokens' or 'max_completion_tokens' is too large: ${maxTokens}. This model's maximum context ` +
+        `length is ${maxModelLen} tokens and your request has ${promptTokens} input tokens ` +
+        `(${maxTokens} > ${maxModelLen} - ${promptTokens}).`,
+    );
+  }
+}
+
+function parseTools(body: Body): ToolDef[] {
+  const tools = body.tools;
+  if (tools === undefined || tools === null) return [];
+  if (!Array.isArray(tools)) throw invalid('tools', 'Input should be a valid list');
+  return tools.map((t: unknown) => {
+    const fn = (t as { function?: { name?: unknown; parameters?: unknown } } | null)?.function;
+    if (!fn || typeof fn.name !== 'string') throw invalid('tools', 'Each tool needs `function.name`');
+    return { name: fn.name, parameters: fn.parameters ?? { type: 'object', properties: {} } };
+  });
+}
+
+/** The tool the answer calls, or undefined for a plain answer (no tools, or `tool_choice: "none"`). */
+function pickTool(body: Body, tools: readonly ToolDef[]): ToolDef | undefined {
+  const choice = body.tool_choice;
+  if (choice !== undefined && choice !== null && body.tools == null) {
+    throw validationError(
+      '1 validation error for ChatCompletionRequest\n  Value error, When using `tool_choice`, `tools` must be set. [type=value_error]',
+    );
+  }
+  if (tools.length === 0 || choice === 'none') return undefined;
+  if (choice === 'required') return tools[0];
+  if (choice === undefined || choice === null || choice === 'auto') {
+    // Like a model that has just read a tool result, answer in words: lets a tool loop end.
+    const last = (body.messages as readonly { role?: unknown }[]).at(-1);
+    return last?.role === 'tool' ? undefined : tools[0];
+  }
+  const name = (choice as { function?: { name?: unknown } }).function?.name;
+  if (typeof name !== 'string') throw invalid('tool_choice', 'Invalid tool_choice');
+  const tool = tools.find((t) => t.name === name);
+  if (!tool) {
+    throw validationError(
+      `1 validation error for ChatCompletionRequest\n  Value error, Tool '${name}' has not been passed in \`tools\`. [type=value_error]`,
+    );
+  }
+  return tool;
+}
+
+/** JSON content for `response_format` json_object / json_schema, else undefined. */
+function jsonContent(body: Body, outputTokens: number): string | undefined {
+  const rf = body.response_format as { type?: unknown; json_schema?: { schema?: unknown } } | null | undefined;
+  if (!rf || typeof rf !== 'object') return undefined;
+  if (rf.type === 'json_object') return pythonJsonDumps({ result: words(Math.min(outputTokens, 8)) });
+  if (rf.type === 'json_schema') {
+    const schema = rf.json_schema?.schema;
+    if (schema === undefined) throw invalid('response_format', 'json_schema.schema is required');
+    return pythonJsonDumps(sampleFromSchema(schema));
+  }
+  return undefined;
+}
+
+/** The non-streamed `chat.completion`, field for field as vLLM's `model_dump()`. */
+export function chatUnaryBody(plan: ChatPlan, id: string, created: number): string {
+  let completion = 0;
+  const choices = plan.outputs.map((o, index) => {
+    completion += o.count;
+    const call = o.toolCall;
+    return {
+      index,
+      message: {
+        role: 'assistant',
+        content: call ? null : o.text(),
+        refusal: null,
+        annotations: null,
+        audio: null,
+        function_call: null,
+        tool_calls: call ? [{ id: call.id, type: 'function', function: { name: call.name, arguments: o.text() } }] : [],
+        reasoning_content: null,
+      },
+      logprobs: null,
+      finish_reason: o.finishReason,
+      stop_reason: null,
+      token_ids: null,
+    };
+  });
+  return JSON.stringify({
+    id,
+    object: 'chat.completion',
+    created,
+    model: plan.model,
+    choices,
+    service_tier: null,
+    system_fingerprint: null,
+    usage: JSON.parse(usageJson(plan.promptTokens, completion, true)) as unknown,
+    prompt_logprobs: null,
+    prompt_token_ids: null,
+    kv_transfer_params: null,
+  });
+}
+
+/**
+ * vLLM's chat stream (`model_dump_json(exclude_unset=True)`): a role chunk per choice with the first
+ * token, one chunk per token, the finish_reason on the last token's chunk, a `choices: []` usage chunk
+ * only when asked, then `[DONE]`. Content chunks carry no `usage` key unless continuous usage is on.
+ */
+export class ChatStream implements StreamBody {
+  readonly steps: number;
+  readonly finishReason: string;
+  private readonly pre: string;
+  private readonly post: string;
+  private readonly idJson: string;
+
+  constructor(
+    private readonly plan: ChatPlan,
+    id: string,
+    created: number,
+  ) {
+    this.steps = plan.steps;
+    this.finishReason = plan.outputs[0]?.finishReason ?? 'stop';
+    this.pre =
+      `data: {"id":${JSON.stringify(id)},"object":"chat.completion.chunk","created":${created},` +
+      `"model":${JSON.stringify(plan.model)},"choices":[{"index":`;
+    this.post = `,"object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(plan.model)},"choices":[],"usage":`;
+    this.idJson = JSON.stringify(id);
+  }
+
+  head(): string {
+    let s = '';
+    const usage = this.plan.flags.continuousUsage ? `,"usage":${usageJson(this.plan.promptTokens, 0, false)}` : '';
+    for (let i = 0; i < this.plan.outputs.length; i++) {
+      s += `${this.pre}${i},"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]${usage}}\n\n`;
+    }
+    return s;
+  }
+
+  step(k: number): string {
+    const outputs = this.plan.outputs;
+    let s = '';
+    for (let i = 0; i < outputs.length; i++) {
+      const o = outputs[i]!;
+      if (k >= o.count) continue;
+      let delta: string;
+      const call = o.toolCall;
+      if (call === null) delta = `{"content":${o.tokenJson(k)}}`;
+      else if (k === 0) {
+        delta =
+          `{"tool_calls":[{"id":"${call.id}","type":"function","index":0,` +
+          `"function":{"name":${JSON.stringify(call.name)},"arguments":""}}]}`;
+      } else delta = `{"tool_calls":[{"index":0,"function":{"arguments":${o.tokenJson(k)}}}]}`;
+      const end =
+        k === o.count - 1
+          ? `,"logprobs":null,"finish_reason":"${o.finishReason}","stop_reason":null}]`
+          : ',"logprobs":null,"finish_reason":null}]';
+      const usage = this.plan.flags.continuousUsage ? `,"usage":${usageJson(this.plan.promptTokens, k + 1, false)}` : '';
+      s += `${this.pre}${i},"delta":${delta}${end}${usage}}\n\n`;
+    }
+    return s;
+  }
+
+  tokensIn(k: number): number {
+    let n = 0;
+    for (const o of this.plan.outputs) if (k < o.count) n++;
+    return n;
+  }
+
+  tail(): string {
+    if (!this.plan.flags.includeUsage) return 'data: [DONE]\n\n';
+    let completion = 0;
+    for (const o of this.plan.outputs) completion += o.count;
+    return `data: {"id":${this.idJson}${this.post}${usageJson(this.plan.promptTokens, completion, false)}}\n\ndata: [DONE]\n\n`;
+  }
+}

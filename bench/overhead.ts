@@ -1,0 +1,232 @@
+/**
+ * Gateway overhead: open-loop streaming load at a fixed rate, alternating requests sent straight to
+ * vllm-sim and through the gateway (auth, rate limits and usage recording on), each in its own process.
+ * Prints P50/P95/P99 of time to first byte and of total time for both paths and their difference, and
+ * writes bench/results/overhead-<date>.json.
+ *
+ *   npm run bench:overhead -- [--rate 200] [--duration 20] [--warmup 3] [--tokens 16]
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { Pool } from 'undici';
+
+const root = path.resolve(__dirname, '../..');
+const dist = path.join(root, 'dist');
+const { values } = parseArgs({
+  options: {
+    rate: { type: 'string', default: '200' },
+    duration: { type: 'string', default: '20' },
+    warmup: { type: 'string', default: '3' },
+    tokens: { type: 'string', default: '16' },
+  },
+});
+const RATE = Number(values.rate);
+const DURATION_S = Number(values.duration);
+const WARMUP_S = Number(values.warmup);
+const TOKENS = Number(values.tokens);
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/spotinference';
+
+interface Sample {
+  target: 'direct' | 'gateway';
+  at: number;
+  ttfb: number;
+  total: number;
+  ok: boolean;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+function start(name: string, file: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+  const child = spawn(process.execPath, [file, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr?.on('data', (d: Buffer) => process.stderr.write(`[${name}] ${d}`));
+  return child;
+}
+
+async function waitFor(url: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(url);
+      if (res.ok) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not come up`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function cli(args: string[], env: NodeJS.ProcessEnv): string {
+  const out = execFileSync(process.execPath, [path.join(dist, 'apps/cli/src/main.js'), ...args], { env, encoding: 'utf8' });
+  return out.trim().split('\n').pop() ?? '';
+}
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+async function main(): Promise<void> {
+  const simPort = await freePort();
+  const gwPort = await freePort();
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'bench-overhead-'));
+  const tiersFile = path.join(tmp, 'tiers.yaml');
+  writeFileSync(
+    tiersFile,
+    `tiers:\n  - name: bench\n    kind: spot\n    endpoints: [http://127.0.0.1:${simPort}]\n    models:\n      - id: bench-model\n        upstream: bench-upstream\n        price: { input_per_mtok: 0.05, output_per_mtok: 0.10 }\n`,
+  );
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    DATABASE_URL,
+    TIERS_FILE: tiersFile,
+    GATEWAY_PORT: String(gwPort),
+    GATEWAY_HOST: '127.0.0.1',
+    REDIS_PREFIX: `bench:${randomUUID()}:`,
+    USAGE_SPOOL_DIR: path.join(tmp, 'spool'),
+    LOG_LEVEL: 'warn',
+    NODE_ENV: 'production',
+  };
+  execFileSync(process.execPath, [path.join(root, 'scripts/prisma-wasm-migrate.mjs'), 'deploy'], { env, stdio: 'ignore' });
+  const slug = `bench-${randomUUID().slice(0, 8)}`;
+  cli(['org', 'create', slug], env);
+  const key = cli(['key', 'create', '--org', slug, '--name', 'bench'], env);
+  const db = new pg.Client({ connectionString: DATABASE_URL });
+  await db.connect();
+  // limits on, set high enough never to refuse: the Redis check runs on every request
+  await db.query('UPDATE api_keys SET rpm_limit = 100000000, tpm_limit = 2000000000 WHERE prefix = $1', [key.split('-').slice(0, 3).join('-')]);
+
+  const sim = start('sim', path.join(dist, 'apps/vllm-sim/src/main.js'), ['--port', String(simPort), '--models', 'bench-upstream', '--output-tokens', String(TOKENS)], env);
+  const gateway = start('gateway', path.join(dist, 'apps/gateway/src/main.js'), [], env);
+  try {
+    await waitFor(`http://127.0.0.1:${simPort}/health`);
+    await waitFor(`http://127.0.0.1:${gwPort}/readyz`);
+
+    const direct = new Pool(`http://127.0.0.1:${simPort}`, { connections: 128 });
+    const viaGateway = new Pool(`http://127.0.0.1:${gwPort}`, { connections: 128 });
+    const bodyFor = (model: string) =>
+      JSON.stringify({ model, messages: [{ role: 'user', content: 'Say something about GPUs.' }], stream: true, max_tokens: TOKENS });
+    const directBody = bodyFor('bench-upstream');
+    const gatewayBody = bodyFor('bench-model');
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${key}` };
+
+    const one = async (target: Sample['target'], scheduled: number): Promise<Sample> => {
+      const pool = target === 'direct' ? direct : viaGateway;
+      let ttfb = 0;
+      try {
+        const res = await pool.request({ method: 'POST', path: '/v1/chat/completions', headers, body: target === 'direct' ? directBody : gatewayBody });
+        let text = '';
+        for await (const chunk of res.body) {
+          if (ttfb === 0) ttfb = performance.now() - scheduled;
+          text += chunk;
+        }
+        return { target, at: scheduled, ttfb, total: performance.now() - scheduled, ok: res.statusCode === 200 && text.endsWith('data: [DONE]\n\n') };
+      } catch {
+        return { target, at: scheduled, ttfb, total: performance.now() - scheduled, ok: false };
+      }
+    };
+
+    const total = Math.round(RATE * (DURATION_S + WARMUP_S));
+    const interval = 1000 / RATE;
+    const t0 = performance.now() + 50;
+    const pending: Promise<Sample>[] = [];
+    let maxLag = 0;
+    for (let i = 0; i < total; i++) {
+      const scheduled = t0 + i * interval;
+      const wait = scheduled - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      maxLag = Math.max(maxLag, performance.now() - scheduled);
+      // latency counts from the scheduled time (open loop: no coordinated omission)
+      pending.push(one(i % 2 === 0 ? 'direct' : 'gateway', scheduled));
+    }
+    const samples = (await Promise.all(pending)).filter((s) => s.at >= t0 + WARMUP_S * 1000);
+    await direct.close();
+    await viaGateway.close();
+
+    const stats = (target: Sample['target']) => {
+      const mine = samples.filter((s) => s.target === target);
+      const ok = mine.filter((s) => s.ok);
+      const ttfb = ok.map((s) => s.ttfb).sort((a, b) => a - b);
+      const tot = ok.map((s) => s.total).sort((a, b) => a - b);
+      return {
+        requests: mine.length,
+        errors: mine.length - ok.length,
+        ttfb: { p50: pct(ttfb, 50), p95: pct(ttfb, 95), p99: pct(ttfb, 99) },
+        total: { p50: pct(tot, 50), p95: pct(tot, 95), p99: pct(tot, 99) },
+      };
+    };
+    const d = stats('direct');
+    const g = stats('gateway');
+    const diff = {
+      ttfb: { p50: g.ttfb.p50 - d.ttfb.p50, p95: g.ttfb.p95 - d.ttfb.p95, p99: g.ttfb.p99 - d.ttfb.p99 },
+      total: { p50: g.total.p50 - d.total.p50, p95: g.total.p95 - d.total.p95, p99: g.total.p99 - d.total.p99 },
+    };
+
+    const f = (n: number) => n.toFixed(2).padStart(8);
+    const rows = [
+      ['direct', d],
+      ['gateway', g],
+    ] as const;
+    console.log(`\nGateway overhead: ${RATE} req/s open loop, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, streaming ${TOKENS} tokens; ms`);
+    console.log(`generator lag max ${maxLag.toFixed(1)} ms; ${os.cpus().length} cores, node ${process.version}\n`);
+    console.log('path        reqs  errs  ttfb p50  ttfb p95  ttfb p99  total p50 total p95 total p99');
+    for (const [name, s] of rows) {
+      console.log(
+        `${name.padEnd(9)} ${String(s.requests).padStart(6)} ${String(s.errors).padStart(5)} ${f(s.ttfb.p50)}  ${f(s.ttfb.p95)}  ${f(s.ttfb.p99)}  ${f(s.total.p50)}  ${f(s.total.p95)}  ${f(s.total.p99)}`,
+      );
+    }
+    console.log(
+      `added     ${''.padStart(6)} ${''.padStart(5)} ${f(diff.ttfb.p50)}  ${f(diff.ttfb.p95)}  ${f(diff.ttfb.p99)}  ${f(diff.total.p50)}  ${f(diff.total.p95)}  ${f(diff.total.p99)}`,
+    );
+
+    // graceful stop flushes usage: every gateway request must be in usage_events
+    gateway.kill('SIGTERM');
+    await new Promise((r) => gateway.once('exit', r));
+    const { rows: counted } = await db.query<{ n: string }>(
+      'SELECT count(*)::text AS n FROM usage_events e JOIN api_keys k ON k.id = e.key_id WHERE k.prefix = $1',
+      [key.split('-').slice(0, 3).join('-')],
+    );
+    const gatewaySent = Math.floor(total / 2);
+    console.log(`\nusage events recorded: ${counted[0].n} of ${gatewaySent} gateway requests (warm-up included)`);
+
+    const result = {
+      bench: 'overhead',
+      date: new Date().toISOString(),
+      machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
+      params: { rate: RATE, durationS: DURATION_S, warmupS: WARMUP_S, tokens: TOKENS, stream: true, limits: true, usageRecording: true },
+      generatorMaxLagMs: maxLag,
+      direct: d,
+      gateway: g,
+      addedMs: diff,
+      usageEvents: { recorded: Number(counted[0].n), expected: gatewaySent },
+    };
+    const outDir = path.join(root, 'bench/results');
+    mkdirSync(outDir, { recursive: true });
+    const file = path.join(outDir, `overhead-${result.date.slice(0, 10)}.json`);
+    writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+    console.log(`wrote ${path.relative(root, file)}`);
+  } finally {
+    await db.end();
+    sim.kill('SIGTERM');
+    if (gateway.exitCode === null) gateway.kill('SIGTERM');
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

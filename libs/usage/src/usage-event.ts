@@ -1,0 +1,74 @@
+/**
+ * One request's usage, as the gateway hands it to {@link UsageRecorder.record} after the last byte.
+ * Maps 1:1 to a `usage_events` row; `requestId` is the idempotency key (a replay never counts twice).
+ */
+export interface UsageEvent {
+  requestId: string;
+  createdAt: Date;
+  /** UUID of the org billed. */
+  orgId: string;
+  /** UUID of the API key used. */
+  keyId: string;
+  /** The model the tier actually served (what is priced). */
+  model: string;
+  tier: string;
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+  /** Time to first token in ms (rounded when stored); null when no token was produced. */
+  ttftMs: number | null;
+  /** Whole request duration in ms (rounded when stored). */
+  durationMs: number;
+  /** HTTP status returned to the client. */
+  status: number;
+  /** True when the tokens were counted by the gateway because upstream sent no usage. */
+  estimated: boolean;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const INT4_MAX = 2_147_483_647;
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= INT4_MAX;
+const isMs = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= INT4_MAX;
+const isText = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+
+/**
+ * Checks an event (from the gateway or parsed back from a spool file) against the `usage_events` columns and
+ * returns a fresh row of exactly the table's fields, or a reason string when Postgres would refuse it. Run off
+ * the request path, so that one bad event can never poison the batch it travels in.
+ */
+export function toUsageRow(input: unknown): UsageEvent | string {
+  if (typeof input !== 'object' || input === null) return 'not an object';
+  const e = input as Record<string, unknown>;
+  const createdAt = e.createdAt instanceof Date ? e.createdAt : typeof e.createdAt === 'string' ? new Date(e.createdAt) : null;
+  if (!isText(e.requestId)) return 'requestId: expected a non-empty string';
+  if (createdAt === null || Number.isNaN(createdAt.getTime())) return 'createdAt: expected a date';
+  if (typeof e.orgId !== 'string' || !UUID.test(e.orgId)) return 'orgId: expected a UUID';
+  if (typeof e.keyId !== 'string' || !UUID.test(e.keyId)) return 'keyId: expected a UUID';
+  if (!isText(e.model)) return 'model: expected a non-empty string';
+  if (!isText(e.tier)) return 'tier: expected a non-empty string';
+  if (!isCount(e.promptTokens)) return 'promptTokens: expected an integer >= 0';
+  if (!isCount(e.completionTokens)) return 'completionTokens: expected an integer >= 0';
+  if (!isCount(e.cachedTokens)) return 'cachedTokens: expected an integer >= 0';
+  if (e.ttftMs !== null && !isMs(e.ttftMs)) return 'ttftMs: expected a duration in ms or null';
+  if (!isMs(e.durationMs)) return 'durationMs: expected a duration in ms';
+  if (typeof e.status !== 'number' || !Number.isInteger(e.status) || e.status < 100 || e.status > 599) {
+    return 'status: expected an HTTP status';
+  }
+  if (typeof e.estimated !== 'boolean') return 'estimated: expected a boolean';
+  return {
+    requestId: e.requestId,
+    createdAt,
+    orgId: e.orgId,
+    keyId: e.keyId,
+    model: e.model,
+    tier: e.tier,
+    promptTokens: e.promptTokens,
+    completionTokens: e.completionTokens,
+    cachedTokens: e.cachedTokens,
+    ttftMs: e.ttftMs === null ? null : Math.round(e.ttftMs),
+    durationMs: Math.round(e.durationMs),
+    status: e.status,
+    estimated: e.estimated,
+  };
+}

@@ -1,0 +1,86 @@
+import { ApiKeysRepository } from '@spot/db';
+import { KEY_REVOCATION_CHANNEL } from '@spot/keys';
+import { Redis } from 'ioredis';
+import OpenAI from 'openai';
+import { CHAT_MODEL, type GatewayStack, startGatewayStack } from '../support/gateway-stack';
+
+const messages = [{ role: 'user' as const, content: 'hi' }];
+
+describe('gateway: keys and limits', () => {
+  let s: GatewayStack;
+  let redis: Redis;
+
+  beforeAll(async () => {
+    s = await startGatewayStack();
+    redis = new Redis(s.config.REDIS_URL);
+  });
+  afterAll(async () => {
+    await redis?.quit();
+    await s?.close();
+  });
+
+  it('serves a warm key from memory: repeated requests read Postgres once', async () => {
+    const { key } = await s.newKey();
+    const client = new OpenAI({ baseURL: s.baseURL, apiKey: key, maxRetries: 0 });
+    const misses = async () => {
+      const text = await (await fetch(`${s.url}/metrics`)).text();
+      return Number(/^gateway_key_cache_misses_total (\d+)/m.exec(text)?.[1] ?? NaN);
+    };
+    const before = await misses();
+    await Promise.all(Array.from({ length: 5 }, () => client.models.list()));
+    for (let i = 0; i < 5; i++) await client.chat.completions.create({ model: CHAT_MODEL, messages });
+    expect((await misses()) - before).toBe(1);
+  });
+
+  it('a revocation pushed over Redis is refused within a second, although the key is warm', async () => {
+    const { key, id, secretHash } = await s.newKey();
+    const client = new OpenAI({ baseURL: s.baseURL, apiKey: key, maxRetries: 0 });
+    await client.chat.completions.create({ model: CHAT_MODEL, messages }); // warm
+    await s.app.get(ApiKeysRepository).revoke(id, new Date());
+    const t0 = Date.now();
+    await redis.publish(s.config.REDIS_PREFIX + KEY_REVOCATION_CHANNEL, JSON.stringify({ secretHash, keyId: id }));
+    let status = 200;
+    while (Date.now() - t0 < 1000) {
+      status = await client.models
+        .list()
+        .then(() => 200)
+        .catch((e: { status: number }) => e.status);
+      if (status === 401) break;
+    }
+    expect(status).toBe(401);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    await expect(client.chat.completions.create({ model: CHAT_MODEL, messages })).rejects.toMatchObject({
+      status: 401,
+      code: 'invalid_api_key',
+      message: expect.stringMatching(/revoked/),
+    });
+  });
+
+  it('a key revoked in Postgres is refused on first use (cold cache)', async () => {
+    const { key, id } = await s.newKey();
+    await s.app.get(ApiKeysRepository).revoke(id, new Date());
+    const client = new OpenAI({ baseURL: s.baseURL, apiKey: key, maxRetries: 0 });
+    await expect(client.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+  });
+
+  it('enforces a per-key requests-per-minute limit with 429 rate_limit_exceeded and retry-after-ms', async () => {
+    const { key } = await s.newKey({ rpmLimit: 2 });
+    const client = new OpenAI({ baseURL: s.baseURL, apiKey: key, maxRetries: 0 });
+    await client.chat.completions.create({ model: CHAT_MODEL, messages });
+    await client.chat.completions.create({ model: CHAT_MODEL, messages });
+    const err = await client.chat.completions.create({ model: CHAT_MODEL, messages }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+    const e = err as InstanceType<typeof OpenAI.RateLimitError>;
+    expect(e.code).toBe('rate_limit_exceeded');
+    expect(e.type).toBe('requests');
+    expect(Number(e.headers?.get('retry-after-ms'))).toBeGreaterThan(0);
+  });
+
+  it('enforces a tokens-per-minute limit on the reserved worst case', async () => {
+    const { key } = await s.newKey({ tpmLimit: 100 });
+    const client = new OpenAI({ baseURL: s.baseURL, apiKey: key, maxRetries: 0 });
+    await client.chat.completions.create({ model: CHAT_MODEL, messages, max_tokens: 40 });
+    const err = await client.chat.completions.create({ model: CHAT_MODEL, messages, max_tokens: 80 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 429, code: 'rate_limit_exceeded', type: 'tokens' });
+  });
+});
