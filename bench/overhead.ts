@@ -24,6 +24,8 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '20' },
     warmup: { type: 'string', default: '3' },
     tokens: { type: 'string', default: '16' },
+    /** Writes a V8 CPU profile of the gateway process into this folder. */
+    'profile-gateway': { type: 'string' },
   },
 });
 const RATE = Number(values.rate);
@@ -51,8 +53,8 @@ function freePort(): Promise<number> {
   });
 }
 
-function start(name: string, file: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
-  const child = spawn(process.execPath, [file, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+function start(name: string, file: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): ChildProcess {
+  const child = spawn(process.execPath, [...nodeArgs, file, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr?.on('data', (d: Buffer) => process.stderr.write(`[${name}] ${d}`));
   return child;
 }
@@ -111,7 +113,8 @@ async function main(): Promise<void> {
   await db.query('UPDATE api_keys SET rpm_limit = 100000000, tpm_limit = 2000000000 WHERE prefix = $1', [key.split('-').slice(0, 3).join('-')]);
 
   const sim = start('sim', path.join(dist, 'apps/vllm-sim/src/main.js'), ['--port', String(simPort), '--models', 'bench-upstream', '--output-tokens', String(TOKENS)], env);
-  const gateway = start('gateway', path.join(dist, 'apps/gateway/src/main.js'), [], env);
+  const profileDir = values['profile-gateway'];
+  const gateway = start('gateway', path.join(dist, 'apps/gateway/src/main.js'), [], env, profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []);
   try {
     await waitFor(`http://127.0.0.1:${simPort}/health`);
     await waitFor(`http://127.0.0.1:${gwPort}/readyz`);

@@ -74,6 +74,33 @@ describe('gateway: keys and limits', () => {
     expect(e.code).toBe('rate_limit_exceeded');
     expect(e.type).toBe('requests');
     expect(Number(e.headers?.get('retry-after-ms'))).toBeGreaterThan(0);
+    // a refused request is not billed
+    const refusedId = e.headers?.get('x-request-id');
+    expect(refusedId).toMatch(/^req_/);
+    expect(await s.usageRow(refusedId!, 300)).toBeNull();
+    // once refused, the rest of the window is refused here without asking Redis or the engine
+    const seen = s.sim.stats.requests;
+    await expect(client.chat.completions.create({ model: CHAT_MODEL, messages })).rejects.toMatchObject({ status: 429 });
+    expect(s.sim.stats.requests).toBe(seen);
+  });
+
+  it('overlaps the limit check with the engine: a refusal aborts the engine request and nothing reaches the client', async () => {
+    const slow = await startGatewayStack({}, { ttftMs: 300 });
+    try {
+      await slow.client.chat.completions.create({ model: CHAT_MODEL, messages }); // a warm connection to the engine
+      const { key } = await slow.newKey({ tpmLimit: 50 });
+      const client = new OpenAI({ baseURL: slow.baseURL, apiKey: key, maxRetries: 0 });
+      await client.models.list(); // a warm key: the refusal below comes from Redis, not from a Postgres read
+      const t0 = Date.now();
+      const err = await client.chat.completions.create({ model: CHAT_MODEL, messages, max_tokens: 100, stream: true }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ status: 429, type: 'tokens' });
+      expect(Date.now() - t0).toBeLessThan(250); // the refusal did not wait for the engine's first token
+      await new Promise((r) => setTimeout(r, 500)); // past the engine's time to first token
+      // the engine got the request at once, and it was aborted when the refusal came in
+      expect(slow.sim.stats).toMatchObject({ requests: 2, completed: 1, aborted: 1 });
+    } finally {
+      await slow.close();
+    }
   });
 
   it('enforces a tokens-per-minute limit on the reserved worst case', async () => {

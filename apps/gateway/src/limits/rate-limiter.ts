@@ -27,13 +27,17 @@ interface LimiterRedis extends Redis {
 
 /**
  * Per-key requests-per-minute and tokens-per-minute limits, shared by every gateway replica through Redis
- * (one atomic script, one round trip). Keys without limits cost nothing. If Redis does not answer the
- * check fails open (counted in a metric): an outage of the limiter must not take the API down.
+ * (one atomic script, one round trip). Keys without limits cost nothing. The verdict is a promise so the
+ * caller can overlap the round trip with the engine's time to first token; nothing reaches the client
+ * before it settles. A key refused for requests is refused locally for the rest of its window (no Redis,
+ * no engine). If Redis does not answer the check fails open (counted in a metric): an outage of the
+ * limiter must not take the API down.
  */
 @Injectable()
 export class RateLimiter {
   private readonly logger = new Logger(RateLimiter.name);
   private readonly redis: LimiterRedis;
+  private readonly refusedUntil = new Map<string, { until: number; error: ApiError }>();
 
   constructor(
     @Inject(REDIS) redis: Redis,
@@ -44,33 +48,53 @@ export class RateLimiter {
     this.redis = redis as LimiterRedis;
   }
 
-  /** Admits a request reserving `tokens`, or throws 429 `rate_limit_exceeded` with retry-after. */
-  async admit(key: AuthedKey, tokens: number): Promise<void> {
+  /** A refusal already known in this process for this window, or null. */
+  refusedNow(key: AuthedKey): ApiError | null {
+    if (this.refusedUntil.size === 0) return null;
+    const r = this.refusedUntil.get(key.id);
+    if (r === undefined) return null;
+    if (Date.now() < r.until) return r.error;
+    this.refusedUntil.delete(key.id);
+    return null;
+  }
+
+  /**
+   * Counts a request reserving `tokens`. null: the key has no limits. Otherwise resolves to null when
+   * admitted or to the 429 `rate_limit_exceeded` error (never rejects).
+   */
+  admit(key: AuthedKey, tokens: number): Promise<ApiError | null> | null {
     const rpm = key.rpmLimit ?? 0;
     const tpm = key.tpmLimit ?? 0;
-    if (rpm <= 0 && tpm <= 0) return;
+    if (rpm <= 0 && tpm <= 0) return null;
     const now = Date.now();
     const minute = Math.floor(now / 60_000);
     const retryMs = (minute + 1) * 60_000 - now;
-    let result: [number, number];
-    try {
-      result = await this.redis.spotAdmit(this.keys.key(`rl:${key.id}:${minute}`), tokens, rpm, tpm, retryMs);
-    } catch (err) {
-      this.metrics.limiterErrors.inc();
-      this.logger.warn(`rate limiter unavailable, admitting: ${String(err)}`);
-      return;
-    }
-    if (result[0] === 0) return;
-    const requests = result[0] === 1;
-    throw new ApiError(
-      429,
-      requests ? 'requests' : 'tokens',
-      requests
-        ? `Rate limit reached for requests on key ${key.prefix}: limit ${rpm} per minute. Please try again in ${Math.ceil(retryMs / 1000)}s.`
-        : `Rate limit reached for tokens on key ${key.prefix}: limit ${tpm} per minute, this request reserves ${tokens}. Please try again in ${Math.ceil(retryMs / 1000)}s.`,
-      'rate_limit_exceeded',
-      null,
-      { 'retry-after-ms': String(retryMs), 'retry-after': String(Math.ceil(retryMs / 1000)) },
+    return this.redis.spotAdmit(this.keys.key(`rl:${key.id}:${minute}`), tokens, rpm, tpm, retryMs).then(
+      ([which]) => {
+        if (which === 0) return null;
+        const error = refusal(key, which === 1, rpm, tpm, tokens, retryMs);
+        if (which === 1) this.refusedUntil.set(key.id, { until: now + retryMs, error });
+        return error;
+      },
+      (err: unknown) => {
+        this.metrics.limiterErrors.inc();
+        this.logger.warn(`rate limiter unavailable, admitting: ${String(err)}`);
+        return null;
+      },
     );
   }
+}
+
+function refusal(key: AuthedKey, requests: boolean, rpm: number, tpm: number, tokens: number, retryMs: number): ApiError {
+  const wait = Math.ceil(retryMs / 1000);
+  return new ApiError(
+    429,
+    requests ? 'requests' : 'tokens',
+    requests
+      ? `Rate limit reached for requests on key ${key.prefix}: limit ${rpm} per minute. Please try again in ${wait}s.`
+      : `Rate limit reached for tokens on key ${key.prefix}: limit ${tpm} per minute, this request reserves ${tokens}. Please try again in ${wait}s.`,
+    'rate_limit_exceeded',
+    null,
+    { 'retry-after-ms': String(retryMs), 'retry-after': String(wait) },
+  );
 }

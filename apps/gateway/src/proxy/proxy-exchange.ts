@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { errorBody, normalizeUpstreamError, clientStatusForUpstream } from '@spot/contract';
+import { type ApiError, errorBody, normalizeUpstreamError, clientStatusForUpstream } from '@spot/contract';
 import type { UsageRecorder } from '@spot/usage';
 import type { Dispatcher } from 'undici';
 import type { AuthedKey } from '../auth/authed-key';
@@ -45,6 +45,18 @@ class ClientGoneError extends Error {
   readonly code = 'client_gone';
 }
 
+class RefusedError extends Error {
+  readonly code = 'refused';
+}
+
+const enum Gate {
+  /** The rate limiter's verdict is not in yet: hold the engine's response. */
+  Pending,
+  Open,
+  /** Refused: the engine request is aborted and the client gets the 429. */
+  Refused,
+}
+
 /**
  * One client request relayed to the engine: an undici dispatch handler (no stream objects on the path)
  * that writes the engine's bytes to the client's socket as they arrive. Streams are relayed event by event
@@ -67,6 +79,11 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
   private contentEvents = 0;
   private usage: TokenUsage | null = null;
   private firstByteAt = 0;
+  private gate: Gate;
+  private refusal: ApiError | null = null;
+  private heldStatus = 0;
+  private heldHeaders: Record<string, string | string[] | undefined> | null = null;
+  private heldError: Error | null = null;
   private corked = false;
   private readonly onDrain: () => void;
   private readonly uncork: () => void;
@@ -81,7 +98,10 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     private readonly req: CheckedRequest,
     private readonly candidates: readonly Candidate[],
     private readonly startedAt: number,
+    admission: Promise<ApiError | null> | null,
   ) {
+    this.gate = admission === null ? Gate.Open : Gate.Pending;
+    if (admission !== null) void admission.then((refusal) => this.onAdmission(refusal));
     this.onDrain = () => this.controller?.resume();
     this.uncork = () => {
       this.corked = false;
@@ -134,10 +154,50 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
     if (this.clientGone) controller.abort(new ClientGoneError('client disconnected'));
+    else if (this.gate === Gate.Refused) controller.abort(new RefusedError('rate limited'));
   }
 
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return; // 1xx informational
+    if (this.gate === Gate.Pending) {
+      // the engine beat the limiter: hold its response (the parser stops until resumed)
+      this.heldStatus = statusCode;
+      this.heldHeaders = headers;
+      controller.pause();
+      return;
+    }
+    this.startResponse(statusCode, headers);
+  }
+
+  /** The limiter's verdict: let the held response through, or abort the engine and answer 429. */
+  private onAdmission(refusal: ApiError | null): void {
+    if (this.phase === Phase.Done) return;
+    if (refusal === null) {
+      this.gate = Gate.Open;
+      if (this.heldError !== null) {
+        const err = this.heldError;
+        this.heldError = null;
+        this.handleError(err);
+      } else if (this.heldStatus !== 0) {
+        this.startResponse(this.heldStatus, this.heldHeaders!);
+        this.heldHeaders = null;
+        this.controller?.resume();
+      }
+      return;
+    }
+    this.gate = Gate.Refused;
+    this.refusal = refusal;
+    const c = this.controller;
+    if (this.heldError !== null) this.refuse();
+    else if (c !== null && !c.aborted) c.abort(new RefusedError('rate limited'));
+  }
+
+  private refuse(): void {
+    const r = this.refusal!;
+    this.respondError(r.status, JSON.stringify(r.toBody()), (r.headers as Record<string, string> | null) ?? {}, false);
+  }
+
+  private startResponse(statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     this.upstreamStatus = statusCode;
     if (statusCode >= 300) {
       this.phase = Phase.ErrorBody;
@@ -215,10 +275,22 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.candidate.endpoint.inflight--;
+    if (this.gate === Gate.Pending) {
+      this.heldError = err; // decided (retry, 502, or the limiter's 429) once the verdict is in
+      return;
+    }
+    this.handleError(err);
+  }
+
+  private handleError(err: Error): void {
     const { route, endpoint } = this.candidate;
-    endpoint.inflight--;
     if (this.clientGone) {
       this.finish(499);
+      return;
+    }
+    if (this.gate === Gate.Refused) {
+      this.refuse();
       return;
     }
     const code = (err as NodeJS.ErrnoException).code ?? '';
@@ -333,15 +405,15 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     this.respondError(status, JSON.stringify(normalizeUpstreamError(status, raw)), headers);
   }
 
-  private respondError(status: number, body: string, extra: Record<string, string>): void {
+  private respondError(status: number, body: string, extra: Record<string, string>, billable = true): void {
     if (!this.clientGone && !this.res.headersSent) {
       this.res.writeHead(status, { 'content-type': 'application/json', 'x-request-id': this.requestId, ...extra });
       this.res.end(body);
     }
-    this.finish(status);
+    this.finish(status, billable);
   }
 
-  private finish(status: number): void {
+  private finish(status: number, billable = true): void {
     if (this.phase === Phase.Done) return;
     this.phase = Phase.Done;
     const now = performance.now();
@@ -350,7 +422,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     metrics.countRequest(this.kind, status);
     metrics.duration.labels(this.kind).observe((now - this.startedAt) / 1000);
     if (this.firstByteAt > 0) metrics.ttfb.labels(this.kind).observe((this.firstByteAt - this.startedAt) / 1000);
-    if (this.attemptIndex >= 0) this.recordUsage(status, now);
+    if (billable) this.recordUsage(status, now);
     this.ctx.onSettled(this);
   }
 

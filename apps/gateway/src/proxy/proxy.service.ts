@@ -11,8 +11,9 @@ import { checkRequest, type ProxyKind } from './openai-request';
 import { type ExchangeContext, ProxyExchange } from './proxy-exchange';
 
 /**
- * The request path of the proxied operations: authenticate, check, authorize the model, limit, then hand
- * the client's socket to a {@link ProxyExchange}. Errors thrown before that become OpenAI envelopes.
+ * The request path of the proxied operations: authenticate, check, authorize the model, start the limit
+ * check, then hand the client's socket to a {@link ProxyExchange}. Errors thrown before that become
+ * OpenAI envelopes.
  */
 @Injectable()
 export class ProxyService {
@@ -45,9 +46,12 @@ export class ProxyService {
     if (routes === undefined || (key.allowedModels !== null && !key.allowedModels.has(req.model))) {
       throw modelNotFound(req.model);
     }
-    await this.limiter.admit(key, req.promptTokensEstimate + req.completionTokensCap);
+    const refused = this.limiter.refusedNow(key);
+    if (refused !== null) throw refused;
+    // the limiter's round trip runs while the engine works on the request; no byte reaches the client before it
+    const admission = this.limiter.admit(key, req.promptTokensEstimate + req.completionTokensCap);
     reply.hijack();
-    const exchange = new ProxyExchange(this.ctx, reply.raw, request.id, key, kind, req, this.pool.candidates(routes), startedAt);
+    const exchange = new ProxyExchange(this.ctx, reply.raw, request.id, key, kind, req, this.pool.candidates(routes), startedAt, admission);
     this.live.add(exchange);
     exchange.start();
   }
