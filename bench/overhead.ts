@@ -4,7 +4,7 @@
  * Prints P50/P95/P99 of time to first byte and of total time for both paths and their difference, and
  * writes bench/results/overhead-<date>.json.
  *
- *   npm run bench:overhead -- [--rate 200] [--duration 20] [--warmup 3] [--tokens 16]
+ *   npm run bench:overhead -- [--rate 200] [--duration 20] [--warmup 3] [--tokens 16] [--limits on|off] [--via gateway|naive]
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -26,6 +26,10 @@ const { values } = parseArgs({
     tokens: { type: 'string', default: '16' },
     /** Writes a V8 CPU profile of the gateway process into this folder. */
     'profile-gateway': { type: 'string' },
+    /** on (default): the key has RPM/TPM limits, so the Redis check runs on every request. */
+    limits: { type: 'string', default: 'on' },
+    /** gateway (default), or naive: a bare undici pass-through (bench/naive-proxy.ts), to calibrate the machine. */
+    via: { type: 'string', default: 'gateway' },
   },
 });
 const RATE = Number(values.rate);
@@ -110,14 +114,20 @@ async function main(): Promise<void> {
   const db = new pg.Client({ connectionString: DATABASE_URL });
   await db.connect();
   // limits on, set high enough never to refuse: the Redis check runs on every request
-  await db.query('UPDATE api_keys SET rpm_limit = 100000000, tpm_limit = 2000000000 WHERE prefix = $1', [key.split('-').slice(0, 3).join('-')]);
+  if (values.limits !== 'off') {
+    await db.query('UPDATE api_keys SET rpm_limit = 100000000, tpm_limit = 2000000000 WHERE prefix = $1', [key.split('-').slice(0, 3).join('-')]);
+  }
 
   const sim = start('sim', path.join(dist, 'apps/vllm-sim/src/main.js'), ['--port', String(simPort), '--models', 'bench-upstream', '--output-tokens', String(TOKENS)], env);
   const profileDir = values['profile-gateway'];
-  const gateway = start('gateway', path.join(dist, 'apps/gateway/src/main.js'), [], env, profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []);
+  const naive = values.via === 'naive';
+  const gateway = naive
+    ? start('naive', path.join(dist, 'bench/naive-proxy.js'), [String(gwPort), `http://127.0.0.1:${simPort}`, 'bench-upstream'], env, profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])
+    : start('gateway', path.join(dist, 'apps/gateway/src/main.js'), [], env, profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []);
   try {
     await waitFor(`http://127.0.0.1:${simPort}/health`);
-    await waitFor(`http://127.0.0.1:${gwPort}/readyz`);
+    if (naive) await new Promise((r) => setTimeout(r, 1000));
+    else await waitFor(`http://127.0.0.1:${gwPort}/readyz`);
 
     const direct = new Pool(`http://127.0.0.1:${simPort}`, { connections: 128 });
     const viaGateway = new Pool(`http://127.0.0.1:${gwPort}`, { connections: 128 });
@@ -157,6 +167,7 @@ async function main(): Promise<void> {
       pending.push(one(i % 2 === 0 ? 'direct' : 'gateway', scheduled));
     }
     const samples = (await Promise.all(pending)).filter((s) => s.at >= t0 + WARMUP_S * 1000);
+    if (process.env.BENCH_DUMP) writeFileSync(process.env.BENCH_DUMP, JSON.stringify(samples.map((x) => ({ ...x, at: x.at - t0 }))));
     await direct.close();
     await viaGateway.close();
 
@@ -184,7 +195,7 @@ async function main(): Promise<void> {
       ['direct', d],
       ['gateway', g],
     ] as const;
-    console.log(`\nGateway overhead: ${RATE} req/s open loop, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, streaming ${TOKENS} tokens; ms`);
+    console.log(`\n${naive ? 'Naive pass-through (calibration)' : 'Gateway'} overhead: ${RATE} req/s open loop, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, streaming ${TOKENS} tokens; ms`);
     console.log(`generator lag max ${maxLag.toFixed(1)} ms; ${os.cpus().length} cores, node ${process.version}\n`);
     console.log('path        reqs  errs  ttfb p50  ttfb p95  ttfb p99  total p50 total p95 total p99');
     for (const [name, s] of rows) {
@@ -204,22 +215,22 @@ async function main(): Promise<void> {
       [key.split('-').slice(0, 3).join('-')],
     );
     const gatewaySent = Math.floor(total / 2);
-    console.log(`\nusage events recorded: ${counted[0].n} of ${gatewaySent} gateway requests (warm-up included)`);
+    if (!naive) console.log(`\nusage events recorded: ${counted[0].n} of ${gatewaySent} gateway requests (warm-up included)`);
 
     const result = {
       bench: 'overhead',
       date: new Date().toISOString(),
       machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
-      params: { rate: RATE, durationS: DURATION_S, warmupS: WARMUP_S, tokens: TOKENS, stream: true, limits: true, usageRecording: true },
+      params: { via: values.via, rate: RATE, durationS: DURATION_S, warmupS: WARMUP_S, tokens: TOKENS, stream: true, limits: !naive && values.limits !== 'off', usageRecording: !naive },
       generatorMaxLagMs: maxLag,
       direct: d,
       gateway: g,
       addedMs: diff,
-      usageEvents: { recorded: Number(counted[0].n), expected: gatewaySent },
+      usageEvents: naive ? null : { recorded: Number(counted[0].n), expected: gatewaySent },
     };
     const outDir = path.join(root, 'bench/results');
     mkdirSync(outDir, { recursive: true });
-    const file = path.join(outDir, `overhead-${result.date.slice(0, 10)}.json`);
+    const file = path.join(outDir, `overhead${naive ? '-naive' : ''}-${result.date.slice(0, 10)}.json`);
     writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
     console.log(`wrote ${path.relative(root, file)}`);
   } finally {

@@ -24,7 +24,7 @@ describe('gateway: keys and limits', () => {
     const client = new OpenAI({ baseURL: s.baseURL, apiKey: key, maxRetries: 0 });
     const misses = async () => {
       const text = await (await fetch(`${s.url}/metrics`)).text();
-      return Number(/^gateway_key_cache_misses_total (\d+)/m.exec(text)?.[1] ?? NaN);
+      return Number(/^gateway_key_lookups_total (\d+)/m.exec(text)?.[1] ?? NaN);
     };
     const before = await misses();
     await Promise.all(Array.from({ length: 5 }, () => client.models.list()));
@@ -100,6 +100,28 @@ describe('gateway: keys and limits', () => {
       expect(slow.sim.stats).toMatchObject({ requests: 2, completed: 1, aborted: 1 });
     } finally {
       await slow.close();
+    }
+  });
+
+  it('shares a limit between two gateways exactly, with local leases', async () => {
+    const other = await startGatewayStack({ REDIS_PREFIX: s.config.REDIS_PREFIX });
+    try {
+      const { key } = await s.newKey({ rpmLimit: 25 });
+      const msLeft = 60_000 - (Date.now() % 60_000);
+      if (msLeft < 5_000) await new Promise((r) => setTimeout(r, msLeft + 50)); // all in one limit window
+      const clients = [s, other].map((g) => new OpenAI({ baseURL: g.baseURL, apiKey: key, maxRetries: 0 }));
+      const outcomes = await Promise.all(
+        Array.from({ length: 60 }, (_, i) =>
+          clients[i % 2].chat.completions.create({ model: CHAT_MODEL, messages, max_tokens: 1 }).then(
+            () => 'ok',
+            (e: { status?: number }) => String(e.status),
+          ),
+        ),
+      );
+      expect(outcomes.filter((o) => o === 'ok')).toHaveLength(25);
+      expect(outcomes.filter((o) => o === '429')).toHaveLength(35);
+    } finally {
+      await other.close();
     }
   });
 

@@ -236,6 +236,26 @@ describe('gateway: the OpenAI contract through the official SDK', () => {
       expect(await raw('/v1/chat/completions', { body: huge })).toMatchObject({ status: 413, error: { code: 'request_too_large' } });
     });
 
+    it('415 for a body that is not JSON, on the fast path and on the Fastify route alike', async () => {
+      for (const path of ['/v1/chat/completions', '/v1/chat/completions?via=fastify']) {
+        const res = await raw(path, { body: 'model=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+        expect(res).toMatchObject({ status: 415, error: { type: 'invalid_request_error' } });
+      }
+    });
+
+    it('serves a proxied route Fastify matches but the fast path does not (a query string)', async () => {
+      const res = await fetch(`${s.baseURL}/chat/completions?trace=1`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${s.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: CHAT_MODEL, messages }),
+      });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-request-id')).toMatch(/^req_[0-9a-f]{32}$/);
+      expect(((await res.json()) as { object: string }).object).toBe('chat.completion');
+      const bad = await raw('/v1/chat/completions?trace=1', { body: '{"model":' });
+      expect(bad.status).toBe(400);
+    });
+
     it('404 in the envelope for unknown routes', async () => {
       expect(await raw('/v1/nope', { body: '{}' })).toMatchObject({ status: 404, error: { message: 'Invalid URL (POST /v1/nope)' } });
     });

@@ -41,6 +41,7 @@ describe('UsageRecorder on Postgres', () => {
       retryMinMs: 20,
       retryMaxMs: 200,
       stopTimeoutMs: 1_000,
+      touchIntervalMs: 0,
       logger: { warn: () => undefined, error: () => undefined },
       ...options,
     });

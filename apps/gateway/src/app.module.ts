@@ -12,6 +12,7 @@ import { ShutdownCoordinator } from './lifecycle/shutdown-coordinator';
 import { RateLimiter } from './limits/rate-limiter';
 import { GatewayMetrics } from './metrics/gateway-metrics';
 import { MetricsController } from './metrics/metrics.controller';
+import { FastPath } from './proxy/fast-path';
 import { ModelsService } from './proxy/models.service';
 import { ProxyService } from './proxy/proxy.service';
 import { V1Routes } from './proxy/v1-routes';
@@ -21,7 +22,7 @@ import { UpstreamPool } from './routing/upstream-pool';
 /** The data plane: OpenAI's contract in front of the engine tiers. */
 @Module({})
 export class GatewayModule {
-  static forRoot(config: AppConfig): DynamicModule {
+  static forRoot(config: AppConfig, fastPath: FastPath = new FastPath()): DynamicModule {
     return {
       module: GatewayModule,
       imports: [ConfigModule.forRoot(config), DbModule, RedisModule, UsageModule],
@@ -39,6 +40,7 @@ export class GatewayModule {
         { provide: APP_FILTER, useExisting: OpenAIExceptionFilter },
         ShutdownCoordinator,
         V1Routes,
+        { provide: FastPath, useValue: fastPath },
       ],
     };
   }

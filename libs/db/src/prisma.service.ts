@@ -19,6 +19,11 @@ export class PrismaService extends PrismaClient implements OnApplicationShutdown
     });
   }
 
+  /** One round trip; rejects when Postgres cannot be reached or used. */
+  async ping(): Promise<void> {
+    await this.$queryRaw`SELECT 1`;
+  }
+
   // Last of the shutdown hooks: in-flight requests and usage flushes (before-shutdown hooks) still need it.
   async onApplicationShutdown(): Promise<void> {
     await this.$disconnect();

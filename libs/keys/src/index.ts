@@ -2,3 +2,16 @@ export { API_KEY_PREFIX, mintApiKey, hashApiKey, isWellFormedApiKey } from './ap
 export type { MintedApiKey } from './api-key';
 export { KEY_REVOCATION_CHANNEL } from './revocation';
 export type { KeyRevocationMessage } from './revocation';
+export { ApiKeysService } from './api-keys.service';
+export type { CreateApiKeyInput, CreatedApiKey } from './api-keys.service';
+export { KeysModule } from './keys.module';
+export { KeysError, InvalidArgumentError, ApiKeyNotFoundError, RevocationNotPublishedError } from './keys.errors';
+export {
+  MAX_KEY_NAME_LENGTH,
+  MAX_KEY_LIFETIME_MS,
+  parseKeyName,
+  parseModelIds,
+  parseDuration,
+  parseKeyReference,
+  parseLimit,
+} from './key-input';

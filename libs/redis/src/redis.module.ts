@@ -11,6 +11,8 @@ export function redisOptions(extra: RedisOptions = {}): RedisOptions {
     maxRetriesPerRequest: 1,
     enableOfflineQueue: true,
     connectTimeout: 2_000,
+    // ioredis otherwise keeps a 2 s timer alive after disconnecting a client that never connected
+    disconnectTimeout: 200,
     retryStrategy: (times) => Math.min(times * 100, 2_000),
     ...extra,
   };

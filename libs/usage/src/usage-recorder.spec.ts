@@ -123,6 +123,23 @@ describe('UsageRecorder', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('bumps a key last_used_at at most once per touch interval', async () => {
+    let now = Date.UTC(2030, 0, 1);
+    const r = recorder({ touchIntervalMs: 60_000, clock: { now: () => now } });
+    await r.start();
+    const key = keyIds[0];
+    for (let i = 0; i < 10; i++) r.record(usageEvent({ keyId: key }));
+    await waitFor(() => sink.touches.length === 1, 'the first bump');
+    for (let i = 0; i < 10; i++) r.record(usageEvent({ keyId: key }));
+    await waitFor(() => sink.rows.size === 20, 'the second batch');
+    await ticks(10);
+    expect(sink.touches).toHaveLength(1);
+    now += 60_001;
+    for (let i = 0; i < 10; i++) r.record(usageEvent({ keyId: key }));
+    await waitFor(() => sink.touches.length === 2, 'a bump after the interval');
+    expect(sink.touches[1].ids).toEqual([key]);
+  });
+
   it('flushes as soon as a batch is full, and not on the request path', async () => {
     const r = recorder();
     await r.start();

@@ -33,6 +33,11 @@ export interface UsageRecorderOptions {
   staleClaimMs?: number;
   /** How often the spool is scanned for segments other processes left behind (default 10,000). */
   spoolScanMs?: number;
+  /**
+   * A key's last_used_at is bumped at most once per this period per process (default 60 s): it is shown to
+   * people, and one UPDATE per batch would double the statements the recorder sends.
+   */
+  touchIntervalMs?: number;
   clock?: UsageClock;
   logger?: UsageLogger;
 }
@@ -114,6 +119,8 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
   private readonly writeTimeoutMs: number;
   private readonly stopTimeoutMs: number;
   private readonly spoolScanMs: number;
+  private readonly touchIntervalMs: number;
+  private readonly touchedAt = new Map<string, number>();
   private readonly clock: UsageClock;
   private readonly logger: UsageLogger;
   private readonly spool: UsageSpool;
@@ -164,6 +171,7 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
     this.writeTimeoutMs = options.writeTimeoutMs ?? 10_000;
     this.stopTimeoutMs = options.stopTimeoutMs ?? 3_000;
     this.spoolScanMs = options.spoolScanMs ?? 10_000;
+    this.touchIntervalMs = options.touchIntervalMs ?? 60_000;
     this.clock = options.clock ?? { now: () => Date.now() };
     this.logger = options.logger ?? new Logger('UsageRecorder');
     this.spool = new UsageSpool(options.spoolDir, {
@@ -371,12 +379,22 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
   }
 
   private async touch(rows: readonly UsageEvent[], timeoutMs: number): Promise<void> {
+    const now = this.clock.now();
     const ids = new Set<string>();
     let at = 0;
     for (const row of rows) {
+      if (ids.has(row.keyId)) {
+        at = Math.max(at, row.createdAt.getTime());
+        continue;
+      }
+      const last = this.touchedAt.get(row.keyId);
+      if (last !== undefined && now - last < this.touchIntervalMs) continue;
       ids.add(row.keyId);
       at = Math.max(at, row.createdAt.getTime());
     }
+    if (ids.size === 0) return;
+    if (this.touchedAt.size > 50_000) this.touchedAt.clear(); // bounded: forgetting only means one extra bump
+    for (const id of ids) this.touchedAt.set(id, now);
     try {
       await withTimeout(this.sink.touchLastUsed([...ids], new Date(at)), timeoutMs, 'api key last_used_at bump');
     } catch (err) {

@@ -62,7 +62,6 @@ export class ApiKeyAuthService {
     let entry = this.cache.get(hash);
     // a pushed revocation stands for a full TTL, whatever a lagging Postgres replica may still say
     if (entry === undefined || now - entry.fetchedAt > (entry.key || entry.revoked ? this.ttlMs : this.negativeTtlMs)) {
-      this.metrics.keyCacheMisses.inc();
       entry = await this.load(hash, entry);
     }
     const found = entry.key;
@@ -90,6 +89,7 @@ export class ApiKeyAuthService {
   private load(hash: string, stale: KeyCacheEntry | undefined): Promise<KeyCacheEntry> {
     let pending = this.inflight.get(hash);
     if (pending === undefined) {
+      this.metrics.keyLookups.inc();
       pending = this.keys
         .findAuthByHash(hash)
         .then(

@@ -1,5 +1,7 @@
 import { type ArgumentsHost, Catch, type ExceptionFilter, Inject, Logger } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
+import type { ServerResponse } from 'node:http';
+import type { ApiError } from '@spot/contract';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
 import { internalError, toApiError } from './to-api-error';
@@ -24,15 +26,28 @@ export class OpenAIExceptionFilter implements ExceptionFilter {
 
   /** Answers `reply` with the envelope of `exception` (also the Fastify error handler of the /v1 routes). */
   send(exception: unknown, request: FastifyRequest, reply: FastifyReply, route: string): void {
-    let error = toApiError(exception, request.method, request.url, this.config.GATEWAY_BODY_LIMIT);
-    if (error === null) {
-      this.logger.error(`${request.method} ${request.url.split('?')[0]} [${request.id}] failed`, exception instanceof Error ? exception.stack : String(exception));
-      error = internalError();
-    }
-    this.metrics.countRequest(route, error.status);
+    const error = this.resolve(exception, request.method, request.url, request.id, route);
     if (reply.sent || reply.raw.headersSent) return;
     reply.code(error.status).header('content-type', 'application/json');
     if (error.headers) reply.headers(error.headers);
     void reply.send(JSON.stringify(error.toBody()));
+  }
+
+  /** The same answer written straight to a Node response (the gateway's fast path), unless it has begun. */
+  sendRaw(exception: unknown, method: string, url: string, requestId: string, res: ServerResponse, route: string, headers?: Record<string, string>): void {
+    const error = this.resolve(exception, method, url, requestId, route);
+    if (res.headersSent || res.destroyed) return;
+    res.writeHead(error.status, { 'content-type': 'application/json', 'x-request-id': requestId, ...error.headers, ...headers });
+    res.end(JSON.stringify(error.toBody()));
+  }
+
+  private resolve(exception: unknown, method: string, url: string, requestId: string, route: string): ApiError {
+    let error = toApiError(exception, method, url, this.config.GATEWAY_BODY_LIMIT);
+    if (error === null) {
+      this.logger.error(`${method} ${url.split('?')[0]} [${requestId}] failed`, exception instanceof Error ? exception.stack : String(exception));
+      error = internalError();
+    }
+    this.metrics.countRequest(route, error.status);
+    return error;
   }
 }

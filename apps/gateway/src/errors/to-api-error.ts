@@ -7,6 +7,33 @@ interface FrameworkError {
   message?: unknown;
 }
 
+/** What can be wrong with a request body before it is read as a request. */
+export type BodyProblem = 'invalid_json' | 'empty' | 'too_large' | 'media_type';
+
+const BODY_ERRORS: Readonly<Record<string, BodyProblem>> = {
+  FST_ERR_CTP_INVALID_JSON: 'invalid_json',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'empty',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'media_type',
+};
+
+/** The OpenAI-style answer to a body problem (Fastify's body errors map here too). */
+export function bodyError(problem: BodyProblem, bodyLimit: number): ApiError {
+  switch (problem) {
+    case 'invalid_json':
+    case 'empty':
+      return new ApiError(
+        400,
+        'invalid_request_error',
+        `We could not parse the JSON body of your request. The API expects a JSON payload, but what was sent was not valid JSON.${problem === 'empty' ? ' (The body was empty.)' : ''}`,
+      );
+    case 'too_large':
+      return new ApiError(413, 'invalid_request_error', `Request body too large: the limit is ${bodyLimit} bytes.`, 'request_too_large');
+    case 'media_type':
+      return new ApiError(415, 'invalid_request_error', 'Unsupported Content-Type: send the body as application/json.');
+  }
+}
+
 /**
  * Any error a route can raise, as the {@link ApiError} the client gets: ours as they are, Fastify's body
  * errors (bad JSON, too large, wrong media type) and Nest's HTTP exceptions by status, the rest as 500.
@@ -16,21 +43,8 @@ export function toApiError(err: unknown, method: string, url: string, bodyLimit:
   if (err instanceof ApiError) return err;
   const e = (err ?? {}) as FrameworkError;
   const code = typeof e.code === 'string' ? e.code : '';
-  switch (code) {
-    case 'FST_ERR_CTP_INVALID_JSON':
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new ApiError(
-        400,
-        'invalid_request_error',
-        `We could not parse the JSON body of your request. The API expects a JSON payload, but what was sent was not valid JSON.${code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ? ' (The body was empty.)' : ''}`,
-      );
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new ApiError(413, 'invalid_request_error', `Request body too large: the limit is ${bodyLimit} bytes.`, 'request_too_large');
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new ApiError(415, 'invalid_request_error', 'Unsupported Content-Type: send the body as application/json.');
-    default:
-      break;
-  }
+  const body = BODY_ERRORS[code];
+  if (body !== undefined) return bodyError(body, bodyLimit);
   const status = typeof e.statusCode === 'number' ? e.statusCode : typeof e.status === 'number' ? e.status : 500;
   if (status === 404) return new ApiError(404, 'invalid_request_error', `Invalid URL (${method} ${url.split('?')[0]})`);
   if (status === 405) return new ApiError(405, 'invalid_request_error', `Method not allowed (${method} ${url.split('?')[0]})`);

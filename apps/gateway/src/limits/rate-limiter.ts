@@ -5,38 +5,57 @@ import type { Redis } from 'ioredis';
 import type { AuthedKey } from '../auth/authed-key';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
 
-// One round trip: count the request and its reserved tokens in this minute's window, undo and refuse if
-// either limit is passed. Returns {0} or {1 = requests | 2 = tokens, ms until the window ends}.
-const ADMIT = `
-local r = redis.call('HINCRBY', KEYS[1], 'r', 1)
-local t = redis.call('HINCRBY', KEYS[1], 't', ARGV[1])
-if r == 1 then redis.call('PEXPIRE', KEYS[1], 120000) end
-local rpm = tonumber(ARGV[2])
-local tpm = tonumber(ARGV[3])
-local which = 0
-if rpm > 0 and r > rpm then which = 1 elseif tpm > 0 and t > tpm then which = 2 end
-if which == 0 then return {0, 0} end
-redis.call('HINCRBY', KEYS[1], 'r', -1)
-redis.call('HINCRBY', KEYS[1], 't', -tonumber(ARGV[1]))
-return {which, tonumber(ARGV[4])}
+// One round trip: lease up to ARGV[1] requests and ARGV[2] tokens of this minute's window for this key,
+// at least 1 request and ARGV[3] tokens (the request at hand), within the limits (0 = none).
+// Returns {0, requests granted, tokens granted} or {1 = requests | 2 = tokens exhausted, 0, 0}.
+const LEASE = `
+local r = tonumber(redis.call('HGET', KEYS[1], 'r') or '0')
+local t = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
+local gr = tonumber(ARGV[1])
+local gt = tonumber(ARGV[2])
+local rpm = tonumber(ARGV[4])
+local tpm = tonumber(ARGV[5])
+if rpm > 0 then gr = math.min(gr, rpm - r) end
+if tpm > 0 then gt = math.min(gt, tpm - t) end
+if gr < 1 then return {1, 0, 0} end
+if gt < tonumber(ARGV[3]) then return {2, 0, 0} end
+redis.call('HINCRBY', KEYS[1], 'r', gr)
+redis.call('HINCRBY', KEYS[1], 't', gt)
+redis.call('PEXPIRE', KEYS[1], 120000)
+return {0, gr, gt}
 `;
 
 interface LimiterRedis extends Redis {
-  spotAdmit(key: string, tokens: number, rpm: number, tpm: number, retryMs: number): Promise<[number, number]>;
+  spotLease(key: string, requests: number, tokens: number, need: number, rpm: number, tpm: number): Promise<[number, number, number]>;
+}
+
+/** What this process may still admit for a key in the current window without asking Redis. */
+interface Lease {
+  window: number;
+  requests: number;
+  tokens: number;
+}
+
+/** How much of a limit one lease takes: a twentieth, so replicas share a window fairly. */
+function leaseSize(limit: number, cap: number): number {
+  return limit > 0 ? Math.max(1, Math.min(cap, Math.floor(limit / 20))) : cap;
 }
 
 /**
- * Per-key requests-per-minute and tokens-per-minute limits, shared by every gateway replica through Redis
- * (one atomic script, one round trip). Keys without limits cost nothing. The verdict is a promise so the
- * caller can overlap the round trip with the engine's time to first token; nothing reaches the client
- * before it settles. A key refused for requests is refused locally for the rest of its window (no Redis,
- * no engine). If Redis does not answer the check fails open (counted in a metric): an outage of the
- * limiter must not take the API down.
+ * Per-key requests-per-minute and tokens-per-minute limits, shared by every gateway replica through Redis.
+ * Each replica leases a slice of a key's window (one atomic script, one round trip) and admits from its
+ * lease locally until it runs out, so most requests make no round trip at all; a limit is never exceeded,
+ * since every lease is taken from the shared count first (an unspent lease only lowers what others may
+ * use until the window ends). Keys without limits cost nothing. A verdict that needs Redis is a promise,
+ * which the caller overlaps with the engine's time to first token. A key refused for requests is refused
+ * locally for the rest of its window. If Redis does not answer the check fails open (counted in a metric):
+ * an outage of the limiter must not take the API down.
  */
 @Injectable()
 export class RateLimiter {
   private readonly logger = new Logger(RateLimiter.name);
   private readonly redis: LimiterRedis;
+  private readonly leases = new Map<string, Lease>();
   private readonly refusedUntil = new Map<string, { until: number; error: ApiError }>();
 
   constructor(
@@ -44,7 +63,7 @@ export class RateLimiter {
     private readonly keys: RedisKeys,
     private readonly metrics: GatewayMetrics,
   ) {
-    if (!('spotAdmit' in redis)) redis.defineCommand('spotAdmit', { numberOfKeys: 1, lua: ADMIT });
+    if (!('spotLease' in redis)) redis.defineCommand('spotLease', { numberOfKeys: 1, lua: LEASE });
     this.redis = redis as LimiterRedis;
   }
 
@@ -59,29 +78,47 @@ export class RateLimiter {
   }
 
   /**
-   * Counts a request reserving `tokens`. null: the key has no limits. Otherwise resolves to null when
-   * admitted or to the 429 `rate_limit_exceeded` error (never rejects).
+   * Counts a request reserving `tokens`. null: admitted now (no limits, or within this process's lease).
+   * Otherwise a promise of null (admitted) or of the 429 `rate_limit_exceeded` error; it never rejects.
    */
   admit(key: AuthedKey, tokens: number): Promise<ApiError | null> | null {
     const rpm = key.rpmLimit ?? 0;
     const tpm = key.tpmLimit ?? 0;
     if (rpm <= 0 && tpm <= 0) return null;
     const now = Date.now();
-    const minute = Math.floor(now / 60_000);
-    const retryMs = (minute + 1) * 60_000 - now;
-    return this.redis.spotAdmit(this.keys.key(`rl:${key.id}:${minute}`), tokens, rpm, tpm, retryMs).then(
-      ([which]) => {
-        if (which === 0) return null;
-        const error = refusal(key, which === 1, rpm, tpm, tokens, retryMs);
-        if (which === 1) this.refusedUntil.set(key.id, { until: now + retryMs, error });
-        return error;
-      },
-      (err: unknown) => {
-        this.metrics.limiterErrors.inc();
-        this.logger.warn(`rate limiter unavailable, admitting: ${String(err)}`);
-        return null;
-      },
-    );
+    const window = Math.floor(now / 60_000);
+    let lease = this.leases.get(key.id);
+    if (lease === undefined || lease.window !== window) {
+      if (this.leases.size > 100_000) this.leases.clear();
+      lease = { window, requests: 0, tokens: 0 };
+      this.leases.set(key.id, lease);
+    }
+    if (lease.requests >= 1 && lease.tokens >= tokens) {
+      lease.requests--;
+      lease.tokens -= tokens;
+      return null;
+    }
+    const retryMs = (window + 1) * 60_000 - now;
+    const held = lease;
+    return this.redis
+      .spotLease(this.keys.key(`rl:${key.id}:${window}`), leaseSize(rpm, 100), Math.max(tokens, leaseSize(tpm, 1_000_000)), tokens, rpm, tpm)
+      .then(
+        ([which, requests, granted]) => {
+          if (which === 0) {
+            held.requests += requests - 1;
+            held.tokens += granted - tokens;
+            return null;
+          }
+          const error = refusal(key, which === 1, rpm, tpm, tokens, retryMs);
+          if (which === 1) this.refusedUntil.set(key.id, { until: now + retryMs, error });
+          return error;
+        },
+        (err: unknown) => {
+          this.metrics.limiterErrors.inc();
+          this.logger.warn(`rate limiter unavailable, admitting: ${String(err)}`);
+          return null;
+        },
+      );
   }
 }
 

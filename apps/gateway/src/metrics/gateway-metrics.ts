@@ -39,9 +39,9 @@ export class GatewayMetrics {
     labelNames: ['model', 'tier', 'direction'] as const,
     registers: [this.registry],
   });
-  readonly keyCacheMisses = new Counter({
-    name: 'gateway_key_cache_misses_total',
-    help: 'API key lookups that went to Postgres',
+  readonly keyLookups = new Counter({
+    name: 'gateway_key_lookups_total',
+    help: 'API key lookups that went to Postgres (concurrent misses of one key share a lookup)',
     registers: [this.registry],
   });
   readonly limiterErrors = new Counter({
@@ -77,6 +77,7 @@ export class GatewayMetrics {
   });
 
   private readonly requestChildren = new Map<string, ReturnType<Counter<'route' | 'status'>['labels']>>();
+  private readonly tokenChildren = new Map<string, [ReturnType<Counter<'model' | 'tier' | 'direction'>['labels']>, ReturnType<Counter<'model' | 'tier' | 'direction'>['labels']>]>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'gateway_' });
@@ -88,6 +89,23 @@ export class GatewayMetrics {
     this.usageSpooled.set(stats.spooledEvents);
     this.usageWritten.set(stats.written);
     this.usageFailures.set(stats.failures);
+  }
+
+  /** The duration and time-to-first-byte histograms of a route, labelled once. */
+  routeTimers(route: string): { duration: ReturnType<Histogram<'route'>['labels']>; ttfb: ReturnType<Histogram<'route'>['labels']> } {
+    return { duration: this.duration.labels(route), ttfb: this.ttfb.labels(route) };
+  }
+
+  /** Counts billed tokens; children cached per model and tier. */
+  countTokens(model: string, tier: string, input: number, output: number): void {
+    const id = `${model}\u0000${tier}`;
+    let pair = this.tokenChildren.get(id);
+    if (pair === undefined) {
+      pair = [this.tokens.labels(model, tier, 'input'), this.tokens.labels(model, tier, 'output')];
+      this.tokenChildren.set(id, pair);
+    }
+    if (input > 0) pair[0].inc(input);
+    if (output > 0) pair[1].inc(output);
   }
 
   countRequest(route: string, status: number): void {

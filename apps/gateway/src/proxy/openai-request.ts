@@ -18,7 +18,10 @@ export interface CheckedRequest {
   readonly clientWantsUsage: boolean;
   /** Choices per request (`n`), to estimate tokens of a cut stream. */
   readonly choices: number;
-  /** Prompt tokens estimated from the body's size (used for limits, and for a stream cut before usage). */
+  /**
+   * Prompt tokens estimated from the body's size in bytes, about four a token (used for limits, and for a
+   * stream cut before the engine reported usage). Cheap: nothing is serialised to count.
+   */
   readonly promptTokensEstimate: number;
   /** Worst-case completion tokens (max_tokens or a default), for limits. */
   readonly completionTokensCap: number;
@@ -30,18 +33,12 @@ function missing(param: string): never {
   throw invalidRequest(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
 }
 
-function roughTokens(value: unknown): number {
-  if (typeof value === 'string') return Math.ceil(value.length / 4);
-  if (value === undefined || value === null) return 0;
-  return Math.ceil(JSON.stringify(value).length / 4);
-}
-
 /**
  * Checks what OpenAI rejects before any model runs: a JSON object body, `model`, the operation's required
  * field, `stream_options` only with `stream`. Everything else (tools, response_format, n, logprobs,
  * unknown fields) is the engine's to judge and passes through untouched.
  */
-export function checkRequest(kind: ProxyKind, raw: unknown): CheckedRequest {
+export function checkRequest(kind: ProxyKind, raw: unknown, bodyBytes: number): CheckedRequest {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw invalidRequest('The request body must be a JSON object.');
   }
@@ -51,19 +48,15 @@ export function checkRequest(kind: ProxyKind, raw: unknown): CheckedRequest {
     throw invalidRequest('You must provide a model parameter.', 'model', 'missing_required_parameter');
   }
   if (typeof model !== 'string') throw invalidRequest(`Invalid type for 'model': expected a string.`, 'model', 'invalid_type');
-  let promptTokensEstimate: number;
   if (kind === 'chat') {
     const messages = body.messages;
     if (messages === undefined || messages === null) missing('messages');
     if (!Array.isArray(messages)) throw invalidRequest(`Invalid type for 'messages': expected an array.`, 'messages', 'invalid_type');
     if (messages.length === 0) throw invalidRequest(`Invalid 'messages': empty array. Expected an array with minimum length 1.`, 'messages', 'empty_array');
-    promptTokensEstimate = roughTokens(messages);
   } else if (kind === 'completions') {
     if (body.prompt === undefined || body.prompt === null) missing('prompt');
-    promptTokensEstimate = roughTokens(body.prompt);
   } else {
     if (body.input === undefined || body.input === null) missing('input');
-    promptTokensEstimate = roughTokens(body.input);
   }
   const stream = body.stream === true;
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') {
@@ -82,6 +75,7 @@ export function checkRequest(kind: ProxyKind, raw: unknown): CheckedRequest {
   const n = typeof body.n === 'number' && body.n >= 1 ? Math.floor(body.n) : 1;
   const cap = body.max_completion_tokens ?? body.max_tokens;
   const completionTokensCap = kind === 'embeddings' ? 0 : (typeof cap === 'number' && cap > 0 ? Math.floor(cap) : DEFAULT_COMPLETION_CAP) * n;
+  const promptTokensEstimate = Math.max(1, Math.ceil(bodyBytes / 4));
   return { body, model, stream, clientWantsUsage, choices: n, promptTokensEstimate, completionTokensCap };
 }
 

@@ -12,6 +12,8 @@ import { type TokenUsage, usageFromJsonTail, usageFromObject } from './token-usa
 /** Per-process collaborators of every exchange (singletons, so an exchange holds one reference). */
 export interface ExchangeContext {
   readonly metrics: GatewayMetrics;
+  /** Latency histograms per proxied route, labelled once. */
+  readonly timers: Readonly<Record<ProxyKind, ReturnType<GatewayMetrics['routeTimers']>>>;
   readonly recorder: UsageRecorder;
   /** Called once when an exchange ends, whatever the outcome (shutdown waits on these). */
   readonly onSettled: (exchange: ProxyExchange) => void;
@@ -79,7 +81,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
   private contentEvents = 0;
   private usage: TokenUsage | null = null;
   private firstByteAt = 0;
-  private gate: Gate;
+  private gate = Gate.Open;
   private refusal: ApiError | null = null;
   private heldStatus = 0;
   private heldHeaders: Record<string, string | string[] | undefined> | null = null;
@@ -98,10 +100,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     private readonly req: CheckedRequest,
     private readonly candidates: readonly Candidate[],
     private readonly startedAt: number,
-    admission: Promise<ApiError | null> | null,
   ) {
-    this.gate = admission === null ? Gate.Open : Gate.Pending;
-    if (admission !== null) void admission.then((refusal) => this.onAdmission(refusal));
     this.onDrain = () => this.controller?.resume();
     this.uncork = () => {
       this.corked = false;
@@ -120,6 +119,15 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
   start(): void {
     this.ctx.metrics.inflight.inc();
     this.next();
+  }
+
+  /**
+   * Holds the engine's response until the rate limiter's verdict is in (call right after {@link start},
+   * before any response can arrive: they come on a later turn of the event loop).
+   */
+  awaitAdmission(admission: Promise<ApiError | null>): void {
+    this.gate = Gate.Pending;
+    void admission.then((refusal) => this.onAdmission(refusal));
   }
 
   /** Aborts the engine request (shutdown past its grace period): the client sees an error, not a clean end. */
@@ -379,14 +387,15 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
   }
 
   /**
-   * Engines often send each event in its own TCP segment; writing each on arrival costs a syscall apiece.
-   * Writes made in one event-loop turn leave together (one writev) when the turn ends: no added wait.
+   * Engines often send several events per socket read, and headers come with the first; writing each
+   * costs a syscall apiece. Writes made while handling one read leave together (one writev) as soon as
+   * that handling ends: no added wait.
    */
   private corkUntilNextTurn(): void {
     if (this.corked) return;
     this.corked = true;
     this.res.cork();
-    setImmediate(this.uncork);
+    process.nextTick(this.uncork);
   }
 
   private failMidstream(message: string): void {
@@ -420,8 +429,9 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     const { metrics } = this.ctx;
     metrics.inflight.dec();
     metrics.countRequest(this.kind, status);
-    metrics.duration.labels(this.kind).observe((now - this.startedAt) / 1000);
-    if (this.firstByteAt > 0) metrics.ttfb.labels(this.kind).observe((this.firstByteAt - this.startedAt) / 1000);
+    const timers = this.ctx.timers[this.kind];
+    timers.duration.observe((now - this.startedAt) / 1000);
+    if (this.firstByteAt > 0) timers.ttfb.observe((this.firstByteAt - this.startedAt) / 1000);
     if (billable) this.recordUsage(status, now);
     this.ctx.onSettled(this);
   }
@@ -443,9 +453,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
       prompt = this.req.promptTokensEstimate;
       completion = Math.max(0, this.contentEvents - this.req.choices);
     }
-    const metrics = this.ctx.metrics;
-    if (prompt > 0) metrics.tokens.labels(this.req.model, route.tier, 'input').inc(prompt);
-    if (completion > 0) metrics.tokens.labels(this.req.model, route.tier, 'output').inc(completion);
+    this.ctx.metrics.countTokens(this.req.model, route.tier, prompt, completion);
     this.ctx.recorder.record({
       requestId: this.requestId,
       createdAt: new Date(this.startedAtEpoch),

@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { modelNotFound } from '@spot/contract';
 import { ModelCatalog } from '@spot/tiers';
 import { UsageRecorder } from '@spot/usage';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { ApiKeyAuthService } from '../auth/api-key-auth.service';
 import { RateLimiter } from '../limits/rate-limiter';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
@@ -32,28 +32,43 @@ export class ProxyService {
   ) {
     this.ctx = {
       metrics,
+      timers: { chat: metrics.routeTimers('chat'), completions: metrics.routeTimers('completions'), embeddings: metrics.routeTimers('embeddings') },
       recorder,
       onSettled: (x) => this.settled(x),
       onError: (message) => this.logger.warn(message),
     };
   }
 
-  async handle(kind: ProxyKind, request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const startedAt = performance.now();
-    const key = await this.auth.authenticate(request.headers.authorization);
-    const req = checkRequest(kind, request.body);
+  /**
+   * Checks one request and starts relaying it to `res`. Throws the {@link ApiError} to answer before any
+   * byte is written; `takeOver` runs just before the exchange owns `res`.
+   */
+  async handle(
+    kind: ProxyKind,
+    requestId: string,
+    headers: IncomingHttpHeaders,
+    body: unknown,
+    bodyBytes: number,
+    res: ServerResponse,
+    startedAt: number,
+    takeOver?: () => void,
+  ): Promise<void> {
+    const key = await this.auth.authenticate(headers.authorization);
+    const req = checkRequest(kind, body, bodyBytes);
     const routes = this.catalog.routesFor(req.model);
     if (routes === undefined || (key.allowedModels !== null && !key.allowedModels.has(req.model))) {
       throw modelNotFound(req.model);
     }
     const refused = this.limiter.refusedNow(key);
     if (refused !== null) throw refused;
-    // the limiter's round trip runs while the engine works on the request; no byte reaches the client before it
-    const admission = this.limiter.admit(key, req.promptTokensEstimate + req.completionTokensCap);
-    reply.hijack();
-    const exchange = new ProxyExchange(this.ctx, reply.raw, request.id, key, kind, req, this.pool.candidates(routes), startedAt, admission);
+    takeOver?.();
+    const exchange = new ProxyExchange(this.ctx, res, requestId, key, kind, req, this.pool.candidates(routes), startedAt);
     this.live.add(exchange);
     exchange.start();
+    // the engine request is on the wire first; the limiter's round trip runs during the engine's work and
+    // no byte reaches the client before its verdict
+    const admission = this.limiter.admit(key, req.promptTokensEstimate + req.completionTokensCap);
+    if (admission !== null) exchange.awaitAdmission(admission);
   }
 
   /** Requests being relayed now. */
