@@ -110,13 +110,11 @@ async function main(): Promise<void> {
   execFileSync(process.execPath, [path.join(root, 'scripts/prisma-wasm-migrate.mjs'), 'deploy'], { env, stdio: 'ignore' });
   const slug = `bench-${randomUUID().slice(0, 8)}`;
   cli(['org', 'create', slug], env);
-  const key = cli(['key', 'create', '--org', slug, '--name', 'bench'], env);
+  // limits on (default): high enough never to refuse, so the limiter runs on every request without refusing
+  const limits = values.limits === 'off' ? [] : ['--rpm', '100000000', '--tpm', '2000000000'];
+  const key = cli(['key', 'create', '--org', slug, '--name', 'bench', ...limits], env);
   const db = new pg.Client({ connectionString: DATABASE_URL });
   await db.connect();
-  // limits on, set high enough never to refuse: the Redis check runs on every request
-  if (values.limits !== 'off') {
-    await db.query('UPDATE api_keys SET rpm_limit = 100000000, tpm_limit = 2000000000 WHERE prefix = $1', [key.split('-').slice(0, 3).join('-')]);
-  }
 
   const sim = start('sim', path.join(dist, 'apps/vllm-sim/src/main.js'), ['--port', String(simPort), '--models', 'bench-upstream', '--output-tokens', String(TOKENS)], env);
   const profileDir = values['profile-gateway'];
