@@ -1,0 +1,311 @@
+// `npm start` after the build: checks Postgres and Redis, migrates, then runs the embedded demo tier (vllm-sim),
+// the gateway, the console and the worker as child processes, waits until they answer, and prints how to use them.
+// Ctrl-C (SIGINT) or SIGTERM stops everything gracefully; if any child dies, the others are stopped too.
+//
+// Environment (besides what the apps read themselves, see README): DATABASE_URL, REDIS_URL, GATEWAY_PORT,
+// CONSOLE_PORT, SIM_PORT, TIERS_FILE as for the apps; DEMO_TIER=0 to not run the embedded demo tier;
+// START_READY_TIMEOUT_MS (default 30000); START_STOP_TIMEOUT_MS (default 30000); NO_COLOR / FORCE_COLOR.
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import {
+  DEFAULT_DATABASE_URL,
+  DEFAULT_REDIS_URL,
+  checkServices,
+  demoTierModels,
+  formatServiceFailures,
+  isPortInUse,
+  probeHost,
+  waitForHttp,
+} from './check-services.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Like the apps' config: an empty variable counts as unset. */
+const env = (name, fallback) => (process.env[name] === undefined || process.env[name] === '' ? fallback : process.env[name]);
+const intEnv = (name, fallback) => {
+  const v = Number(env(name, fallback));
+  if (!Number.isInteger(v) || v < 0) fail(`${name}=${JSON.stringify(process.env[name])} is not a whole number`);
+  return v;
+};
+
+const useColor = process.env.NO_COLOR ? false : Boolean(process.env.FORCE_COLOR) || Boolean(process.stdout.isTTY);
+const paint = (code) => (s) => (useColor ? `\x1b[${code}m${s}\x1b[0m` : s);
+const bold = paint('1');
+const dim = paint('2');
+const red = paint('31');
+const colors = { start: paint('1'), migrate: paint('90'), 'demo-tier': paint('35'), gateway: paint('36'), console: paint('32'), worker: paint('33') };
+const labelWidth = Math.max(...Object.keys(colors).map((n) => n.length)) + 2;
+const label = (name) => (colors[name] ?? paint('34'))(`[${name}]`.padEnd(labelWidth));
+
+function say(message) {
+  for (const line of String(message).split('\n')) process.stdout.write(`${label('start')} ${line}\n`);
+}
+function warn(message) {
+  for (const line of String(message).split('\n')) process.stderr.write(`${label('start')} ${red(line)}\n`);
+}
+function fail(message, code = 1) {
+  warn(message);
+  process.exit(code);
+}
+
+const config = {
+  databaseUrl: env('DATABASE_URL', DEFAULT_DATABASE_URL),
+  redisUrl: env('REDIS_URL', DEFAULT_REDIS_URL),
+  gatewayHost: probeHost(env('GATEWAY_HOST', '0.0.0.0')),
+  gatewayPort: intEnv('GATEWAY_PORT', 8080),
+  consoleHost: probeHost(env('CONSOLE_HOST', '0.0.0.0')),
+  consolePort: intEnv('CONSOLE_PORT', 8081),
+  simPort: intEnv('SIM_PORT', 8090),
+  tiersFile: path.resolve(env('TIERS_FILE', 'tiers.yaml')),
+  demoTier: !['0', 'false', 'no', 'off'].includes(String(env('DEMO_TIER', '1')).toLowerCase()),
+  readyTimeoutMs: intEnv('START_READY_TIMEOUT_MS', 30_000),
+  stopTimeoutMs: intEnv('START_STOP_TIMEOUT_MS', 30_000),
+};
+const childEnv = {
+  ...process.env,
+  DATABASE_URL: config.databaseUrl,
+  REDIS_URL: config.redisUrl,
+  TIERS_FILE: config.tiersFile,
+  SIM_PORT: String(config.simPort),
+};
+
+// ---------------------------------------------------------------------------------------------- children
+
+/** @type {Map<string, import('node:child_process').ChildProcess>} running children by name */
+const children = new Map();
+let stopping = false;
+
+function pipeLines(stream, name, out) {
+  const rl = readline.createInterface({ input: stream, crlfDelay: Infinity });
+  rl.on('line', (line) => out.write(`${label(name)} ${line}\n`));
+}
+
+/** Spawns `node <args>` in the repo root with prefixed output; `onExit` runs when it ends. */
+function run(name, args, onExit) {
+  const child = spawn(process.execPath, args, {
+    cwd: root,
+    env: childEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // Own process group: a Ctrl-C in the terminal reaches only us, and we send each child one SIGTERM.
+    detached: true,
+  });
+  children.set(name, child);
+  pipeLines(child.stdout, name, process.stdout);
+  pipeLines(child.stderr, name, process.stderr);
+  child.once('error', (err) => {
+    warn(`${name}: cannot start: ${err.message}`);
+  });
+  child.once('exit', (code, signal) => {
+    children.delete(name);
+    onExit?.(code, signal);
+  });
+  return child;
+}
+
+/** Runs `node <args>` to completion; resolves with its exit code. */
+function runOnce(name, args) {
+  return new Promise((resolve) => {
+    const child = run(name, args, (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+    child.once('error', () => resolve(1));
+  });
+}
+
+/** Starts a long-running app; its unexpected exit stops everything. */
+function runService(name, args) {
+  return run(name, args, (code, signal) => {
+    if (stopping) return;
+    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    void shutdown(`${name} ${how} unexpectedly; stopping the others.`, 1);
+  });
+}
+
+function waitForExit(child, ms) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+/** SIGTERMs every child, waits for them (bounded), SIGKILLs stragglers, and exits with `code`. */
+async function shutdown(reason, code) {
+  if (stopping) return;
+  stopping = true;
+  if (code === 0) say(reason);
+  else warn(reason);
+  const running = [...children.entries()];
+  for (const [, child] of running) child.kill('SIGTERM');
+  const results = await Promise.all(running.map(([, child]) => waitForExit(child, config.stopTimeoutMs)));
+  running.forEach(([name, child], i) => {
+    if (!results[i]) {
+      warn(`${name} did not stop within ${config.stopTimeoutMs} ms; killing it.`);
+      child.kill('SIGKILL');
+    }
+  });
+  process.exit(code);
+}
+
+process.on('SIGINT', () => {
+  if (stopping) {
+    // Second Ctrl-C: do not wait any longer.
+    for (const child of children.values()) child.kill('SIGKILL');
+    process.exit(130);
+  }
+  process.stdout.write('\n');
+  void shutdown('Stopping (SIGINT)…', 0);
+});
+process.on('SIGTERM', () => void shutdown('Stopping (SIGTERM)…', 0));
+// Last resort: never leave children behind when we exit.
+process.on('exit', () => {
+  for (const child of children.values()) child.kill('SIGKILL');
+});
+
+// ------------------------------------------------------------------------------------------------- steps
+
+function entry(app) {
+  const file = path.join(root, 'dist/apps', app, 'src/main.js');
+  if (!existsSync(file)) fail(`${path.relative(root, file)} is missing: build first (npm start does: npm run build).`);
+  return path.relative(root, file);
+}
+
+function readDemoTier() {
+  if (!config.demoTier) return { models: [], tiers: [], ids: [], skipped: 'DEMO_TIER=0' };
+  let doc;
+  try {
+    doc = parseYaml(readFileSync(config.tiersFile, 'utf8'));
+  } catch (err) {
+    fail(`Cannot read the tiers file ${config.tiersFile} (TIERS_FILE): ${err.message}`);
+  }
+  const demo = demoTierModels(doc, config.simPort);
+  return demo.tiers.length ? demo : { ...demo, skipped: `no tier in ${path.relative(root, config.tiersFile) || config.tiersFile} points at 127.0.0.1:${config.simPort}` };
+}
+
+function firstModelId() {
+  try {
+    const doc = parseYaml(readFileSync(config.tiersFile, 'utf8'));
+    return doc?.tiers?.[0]?.models?.[0]?.id;
+  } catch {
+    return undefined;
+  }
+}
+
+function banner(demo) {
+  const gatewayRoot = `http://${config.gatewayHost}:${config.gatewayPort}`;
+  const base = `${gatewayRoot}/v1`;
+  const consoleUrl = `http://${config.consoleHost}:${config.consolePort}/`;
+  const model = demo.ids[0] ?? firstModelId() ?? 'MODEL';
+  const lines = [
+    '',
+    bold('spotinference is up.'),
+    `  OpenAI base URL   ${bold(base)}`,
+    `  console           ${consoleUrl}`,
+    `  metrics           ${gatewayRoot}/metrics   (readiness ${gatewayRoot}/readyz)`,
+    demo.tiers.length
+      ? `  demo tier         http://127.0.0.1:${config.simPort} (vllm-sim, tier ${demo.tiers.join(', ')}: ${demo.ids.join(', ')})`
+      : `  demo tier         not started (${demo.skipped})`,
+    '',
+    'Mint an API key (in another terminal):',
+    '  npm run cli -- org create demo',
+    '  npm run cli -- key create --org demo        # prints the key (sk-...) once, on its last line',
+    '  export SPOT_API_KEY=sk-...',
+    '',
+    'Call it:',
+    `  curl ${base}/chat/completions \\`,
+    '    -H "Authorization: Bearer $SPOT_API_KEY" -H "Content-Type: application/json" \\',
+    `    -d '{"model":"${model}","messages":[{"role":"user","content":"Hello"}]}'`,
+    '',
+    'Or with the openai SDK (Node):',
+    "  import OpenAI from 'openai';",
+    `  const client = new OpenAI({ baseURL: '${base}', apiKey: process.env.SPOT_API_KEY });`,
+    `  const r = await client.chat.completions.create({ model: '${model}', messages: [{ role: 'user', content: 'Hello' }] });`,
+    '',
+    dim('Ctrl-C stops everything.'),
+    '',
+  ];
+  for (const line of lines) process.stdout.write(`${line}\n`);
+}
+
+async function main() {
+  // (a) Postgres and Redis, fast.
+  say(`Checking Postgres and Redis…`);
+  const results = await checkServices({ databaseUrl: config.databaseUrl, redisUrl: config.redisUrl, timeoutMs: 2000 });
+  const failures = formatServiceFailures(results);
+  if (failures) fail(failures);
+  for (const r of results) if (r.note) say(`${r.name}: ${r.note}`);
+
+  // Fail early and clearly on ports someone else holds (e.g. a previous `npm start` still running).
+  const demo = readDemoTier();
+  const ports = [
+    ['gateway', config.gatewayHost, config.gatewayPort, 'GATEWAY_PORT'],
+    ['console', config.consoleHost, config.consolePort, 'CONSOLE_PORT'],
+    ...(demo.tiers.length ? [['demo-tier', '127.0.0.1', config.simPort, 'SIM_PORT (or DEMO_TIER=0 to use what runs there as the tier)']] : []),
+  ];
+  const busy = [];
+  for (const [name, host, port, how] of ports) {
+    if (await isPortInUse(port, host)) busy.push(`port ${port} (${name}) is already in use on ${host}: stop what holds it, or set ${how}.`);
+  }
+  if (busy.length) fail(busy.join('\n'));
+
+  // Every entry point, before anything starts.
+  const entries = {
+    sim: demo.tiers.length ? entry('vllm-sim') : undefined,
+    gateway: entry('gateway'),
+    console: entry('console'),
+    worker: entry('worker'),
+  };
+
+  // (b) Migrations (creates the database if missing; idempotent).
+  say('Migrating the database…');
+  const migrated = await runOnce('migrate', ['scripts/prisma-wasm-migrate.mjs', 'deploy']);
+  if (migrated !== 0) fail(`Migrations failed (exit code ${migrated}); nothing was started.`);
+  if (stopping) return;
+
+  // (c) The demo tier first, so that the gateway finds its upstream healthy.
+  if (entries.sim) {
+    say(`Starting the demo tier (vllm-sim on :${config.simPort}, serving ${demo.models.join(', ')})…`);
+    const sim = runService('demo-tier', [entries.sim, '--host', '127.0.0.1', '--port', String(config.simPort), '--models', demo.models.join(',')]);
+    const up = await waitForHttp(`http://127.0.0.1:${config.simPort}/health`, {
+      timeoutMs: config.readyTimeoutMs,
+      shouldStop: () => stopping || sim.exitCode !== null || sim.signalCode !== null,
+    });
+    if (stopping) return;
+    if (!up.ok) {
+      return shutdown(`The demo tier did not come up: GET ${up.url} gave no 2xx within ${Math.round(config.readyTimeoutMs / 1000)} s (last: ${up.error}).`, 1);
+    }
+  } else {
+    say(`Not starting the demo tier: ${demo.skipped}.`);
+  }
+
+  say('Starting gateway, console and worker…');
+  const gateway = runService('gateway', [entries.gateway]);
+  const consoleApp = runService('console', [entries.console]);
+  runService('worker', [entries.worker]);
+
+  const exited = (c) => () => stopping || c.exitCode !== null || c.signalCode !== null;
+  const [g, c] = await Promise.all([
+    waitForHttp(`http://${config.gatewayHost}:${config.gatewayPort}/readyz`, { timeoutMs: config.readyTimeoutMs, shouldStop: exited(gateway) }),
+    waitForHttp(`http://${config.consoleHost}:${config.consolePort}/healthz`, { timeoutMs: config.readyTimeoutMs, shouldStop: exited(consoleApp) }),
+  ]);
+  if (stopping) return;
+  const notUp = [
+    ...(g.ok ? [] : [`the gateway (GET ${g.url}: ${g.error ?? 'no answer'})`]),
+    ...(c.ok ? [] : [`the console (GET ${c.url}: ${c.error ?? 'no answer'})`]),
+  ];
+  if (notUp.length) {
+    return shutdown(`Not ready within ${Math.round(config.readyTimeoutMs / 1000)} s: ${notUp.join(' and ')}. Stopping everything.`, 1);
+  }
+
+  // (d)
+  banner(demo);
+}
+
+main().catch((err) => {
+  void shutdown(`start failed: ${err?.stack ?? err}`, 1);
+});
