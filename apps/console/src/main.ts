@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
-import { ConfigError, loadConfig } from '@spot/config';
-import { createConsoleApp, nestLogLevels } from './console-app';
+import { ConfigError, loadConfig, nestLogLevels } from '@spot/config';
+import { createConsoleApp } from './console-app';
 
 async function bootstrap(): Promise<void> {
   // Read here only for the log level and the address; ConfigModule serves the same config to the app.

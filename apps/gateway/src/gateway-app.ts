@@ -1,6 +1,6 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
-import type { AppConfig } from '@spot/config';
+import { type AppConfig, nestLogLevels } from '@spot/config';
 import { GatewayModule } from './app.module';
 import { FastPath } from './proxy/fast-path';
 import { newRequestId } from './proxy/request-id';
@@ -19,7 +19,7 @@ export async function createGatewayApp(config: AppConfig, options: { logger?: bo
     return503OnClosing: true,
   });
   const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.forRoot(config, fastPath), adapter, {
-    logger: options.logger === false ? false : config.LOG_LEVEL === 'silent' ? false : undefined,
+    logger: options.logger === false ? false : nestLogLevels(config.LOG_LEVEL),
     abortOnError: false,
   });
   return app;

@@ -1,24 +1,13 @@
-import type { LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { ConfigError, loadConfig, type AppConfig } from '@spot/config';
+import { ConfigError, loadConfig, nestLogLevels } from '@spot/config';
 import { AppModule } from './app.module';
-
-const LEVELS: Record<AppConfig['LOG_LEVEL'], LogLevel[] | false> = {
-  trace: ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'],
-  debug: ['fatal', 'error', 'warn', 'log', 'debug'],
-  info: ['fatal', 'error', 'warn', 'log'],
-  warn: ['fatal', 'error', 'warn'],
-  error: ['fatal', 'error'],
-  fatal: ['fatal'],
-  silent: false,
-};
 
 async function bootstrap(): Promise<void> {
   // Read here only for the log level and the grace period; ConfigModule serves the same config to the app.
   const config = loadConfig();
   // Creating the context initializes it: WorkerLifecycle checks Postgres and Redis before this returns.
   const app = await NestFactory.createApplicationContext(AppModule, {
-    logger: LEVELS[config.LOG_LEVEL],
+    logger: nestLogLevels(config.LOG_LEVEL),
     abortOnError: false,
   });
   // On SIGTERM/SIGINT: close every module (connections, later the queue workers), then exit 0.

@@ -1,16 +1,10 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
-import { APP_CONFIG, type AppConfig } from '@spot/config';
+import { APP_CONFIG, type AppConfig, redactUrl } from '@spot/config';
 import { PrismaService } from '@spot/db';
 import { REDIS } from '@spot/redis';
 import { Redis } from 'ioredis';
 
 const STARTUP_TIMEOUT_MS = 5_000;
-
-function redactUrl(raw: string): string {
-  const url = new URL(raw);
-  if (url.password) url.password = '***';
-  return url.toString();
-}
 
 function within<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

@@ -1,7 +1,8 @@
 import type { PrismaService } from '@spot/db';
 import type { Redis } from 'ioredis';
 import { ServiceUnreachableError } from '../cli.errors';
-import { assertReachable, redactUrl } from './connectivity';
+import { redactUrl } from '@spot/config';
+import { assertReachable } from './connectivity';
 
 describe('redactUrl', () => {
   it('masks a password and keeps the rest', () => {

@@ -1,17 +1,7 @@
 import type { PrismaService } from '@spot/db';
+import { redactUrl } from '@spot/config';
 import type { Redis } from 'ioredis';
 import { ServiceUnreachableError } from '../cli.errors';
-
-/** A URL fit to print: the password, if any, masked. */
-export function redactUrl(raw: string): string {
-  try {
-    const url = new URL(raw);
-    if (url.password) url.password = '***';
-    return url.toString();
-  } catch {
-    return '<unparseable URL>';
-  }
-}
 
 function within<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

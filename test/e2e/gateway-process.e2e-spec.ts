@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -25,6 +25,31 @@ function freePort(): Promise<number> {
     srv.on('error', fail);
   });
 }
+
+describe('gateway process: bad configuration stops it at boot, naming what is wrong', () => {
+  function boot(env: Record<string, string>) {
+    return spawnSync(process.execPath, [MAIN], { env: { ...process.env, GATEWAY_PORT: '0', ...env }, encoding: 'utf8', timeout: 15_000 });
+  }
+
+  it('an invalid tiers file: the path and the offending field', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gw-bad-'));
+    const file = join(dir, 'tiers.yaml');
+    writeFileSync(file, 'tiers:\n  - name: a\n    kind: cheap\n    endpoints: [http://127.0.0.1:1]\n    models: [{ id: m, price: { input_per_mtok: 1, output_per_mtok: 1 } }]\n');
+    const run = boot({ TIERS_FILE: file });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain(`${file}: invalid tiers file`);
+    expect(run.stderr).toContain('tiers[0].kind');
+  });
+
+  it('a missing tiers file and a bad variable', () => {
+    const missing = boot({ TIERS_FILE: '/nonexistent/tiers.yaml' });
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain('/nonexistent/tiers.yaml: cannot read tiers file (ENOENT)');
+    const badPort = boot({ GATEWAY_PORT: 'http' });
+    expect(badPort.status).toBe(1);
+    expect(badPort.stderr).toMatch(/GATEWAY_PORT="http"/);
+  });
+});
 
 describe('gateway process: graceful stop on SIGTERM', () => {
   const config = loadConfig(process.env);
