@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '@spot/config';
@@ -10,21 +9,11 @@ import { mintApiKey } from '@spot/keys';
 import OpenAI from 'openai';
 import { type SimServer, startSim } from '../../apps/vllm-sim/src/sim-server';
 import { CHAT_MODEL, CHAT_UPSTREAM, tiersYaml } from '../support/gateway-stack';
+import { freePort } from '../support/free-port';
 
 // The real process: SIGTERM must drain streams, flush usage and exit 0. Runs the build in dist/ (npm test builds first).
 const MAIN = resolve(__dirname, '../../dist/apps/gateway/src/main.js');
 const messages = [{ role: 'user' as const, content: 'a long answer please' }];
-
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => ok(port));
-    });
-    srv.on('error', fail);
-  });
-}
 
 describe('gateway process: bad configuration stops it at boot, naming what is wrong', () => {
   function boot(env: Record<string, string>) {

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { type Server, type Socket, createServer } from 'node:net';
 import { resolve } from 'node:path';
+import { freePort } from '../support/free-port';
 
 // `npm start` (scripts/start.mjs) must never hang on a service that is down: each check is bounded, and a failure
 // names the service, its URL and how to start it. Against the real Postgres and Redis of the test environment.
@@ -26,18 +27,6 @@ interface CheckServicesModule {
 const ROOT = resolve(__dirname, '../..');
 // A computed specifier: TypeScript types it as any (the .mjs has no declarations), swc turns it into require().
 const MODULE_PATH = resolve(ROOT, 'scripts/check-services.mjs');
-
-/** A port nothing listens on (bound, then closed again). */
-function closedPort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => ok(port));
-    });
-    srv.on('error', fail);
-  });
-}
 
 /** A server that accepts connections and never says a word: the "hangs" case. */
 async function silentServer(): Promise<{ port: number; close(): Promise<void> }> {
@@ -85,7 +74,7 @@ describe('scripts/check-services.mjs (the checks of npm start)', () => {
   });
 
   it('reports a Redis on a closed port by name and URL, at once', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const url = `redis://127.0.0.1:${port}`;
     const r = await m.checkRedis(url, { timeoutMs: 2000 });
     expect(r).toMatchObject({ name: 'redis', ok: false });
@@ -99,7 +88,7 @@ describe('scripts/check-services.mjs (the checks of npm start)', () => {
   });
 
   it('reports a Postgres on a closed port by name and URL, at once', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const url = `postgresql://postgres@127.0.0.1:${port}/spotinference`;
     const r = await m.checkPostgres(url, { timeoutMs: 2000 });
     expect(r).toMatchObject({ name: 'postgres', ok: false });
@@ -132,7 +121,7 @@ describe('scripts/check-services.mjs (the checks of npm start)', () => {
   });
 
   it('never prints a password', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const r = await m.checkPostgres(`postgresql://postgres:hunter2@127.0.0.1:${port}/x`, { timeoutMs: 1000 });
     expect(r.url).toBe(`postgresql://postgres:***@127.0.0.1:${port}/x`);
     expect(m.formatServiceFailures([r])).not.toContain('hunter2');
@@ -145,7 +134,7 @@ describe('scripts/check-services.mjs (the checks of npm start)', () => {
   });
 
   it('waitForHttp is bounded and names the last error', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const started = Date.now();
     const r = await m.waitForHttp(`http://127.0.0.1:${port}/readyz`, { timeoutMs: 600, intervalMs: 100 });
     expect(r.ok).toBe(false);
@@ -172,7 +161,7 @@ describe('scripts/check-services.mjs (the checks of npm start)', () => {
 
 describe('npm start with Postgres or Redis down', () => {
   it('says which one, and exits 1 quickly instead of hanging', async () => {
-    const [pgPort, redisPort] = [await closedPort(), await closedPort()];
+    const [pgPort, redisPort] = [await freePort(), await freePort()];
     const started = Date.now();
     const { code, output } = await new Promise<{ code: number | null; output: string }>((ok, fail) => {
       const child = spawn(process.execPath, [resolve(ROOT, 'scripts/start.mjs')], {
