@@ -19,6 +19,7 @@ const common = {
   setupFiles: ['<rootDir>/test/support/setup-env.ts'],
 };
 module.exports = {
+  testTimeout: 30000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/apps/**/*.spec.ts', '<rootDir>/libs/**/*.spec.ts'] },
     {

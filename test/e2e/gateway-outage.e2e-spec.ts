@@ -2,6 +2,7 @@ import { loadConfig } from '@spot/config';
 import { PrismaService, UsageEventsRepository } from '@spot/db';
 import OpenAI from 'openai';
 import { CHAT_MODEL, type GatewayStack, startGatewayStack } from '../support/gateway-stack';
+import { freePort } from '../support/free-port';
 import { PgProxy } from '../support/pg-proxy';
 
 const messages = [{ role: 'user' as const, content: 'hi' }];
@@ -51,5 +52,20 @@ describe('gateway: a Postgres outage', () => {
     }
     expect(rows.map((r) => r.requestId).sort()).toEqual([...ids].sort());
     expect(rows.every((r) => r.status === 200 && r.completionTokens > 0)).toBe(true);
+  });
+});
+
+describe('gateway: Redis unreachable', () => {
+  it('stays alive but reports not ready, so a load balancer sends traffic elsewhere', async () => {
+    const port = await freePort();
+    const s = await startGatewayStack({ REDIS_URL: `redis://127.0.0.1:${port}` });
+    try {
+      expect((await fetch(`${s.url}/healthz`)).status).toBe(200);
+      const ready = await fetch(`${s.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toMatchObject({ status: 'not_ready' });
+    } finally {
+      await s.close();
+    }
   });
 });

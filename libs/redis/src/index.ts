@@ -1,1 +1,1 @@
-export { RedisModule, REDIS, RedisKeys, redisOptions } from './redis.module';
+export { RedisModule, REDIS, RedisKeys, redisOptions, closeRedis } from './redis.module';

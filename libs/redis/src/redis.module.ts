@@ -18,6 +18,12 @@ export function redisOptions(extra: RedisOptions = {}): RedisOptions {
   };
 }
 
+/** Closes a client: QUIT when connected (pending replies arrive), at once otherwise (QUIT would wait for a connection). */
+export async function closeRedis(redis: Redis): Promise<void> {
+  if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect());
+  else redis.disconnect();
+}
+
 /** Builds `prefix + name` Redis keys and channels from the configured REDIS_PREFIX. */
 @Injectable()
 export class RedisKeys {
@@ -33,7 +39,7 @@ class RedisCloser implements OnApplicationShutdown {
   constructor(@Inject(REDIS) private readonly redis: Redis) {}
 
   async onApplicationShutdown(): Promise<void> {
-    await this.redis.quit().catch(() => this.redis.disconnect());
+    await closeRedis(this.redis);
   }
 }
 

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { KEY_REVOCATION_CHANNEL, type KeyRevocationMessage } from '@spot/keys';
-import { RedisKeys, redisOptions } from '@spot/redis';
+import { closeRedis, RedisKeys, redisOptions } from '@spot/redis';
 import { Redis } from 'ioredis';
 import { ApiKeyAuthService } from './api-key-auth.service';
 
@@ -43,7 +43,7 @@ export class KeyRevocationSubscriber implements OnModuleInit, OnApplicationShutd
   async onApplicationShutdown(): Promise<void> {
     const sub = this.subscriber;
     this.subscriber = null;
-    if (sub) await sub.quit().catch(() => sub.disconnect());
+    if (sub) await closeRedis(sub);
   }
 
   private onMessage(payload: string): void {
