@@ -135,8 +135,10 @@ async function main(): Promise<void> {
     const gatewayBody = bodyFor('bench-model');
     const headers = { 'content-type': 'application/json', authorization: `Bearer ${key}` };
 
-    const one = async (target: Sample['target'], scheduled: number): Promise<Sample> => {
+    const one = async (target: Sample['target'], due: number): Promise<Sample> => {
       const pool = target === 'direct' ? direct : viaGateway;
+      // from the scheduled time when late (open loop: no coordinated omission), from the send when a timer fired early
+      const scheduled = Math.max(due, performance.now());
       let ttfb = 0;
       try {
         const res = await pool.request({ method: 'POST', path: '/v1/chat/completions', headers, body: target === 'direct' ? directBody : gatewayBody });
@@ -145,9 +147,9 @@ async function main(): Promise<void> {
           if (ttfb === 0) ttfb = performance.now() - scheduled;
           text += chunk;
         }
-        return { target, at: scheduled, ttfb, total: performance.now() - scheduled, ok: res.statusCode === 200 && text.endsWith('data: [DONE]\n\n') };
+        return { target, at: due, ttfb, total: performance.now() - scheduled, ok: res.statusCode === 200 && text.endsWith('data: [DONE]\n\n') };
       } catch {
-        return { target, at: scheduled, ttfb, total: performance.now() - scheduled, ok: false };
+        return { target, at: due, ttfb, total: performance.now() - scheduled, ok: false };
       }
     };
 

@@ -6,6 +6,12 @@ import { CHAT_MODEL, type GatewayStack, startGatewayStack } from '../support/gat
 
 const messages = [{ role: 'user' as const, content: 'hi' }];
 
+/** Limits count per clock minute: start a limit test with time left in the window. */
+async function freshWindow(needMs = 5_000): Promise<void> {
+  const left = 60_000 - (Date.now() % 60_000);
+  if (left < needMs) await new Promise((r) => setTimeout(r, left + 50));
+}
+
 describe('gateway: keys and limits', () => {
   let s: GatewayStack;
   let redis: Redis;
@@ -56,6 +62,27 @@ describe('gateway: keys and limits', () => {
     });
   });
 
+  it('re-checks a warm key behind the request once its TTL passes: a revocation missed by pub/sub still lands', async () => {
+    const short = await startGatewayStack({ KEY_CACHE_TTL_MS: '150' });
+    try {
+      const { key, id } = await short.newKey();
+      const client = new OpenAI({ baseURL: short.baseURL, apiKey: key, maxRetries: 0 });
+      await client.models.list(); // warm
+      await short.app.get(ApiKeysRepository).revoke(id, new Date()); // no pub/sub message
+      await new Promise((r) => setTimeout(r, 200));
+      // past the TTL the cached answer is served once more while Postgres is asked behind the request
+      await expect(client.models.list()).resolves.toBeDefined();
+      const deadline = Date.now() + 2000;
+      let status = 200;
+      while (status === 200 && Date.now() < deadline) {
+        status = await client.models.list().then(() => 200, (e: { status: number }) => e.status);
+      }
+      expect(status).toBe(401);
+    } finally {
+      await short.close();
+    }
+  });
+
   it('a key revoked in Postgres is refused on first use (cold cache)', async () => {
     const { key, id } = await s.newKey();
     await s.app.get(ApiKeysRepository).revoke(id, new Date());
@@ -66,6 +93,7 @@ describe('gateway: keys and limits', () => {
   it('enforces a per-key requests-per-minute limit with 429 rate_limit_exceeded and retry-after-ms', async () => {
     const { key } = await s.newKey({ rpmLimit: 2 });
     const client = new OpenAI({ baseURL: s.baseURL, apiKey: key, maxRetries: 0 });
+    await freshWindow();
     await client.chat.completions.create({ model: CHAT_MODEL, messages });
     await client.chat.completions.create({ model: CHAT_MODEL, messages });
     const err = await client.chat.completions.create({ model: CHAT_MODEL, messages }).catch((e: unknown) => e);
@@ -85,17 +113,18 @@ describe('gateway: keys and limits', () => {
   });
 
   it('overlaps the limit check with the engine: a refusal aborts the engine request and nothing reaches the client', async () => {
-    const slow = await startGatewayStack({}, { ttftMs: 300 });
+    const slow = await startGatewayStack({}, { ttftMs: 2_000 });
     try {
       await slow.client.chat.completions.create({ model: CHAT_MODEL, messages }); // a warm connection to the engine
       const { key } = await slow.newKey({ tpmLimit: 50 });
       const client = new OpenAI({ baseURL: slow.baseURL, apiKey: key, maxRetries: 0 });
       await client.models.list(); // a warm key: the refusal below comes from Redis, not from a Postgres read
+      await freshWindow();
       const t0 = Date.now();
       const err = await client.chat.completions.create({ model: CHAT_MODEL, messages, max_tokens: 100, stream: true }).catch((e: unknown) => e);
       expect(err).toMatchObject({ status: 429, type: 'tokens' });
-      expect(Date.now() - t0).toBeLessThan(250); // the refusal did not wait for the engine's first token
-      await new Promise((r) => setTimeout(r, 500)); // past the engine's time to first token
+      expect(Date.now() - t0).toBeLessThan(1_500); // the refusal did not wait for the engine's first token (2 s)
+      await new Promise((r) => setTimeout(r, 2_200 - (Date.now() - t0))); // past the engine's time to first token
       // the engine got the request at once, and it was aborted when the refusal came in
       expect(slow.sim.stats).toMatchObject({ requests: 2, completed: 1, aborted: 1 });
     } finally {
@@ -107,8 +136,7 @@ describe('gateway: keys and limits', () => {
     const other = await startGatewayStack({ REDIS_PREFIX: s.config.REDIS_PREFIX });
     try {
       const { key } = await s.newKey({ rpmLimit: 25 });
-      const msLeft = 60_000 - (Date.now() % 60_000);
-      if (msLeft < 5_000) await new Promise((r) => setTimeout(r, msLeft + 50)); // all in one limit window
+      await freshWindow();
       const clients = [s, other].map((g) => new OpenAI({ baseURL: g.baseURL, apiKey: key, maxRetries: 0 }));
       const outcomes = await Promise.all(
         Array.from({ length: 60 }, (_, i) =>
@@ -128,6 +156,7 @@ describe('gateway: keys and limits', () => {
   it('enforces a tokens-per-minute limit on the reserved worst case', async () => {
     const { key } = await s.newKey({ tpmLimit: 100 });
     const client = new OpenAI({ baseURL: s.baseURL, apiKey: key, maxRetries: 0 });
+    await freshWindow();
     await client.chat.completions.create({ model: CHAT_MODEL, messages, max_tokens: 40 });
     const err = await client.chat.completions.create({ model: CHAT_MODEL, messages, max_tokens: 80 }).catch((e: unknown) => e);
     expect(err).toMatchObject({ status: 429, code: 'rate_limit_exceeded', type: 'tokens' });

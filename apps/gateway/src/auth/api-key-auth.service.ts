@@ -29,8 +29,8 @@ function toAuthedKey(row: ApiKeyAuthRow): AuthedKey {
 /**
  * Verifies `Authorization: Bearer <key>` by the key's SHA-256. Warm keys are answered from memory (no
  * Postgres, no Redis); a miss reads Postgres once, however many requests wait for it. Revocations arrive
- * over Redis pub/sub ({@link revoke}); entries are re-read after KEY_CACHE_TTL_MS, and if Postgres is down
- * then, the last known answer is kept so warm keys go on working through an outage.
+ * over Redis pub/sub ({@link revoke}); a known key is re-read behind the request after KEY_CACHE_TTL_MS,
+ * and if Postgres is down then, the last known answer is kept so warm keys go on working through an outage.
  */
 @Injectable()
 export class ApiKeyAuthService {
@@ -62,7 +62,12 @@ export class ApiKeyAuthService {
     let entry = this.cache.get(hash);
     // a pushed revocation stands for a full TTL, whatever a lagging Postgres replica may still say
     if (entry === undefined || now - entry.fetchedAt > (entry.key || entry.revoked ? this.ttlMs : this.negativeTtlMs)) {
-      entry = await this.load(hash, entry);
+      if (entry?.key) {
+        // a known key past its TTL: answer from memory, re-check Postgres behind the request (revocations are pushed)
+        void this.load(hash, entry);
+      } else {
+        entry = await this.load(hash, entry);
+      }
     }
     const found = entry.key;
     if (found === null) {
@@ -102,7 +107,10 @@ export class ApiKeyAuthService {
           (err: unknown): KeyCacheEntry => {
             if (stale?.key) {
               this.logger.warn(`Postgres unreachable while re-checking key ${stale.key.prefix}; serving the cached answer: ${String(err)}`);
-              return stale;
+              // try again in a second, not on every request
+              const retry = { key: stale.key, fetchedAt: Date.now() - this.ttlMs + 1_000, revoked: false };
+              this.cache.set(hash, retry);
+              return retry;
             }
             this.logger.error(`Postgres unreachable while verifying a key: ${String(err)}`);
             throw new ApiError(503, 'server_error', 'The server is temporarily unable to verify API keys. Please retry shortly.', null, null, {
