@@ -6,7 +6,7 @@ import type { AuthedKey } from '../auth/authed-key';
 import type { GatewayMetrics } from '../metrics/gateway-metrics';
 import type { Candidate } from '../routing/upstream-pool';
 import { type CheckedRequest, type ProxyKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
-import { classifyFrame, FrameKind, midstreamErrorFrame, parseFrame, rewriteErrorFrame } from './sse-frames';
+import { classifyFrame, ERROR_KEY, eventEnd, FrameKind, midstreamErrorFrame, parseFrame, rewriteErrorFrame, USAGE_KEY } from './sse-frames';
 import { type TokenUsage, usageFromJsonTail, usageFromObject } from './token-usage';
 
 /** Per-process collaborators of every exchange (singletons, so an exchange holds one reference). */
@@ -27,7 +27,6 @@ const enum Phase {
   Done,
 }
 
-const SEP = Buffer.from('\n\n');
 const TAIL_BYTES = 16 * 1024;
 const ERROR_BODY_MAX = 64 * 1024;
 const RETRYABLE_CODES = new Set([
@@ -340,10 +339,12 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     }
     let flushFrom = 0;
     let eventStart = 0;
+    let usageAt = buf.indexOf(USAGE_KEY);
+    let errorAt = buf.indexOf(ERROR_KEY);
     let sep: number;
-    while ((sep = buf.indexOf(SEP, eventStart)) !== -1) {
-      const eventEnd = sep + 2;
-      const kind = classifyFrame(buf, eventStart, sep);
+    while ((sep = eventEnd(buf, eventStart)) !== -1) {
+      const next = sep + 2;
+      const kind = classifyFrame(buf, eventStart, sep, usageAt, errorAt);
       if (kind === FrameKind.Content) {
         if (this.contentEvents++ === 0 && this.firstByteAt === 0) this.firstByteAt = performance.now();
       } else if (kind === FrameKind.Done) {
@@ -356,7 +357,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
         if (hasChoices) this.contentEvents++;
         if (!this.req.clientWantsUsage && !hasChoices) {
           if (eventStart > flushFrom) this.write(buf.subarray(flushFrom, eventStart));
-          flushFrom = eventEnd;
+          flushFrom = next;
         }
       } else if (kind === FrameKind.Error) {
         const { frame, status } = rewriteErrorFrame(buf, eventStart, sep);
@@ -364,9 +365,11 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
         this.ctx.metrics.upstreamErrors.labels(this.candidate.route.tier, 'frame').inc();
         if (eventStart > flushFrom) this.write(buf.subarray(flushFrom, eventStart));
         this.write(frame);
-        flushFrom = eventEnd;
+        flushFrom = next;
       }
-      eventStart = eventEnd;
+      if (usageAt >= 0 && usageAt < next) usageAt = buf.indexOf(USAGE_KEY, next);
+      if (errorAt >= 0 && errorAt < next) errorAt = buf.indexOf(ERROR_KEY, next);
+      eventStart = next;
     }
     if (eventStart > flushFrom) this.write(buf.subarray(flushFrom, eventStart));
     if (eventStart < buf.length) this.carry = buf.subarray(eventStart);

@@ -1,8 +1,8 @@
-import { classifyFrame, FrameKind, midstreamErrorFrame, parseFrame, rewriteErrorFrame } from './sse-frames';
+import { classifyEvent, eventEnd, FrameKind, midstreamErrorFrame, parseFrame, rewriteErrorFrame } from './sse-frames';
 
 function classify(event: string): FrameKind {
   const buf = Buffer.from(`xx${event}\n\n`);
-  return classifyFrame(buf, 2, buf.length - 2);
+  return classifyEvent(buf, 2, buf.length - 2);
 }
 
 describe('SSE frames', () => {
@@ -19,6 +19,17 @@ describe('SSE frames', () => {
     // quotes inside JSON strings are escaped, so the needle cannot match content
     const content = JSON.stringify({ choices: [{ delta: { content: 'the "usage":{ key' } }] });
     expect(classify(`data: ${content}`)).toBe(FrameKind.Content);
+  });
+
+  it('finds event ends across lone newlines, and not in an unterminated tail', () => {
+    const buf = Buffer.from('data: a\nb\n\ndata: c\n\ndata: d\n');
+    const first = eventEnd(buf, 0);
+    expect(buf.toString('utf8', 0, first)).toBe('data: a\nb');
+    const second = eventEnd(buf, first + 2);
+    expect(buf.toString('utf8', first + 2, second)).toBe('data: c');
+    expect(eventEnd(buf, second + 2)).toBe(-1);
+    expect(classify('data:[DONE]')).toBe(FrameKind.Done);
+    expect(classify('data: [DONE]x')).toBe(FrameKind.Content);
   });
 
   it('parses a frame payload and rejects junk', () => {

@@ -15,27 +15,51 @@ export enum FrameKind {
 }
 
 const DATA = Buffer.from('data: ');
-const DONE = Buffer.from('data: [DONE]');
-const USAGE = Buffer.from('"usage":{');
-const ERROR_START = Buffer.from('data: {"error"');
-const OBJECT_ERROR = Buffer.from('"object":"error"');
+/** Keys searched for once per chunk read, not once per event (most chunks have neither). */
+export const USAGE_KEY = Buffer.from('"usage":{');
+/** Matches both error shapes: `{"error":{...}}` and the flat `"object":"error"`. */
+export const ERROR_KEY = Buffer.from('"error"');
+
+/** Where the blank line ending the event that starts at `from` begins (its first `\n`), or -1. */
+export function eventEnd(buf: Buffer, from: number): number {
+  let i = from;
+  for (;;) {
+    i = buf.indexOf(10, i); // a byte needle: memchr, no per-call allocation
+    if (i < 0 || i + 1 >= buf.length) return -1;
+    if (buf[i + 1] === 10) return i;
+    i += 1;
+  }
+}
 
 /**
- * Classifies the event `buf[start, end)` (without its blank-line terminator) by looking at bytes only.
- * JSON strings escape their quotes, so `"usage":{` can only be a key, never text inside content.
+ * Classifies the event `buf[start, end)` (without its blank-line terminator) from a few bytes and from
+ * where the chunk's next `"usage":{` and `"error"` keys are (`usageAt`, `errorAt`: positions in `buf`
+ * or -1). JSON strings escape their quotes, so those keys can never be text inside content.
  */
-export function classifyFrame(buf: Buffer, start: number, end: number): FrameKind {
-  if (end - start < DATA.length || buf.compare(DATA, 0, DATA.length, start, start + DATA.length) !== 0) return FrameKind.Other;
-  if (end - start >= DONE.length && buf.compare(DONE, 0, DONE.length, start, start + DONE.length) === 0) return FrameKind.Done;
-  const event = buf.subarray(start, end);
-  if (event.indexOf(USAGE) >= 0) return FrameKind.Usage;
+export function classifyFrame(buf: Buffer, start: number, end: number, usageAt: number, errorAt: number): FrameKind {
   if (
-    (end - start >= ERROR_START.length && buf.compare(ERROR_START, 0, ERROR_START.length, start, start + ERROR_START.length) === 0) ||
-    event.indexOf(OBJECT_ERROR) >= 0
+    end - start < 6 ||
+    buf[start] !== 100 /* d */ ||
+    buf[start + 1] !== 97 /* a */ ||
+    buf[start + 2] !== 116 /* t */ ||
+    buf[start + 3] !== 97 /* a */ ||
+    buf[start + 4] !== 58 /* : */
   ) {
-    return FrameKind.Error;
+    return FrameKind.Other;
   }
+  const at = buf[start + 5] === 32 ? start + 6 : start + 5; // "data: x" or "data:x"
+  if (buf[at] === 91 /* [ */ && end - at === 6 && buf.toString('latin1', at, end) === '[DONE]') return FrameKind.Done;
+  if (usageAt >= start && usageAt < end) return FrameKind.Usage;
+  if (errorAt >= start && errorAt < end) return FrameKind.Error;
   return FrameKind.Content;
+}
+
+/** {@link classifyFrame} for one event on its own (tests, and anything off the relay loop). */
+export function classifyEvent(buf: Buffer, start: number, end: number): FrameKind {
+  const event = buf.subarray(start, end);
+  const u = event.indexOf(USAGE_KEY);
+  const e = event.indexOf(ERROR_KEY);
+  return classifyFrame(buf, start, end, u < 0 ? -1 : start + u, e < 0 ? -1 : start + e);
 }
 
 /** The JSON payload of a `data: ` event, parsed; null when it is not JSON. */
