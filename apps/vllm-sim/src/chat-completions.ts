@@ -1,4 +1,4 @@
-import type { StreamBody } from './generation-runner';
+import { completionTokens, type StreamBody, tokensInStep } from './generation-runner';
 import { invalid, missing, optInt, streamFlags, usageJson, type Body, type StreamFlags } from './request-checks';
 import { pythonJsonDumps, sampleFromSchema } from './schema-sample';
 import { randomHex, resolveModel, type SimContext } from './sim-context';
@@ -224,15 +224,12 @@ export class ChatStream implements StreamBody {
   }
 
   tokensIn(k: number): number {
-    let n = 0;
-    for (const o of this.plan.outputs) if (k < o.count) n++;
-    return n;
+    return tokensInStep(this.plan.outputs, k);
   }
 
   tail(): string {
     if (!this.plan.flags.includeUsage) return 'data: [DONE]\n\n';
-    let completion = 0;
-    for (const o of this.plan.outputs) completion += o.count;
+    const completion = completionTokens(this.plan.outputs);
     return `data: {"id":${this.idJson}${this.post}${usageJson(this.plan.promptTokens, completion, false)}}\n\ndata: [DONE]\n\n`;
   }
 }

@@ -1,5 +1,5 @@
 import { checkContext } from './chat-completions';
-import type { StreamBody } from './generation-runner';
+import { completionTokens, type StreamBody, tokensInStep } from './generation-runner';
 import { invalid, missing, optInt, streamFlags, usageJson, type Body, type StreamFlags } from './request-checks';
 import { resolveModel, type SimContext } from './sim-context';
 import type { ModelCounters } from './sim-metrics';
@@ -134,15 +134,12 @@ export class CompletionStream implements StreamBody {
   }
 
   tokensIn(k: number): number {
-    let n = 0;
-    for (const o of this.plan.outputs) if (k < o.count) n++;
-    return n;
+    return tokensInStep(this.plan.outputs, k);
   }
 
   tail(): string {
     if (!this.plan.flags.includeUsage) return 'data: [DONE]\n\n';
-    let completion = 0;
-    for (const o of this.plan.outputs) completion += o.count;
+    const completion = completionTokens(this.plan.outputs);
     return `${this.usageHead}${usageJson(totalPrompt(this.plan), completion, false)}}\n\ndata: [DONE]\n\n`;
   }
 }

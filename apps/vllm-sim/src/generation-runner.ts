@@ -14,6 +14,20 @@ export interface StreamBody {
   readonly finishReason: string;
 }
 
+/** Tokens emitted in step `k` when choice i emits `outputs[i].count` tokens, one per step. */
+export function tokensInStep(outputs: readonly { readonly count: number }[], k: number): number {
+  let n = 0;
+  for (const o of outputs) if (k < o.count) n++;
+  return n;
+}
+
+/** Completion tokens of all choices. */
+export function completionTokens(outputs: readonly { readonly count: number }[]): number {
+  let n = 0;
+  for (const o of outputs) n += o.count;
+  return n;
+}
+
 /** What an injected mid-generation fault does once `afterTokens` steps are out. */
 export type Cut =
   | { readonly kind: 'error'; readonly afterTokens: number; readonly frame: string; readonly unary: () => void }
