@@ -28,7 +28,7 @@ export const configSchema = z.object({
   GATEWAY_BODY_LIMIT: positiveInt.default(8 * 1024 * 1024),
   /** On SIGTERM, how long in-flight requests (streams included) may take before they are cut. */
   SHUTDOWN_GRACE_MS: positiveInt.default(25_000),
-  /** How long a verified key stays in the gateway's memory; revocation is pushed, this is a safety net. */
+  /** After this long a verified key is re-checked in Postgres, behind the request; revocation is pushed, this is a safety net. */
   KEY_CACHE_TTL_MS: positiveInt.default(60_000),
   /** How long an unknown key is remembered as unknown (saves Postgres from floods of bad keys). */
   KEY_NEGATIVE_TTL_MS: positiveInt.default(2_000),
