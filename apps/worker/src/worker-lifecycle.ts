@@ -1,24 +1,11 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig, redactUrl } from '@spot/config';
 import { PrismaService } from '@spot/db';
+import { probeServices } from '@spot/health';
 import { REDIS } from '@spot/redis';
 import { Redis } from 'ioredis';
 
 const STARTUP_TIMEOUT_MS = 5_000;
-
-function within<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function lastLine(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
-  const last = message.split('\n').filter((l) => l.trim() !== '').at(-1)?.trim() ?? message;
-  return /Message: `(.*)`$/.exec(last)?.[1] ?? last;
-}
 
 /**
  * The worker's process lifecycle: checks Postgres and Redis at boot (failing fast, naming what is down),
@@ -51,17 +38,16 @@ export class WorkerLifecycle implements OnApplicationBootstrap, OnApplicationShu
   }
 
   async onApplicationBootstrap(): Promise<void> {
-    const [pg, redis] = await Promise.allSettled([
-      within(this.prisma.ping(), STARTUP_TIMEOUT_MS),
-      within(this.redis.ping(), STARTUP_TIMEOUT_MS),
-    ]);
-    const problems: string[] = [];
-    if (pg.status === 'rejected') {
-      problems.push(`Postgres (${redactUrl(this.config.DATABASE_URL)}) is not available: ${lastLine(pg.reason)}`);
-    }
-    if (redis.status === 'rejected') {
-      problems.push(`Redis (${redactUrl(this.config.REDIS_URL)}) is not available: ${lastLine(this.lastRedisError ?? redis.reason)}`);
-    }
+    const { problems } = await probeServices(
+      {
+        prisma: this.prisma,
+        databaseUrl: this.config.DATABASE_URL,
+        redis: this.redis,
+        redisUrl: this.config.REDIS_URL,
+        lastRedisError: () => this.lastRedisError,
+      },
+      STARTUP_TIMEOUT_MS,
+    );
     if (problems.length > 0) throw new Error(problems.join('; '));
 
     // Nothing else holds the event loop yet (no processors): keep the process up until a signal.
