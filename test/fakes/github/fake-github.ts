@@ -25,17 +25,12 @@ export type { FakeGitHubEndpoint, FakeGitHubFault, FakeGitHubFaults } from './fa
 export { DEMO_LABEL } from './consent-page';
 
 /** A GitHub account the fake can sign in as. */
-export interface FakeGitHubUser {
-  /** GitHub's numeric user id (the stable identity; logins can be renamed). */
-  id: number;
-  login: string;
-  name?: string;
-  /** The *public* email shown on /user; null or absent when private, as on GitHub. */
-  email?: string | null;
-  /** What /user/emails lists; defaults to `email` as the primary address, or a noreply address. */
-  emails?: GitHubEmailJson[];
-  avatarUrl?: string;
-}
+/**
+ * A fake account: GitHub's numeric `id` (the stable identity; logins can be renamed), `login`, and the
+ * public `email` shown on /user (null or absent when private, as on GitHub); `emails` is what /user/emails
+ * lists (default: `email` as the primary address, or a noreply address).
+ */
+export type FakeGitHubUser = UserRecord;
 
 export interface FakeGitHubOptions {
   /** Port to listen on; 0 (the default) picks a free one. */
