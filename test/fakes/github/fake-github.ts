@@ -15,7 +15,6 @@ import {
   emailsJson,
   encodeTokenEndpointBody,
   parseScopes,
-  type GitHubEmailJson,
   type OAuthErrorBody,
   type UserRecord,
 } from './github-wire';
