@@ -43,6 +43,47 @@ export const configSchema = z.object({
   USAGE_MEMORY_MAX: positiveInt.default(20_000),
   USAGE_SPOOL_DIR: z.string().min(1).default('.spool/usage'),
   SIM_PORT: port.default(8090),
+
+  // --- console: GitHub sign-in and sessions (issue 3) ---
+  /** Without GITHUB_CLIENT_ID `npm start` runs the labelled local demo identity provider instead of GitHub. */
+  GITHUB_CLIENT_ID: z.string().min(1).optional(),
+  GITHUB_CLIENT_SECRET: z.string().min(1).optional(),
+  GITHUB_AUTHORIZE_URL: url(['http:', 'https:']).default('https://github.com/login/oauth/authorize'),
+  GITHUB_TOKEN_URL: url(['http:', 'https:']).default('https://github.com/login/oauth/access_token'),
+  GITHUB_API_URL: url(['http:', 'https:']).default('https://api.github.com'),
+  /** The console's URL as browsers see it: OAuth callback base, and https here turns on Secure cookies. */
+  CONSOLE_PUBLIC_URL: url(['http:', 'https:']).default('http://localhost:8081'),
+  /** The gateway's URL as SDKs see it (shown on the console's pages). */
+  GATEWAY_PUBLIC_URL: url(['http:', 'https:']).default('http://localhost:8080'),
+  SESSION_TTL_HOURS: positiveInt.default(24 * 7),
+  /** Port of the demo identity provider `npm start` runs when no GitHub credentials are set. */
+  DEMO_IDP_PORT: port.default(8082),
+
+  // --- usage rollups, Stripe billing (issue 4) ---
+  /** Without it billing sync is off (usage and bills still work). */
+  STRIPE_SECRET_KEY: z.string().min(1).optional(),
+  STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
+  /** Points the stripe SDK at another host (tests, stripe-mock), e.g. http://127.0.0.1:12111. */
+  STRIPE_API_BASE: url(['http:', 'https:']).optional(),
+  /** An org past due for longer than this gets 402-style insufficient_quota at the gateway. */
+  BILLING_PAST_DUE_GRACE_HOURS: z.coerce.number().nonnegative().default(72),
+  /** Raw usage_events older than this (and rolled up) are deleted; rollups are kept. */
+  USAGE_RETENTION_DAYS: positiveInt.default(35),
+  USAGE_ROLLUP_EVERY_MS: positiveInt.default(60_000),
+  BILLING_SYNC_EVERY_MS: positiveInt.default(60_000),
+
+  // --- tiers: health, failover, wake (issue 5) ---
+  /** Bearer token for the gateway's /admin routes; unset = those routes answer 404. */
+  ADMIN_TOKEN: z.string().min(16).optional(),
+  HEALTH_CHECK_INTERVAL_MS: positiveInt.default(5_000),
+  /** Consecutive failures that open an endpoint's circuit, and how long before a half-open probe. */
+  BREAKER_FAILURES: positiveInt.default(3),
+  BREAKER_COOLDOWN_MS: positiveInt.default(5_000),
+  /** Total time a request may spend on retries and waiting for a tier before the client gets an error. */
+  ROUTE_DEADLINE_MS: positiveInt.default(60_000),
+  /** Requests held per tier while it wakes; more get 503 at once. */
+  WAKE_QUEUE_MAX: positiveInt.default(1_000),
+  TIER_IDLE_CHECK_MS: positiveInt.default(10_000),
 });
 
 export type AppConfig = Readonly<z.infer<typeof configSchema>>;

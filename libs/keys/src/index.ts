@@ -1,7 +1,8 @@
 export { API_KEY_PREFIX, mintApiKey, hashApiKey, isWellFormedApiKey } from './api-key';
 export type { MintedApiKey } from './api-key';
-export { KEY_REVOCATION_CHANNEL } from './revocation';
-export type { KeyRevocationMessage } from './revocation';
+export { KEY_REVOCATION_CHANNEL, KEY_CHANGED_CHANNEL, ORG_CHANGED_CHANNEL } from './revocation';
+export type { KeyRevocationMessage, OrgChangedMessage } from './revocation';
+export { OrgChangePublisher } from './org-change.publisher';
 export { ApiKeysService } from './api-keys.service';
 export type { CreateApiKeyInput, CreatedApiKey } from './api-keys.service';
 export { KeysModule } from './keys.module';

@@ -6,3 +6,20 @@ export interface KeyRevocationMessage {
   secretHash: string;
   keyId: string;
 }
+
+/**
+ * Redis pub/sub channel (after the configured prefix) on which a change to an org that the gateway caches
+ * with its keys (monthly budget, billing status) is announced; gateways drop that org's cached keys.
+ */
+export const ORG_CHANGED_CHANNEL = 'orgs:changed';
+
+/** What is published on {@link ORG_CHANGED_CHANNEL}. */
+export interface OrgChangedMessage {
+  orgId: string;
+}
+
+/**
+ * Redis pub/sub channel (after the configured prefix) on which a key whose settings changed (name, allowed
+ * models, limits, expiry) is announced, with the same message as a revocation; gateways re-read it.
+ */
+export const KEY_CHANGED_CHANNEL = 'keys:changed';
