@@ -1,8 +1,8 @@
-import { ApiKeysRepository } from '@spot/db';
-import { KEY_REVOCATION_CHANNEL } from '@spot/keys';
+import { ApiKeysRepository, PrismaService } from '@spot/db';
+import { KEY_CHANGED_CHANNEL, KEY_REVOCATION_CHANNEL } from '@spot/keys';
 import { Redis } from 'ioredis';
 import OpenAI from 'openai';
-import { CHAT_MODEL, type GatewayStack, startGatewayStack } from '../support/gateway-stack';
+import { CHAT_MODEL, type GatewayStack, OTHER_MODEL, startGatewayStack } from '../support/gateway-stack';
 
 const messages = [{ role: 'user' as const, content: 'hi' }];
 
@@ -60,6 +60,26 @@ describe('gateway: keys and limits', () => {
       code: 'invalid_api_key',
       message: expect.stringMatching(/revoked/),
     });
+  });
+
+  it('a key whose settings changed is re-read at once when the change is pushed (allowed models narrowed)', async () => {
+    const { key, id, secretHash } = await s.newKey();
+    const client = new OpenAI({ baseURL: s.baseURL, apiKey: key, maxRetries: 0 });
+    await client.chat.completions.create({ model: CHAT_MODEL, messages }); // warm
+    await s.app.get(PrismaService).apiKey.update({ where: { id }, data: { allowedModels: [OTHER_MODEL] } });
+    // not pushed yet: the warm key still carries its old settings
+    await client.chat.completions.create({ model: CHAT_MODEL, messages });
+    await redis.publish(s.config.REDIS_PREFIX + KEY_CHANGED_CHANNEL, JSON.stringify({ secretHash, keyId: id }));
+    const t0 = Date.now();
+    let status = 200;
+    while (status === 200 && Date.now() - t0 < 1000) {
+      status = await client.chat.completions.create({ model: CHAT_MODEL, messages }).then(
+        () => 200,
+        (e: { status: number }) => e.status,
+      );
+    }
+    expect(status).toBe(404);
+    await expect(client.chat.completions.create({ model: OTHER_MODEL, messages })).resolves.toMatchObject({ object: 'chat.completion' });
   });
 
   it('re-checks a warm key behind the request once its TTL passes: a revocation missed by pub/sub still lands', async () => {

@@ -65,18 +65,20 @@ describe('UsageRecorder on Postgres', () => {
       durationMs: 300,
       status: 200,
       estimated: false,
+      costNanos: 5_000 + 50 * i,
     }));
   }
 
   /** Rows of this test's org, and their billed prompt tokens: no loss shows in the count, no double in the sum. */
-  async function stored(): Promise<{ count: number; promptTokens: number }> {
-    const agg = await db.usageEvent.aggregate({ where: { orgId }, _count: true, _sum: { promptTokens: true } });
-    return { count: agg._count, promptTokens: agg._sum.promptTokens ?? 0 };
+  async function stored(): Promise<{ count: number; promptTokens: number; costNanos: number }> {
+    const agg = await db.usageEvent.aggregate({ where: { orgId }, _count: true, _sum: { promptTokens: true, costNanos: true } });
+    return { count: agg._count, promptTokens: agg._sum.promptTokens ?? 0, costNanos: Number(agg._sum.costNanos ?? 0) };
   }
 
   const expected = (events: UsageEvent[]) => ({
     count: events.length,
     promptTokens: events.reduce((s, e) => s + e.promptTokens, 0),
+    costNanos: events.reduce((s, e) => s + e.costNanos, 0),
   });
 
   const segments = async () => (await readdir(dir)).filter((f) => /usage-.*\.ndjson/.test(f));

@@ -67,8 +67,13 @@ export const configSchema = z.object({
   STRIPE_API_BASE: url(['http:', 'https:']).optional(),
   /** An org past due for longer than this gets 402-style insufficient_quota at the gateway. */
   BILLING_PAST_DUE_GRACE_HOURS: z.coerce.number().nonnegative().default(72),
-  /** Raw usage_events older than this (and rolled up) are deleted; rollups are kept. */
-  USAGE_RETENTION_DAYS: positiveInt.default(35),
+  /** HTTP status of the gateway's insufficient_quota answer to an org blocked for billing (402, or 429 as OpenAI does). */
+  BILLING_BLOCK_STATUS: z.enum(['402', '429']).default('402').transform(Number),
+  /**
+   * Raw usage_events older than this (and rolled up) are deleted; rollups are kept. At least 32: the
+   * gateway reads the month-to-date spend of a budgeted org from the events.
+   */
+  USAGE_RETENTION_DAYS: z.coerce.number().int().min(32).default(35),
   USAGE_ROLLUP_EVERY_MS: positiveInt.default(60_000),
   BILLING_SYNC_EVERY_MS: positiveInt.default(60_000),
 

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { ApiKey } from './generated/prisma/client';
+import type { BillingStatus } from './generated/prisma/enums';
 import { PrismaService } from './prisma.service';
 
 /** What the gateway needs to authorize a request with a key: nothing more is read on that path. */
@@ -12,6 +13,12 @@ export interface ApiKeyAuthRow {
   tpmLimit: number | null;
   expiresAt: Date | null;
   revokedAt: Date | null;
+  /** The org's settings that every request checks (budget, billing standing). */
+  org: {
+    monthlyBudgetMicros: bigint | null;
+    billingStatus: BillingStatus;
+    billingStatusAt: Date | null;
+  };
 }
 
 export interface NewApiKey {
@@ -47,6 +54,7 @@ export class ApiKeysRepository {
         tpmLimit: true,
         expiresAt: true,
         revokedAt: true,
+        org: { select: { monthlyBudgetMicros: true, billingStatus: true, billingStatusAt: true } },
       },
     });
   }

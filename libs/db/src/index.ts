@@ -6,3 +6,4 @@ export type { ApiKeyAuthRow, NewApiKey } from './api-keys.repository';
 export { UsageEventsRepository } from './usage-events.repository';
 export type { UsageEventRow } from './usage-events.repository';
 export type { Org, User, ApiKey, UsageEvent, Membership } from './generated/prisma/client';
+export type { BillingStatus } from './generated/prisma/enums';

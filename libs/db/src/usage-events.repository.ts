@@ -21,14 +21,22 @@ export class UsageEventsRepository {
     // per-row parameters cost hundreds of ms and stalled the gateway's event loop.
     return this.prisma.$executeRaw`
       INSERT INTO usage_events (request_id, created_at, org_id, key_id, model, tier, prompt_tokens,
-        completion_tokens, cached_tokens, ttft_ms, duration_ms, status, estimated)
+        completion_tokens, cached_tokens, ttft_ms, duration_ms, status, estimated, cost_nanos)
       SELECT * FROM unnest(
         ${col((r) => r.requestId)}::text[], ${col((r) => new Date(r.createdAt))}::timestamptz[],
         ${col((r) => r.orgId)}::uuid[], ${col((r) => r.keyId)}::uuid[], ${col((r) => r.model)}::text[],
         ${col((r) => r.tier)}::text[], ${col((r) => r.promptTokens)}::int[], ${col((r) => r.completionTokens)}::int[],
         ${col((r) => r.cachedTokens ?? 0)}::int[], ${col((r) => r.ttftMs ?? null)}::int[], ${col((r) => r.durationMs)}::int[],
-        ${col((r) => r.status)}::smallint[], ${col((r) => r.estimated ?? false)}::boolean[])
+        ${col((r) => r.status)}::smallint[], ${col((r) => r.estimated ?? false)}::boolean[],
+        ${col((r) => String(r.costNanos ?? 0))}::bigint[])
       ON CONFLICT (request_id) DO NOTHING`;
+  }
+
+  /** What an org's events since `since` cost, in nano-USD (the gateway seeds its budget ledger from this). */
+  async costSince(orgId: string, since: Date): Promise<number> {
+    const rows = await this.prisma.$queryRaw<Array<{ total: string }>>`
+      SELECT coalesce(sum(cost_nanos), 0)::text AS total FROM usage_events WHERE org_id = ${orgId}::uuid AND created_at >= ${since}`;
+    return Number(rows[0]?.total ?? 0);
   }
 
   findByRequestId(requestId: string): Promise<UsageEvent | null> {

@@ -1,4 +1,6 @@
 export { parseTiersFile, loadTiersFile, tiersFileSchema, TiersFileError } from './tiers-file';
 export type { TiersFile, TierSpec, ModelPrice } from './tiers-file';
 export { ModelCatalog } from './model-catalog';
+export { costNanos, worstCaseNanos } from './pricing';
+export type { TokenCounts } from './pricing';
 export type { ModelRoute } from './model-catalog';

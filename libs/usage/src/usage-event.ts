@@ -23,6 +23,8 @@ export interface UsageEvent {
   status: number;
   /** True when the tokens were counted by the gateway because upstream sent no usage. */
   estimated: boolean;
+  /** What the request costs at the serving tier's price, in nano-USD (1e-9 USD). */
+  costNanos: number;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -56,6 +58,9 @@ export function toUsageRow(input: unknown): UsageEvent | string {
     return 'status: expected an HTTP status';
   }
   if (typeof e.estimated !== 'boolean') return 'estimated: expected a boolean';
+  // spool files written before events were priced have no cost: 0, never a lost event
+  const costNanos = e.costNanos === undefined ? 0 : e.costNanos;
+  if (typeof costNanos !== 'number' || !Number.isSafeInteger(costNanos) || costNanos < 0) return 'costNanos: expected an integer >= 0';
   return {
     requestId: e.requestId,
     createdAt,
@@ -70,5 +75,6 @@ export function toUsageRow(input: unknown): UsageEvent | string {
     durationMs: Math.round(e.durationMs),
     status: e.status,
     estimated: e.estimated,
+    costNanos,
   };
 }

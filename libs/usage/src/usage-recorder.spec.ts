@@ -64,6 +64,7 @@ function usageEvent(overrides: Partial<UsageEvent> = {}): UsageEvent {
     durationMs: 250.6,
     status: 200,
     estimated: false,
+    costNanos: 1_000 + seq,
     ...overrides,
   };
 }

@@ -21,6 +21,7 @@ function usageEvent(): UsageEvent {
     durationMs: 3,
     status: 200,
     estimated: true,
+    costNanos: 42,
   };
 }
 

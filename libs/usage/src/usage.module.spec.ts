@@ -60,6 +60,7 @@ describe('UsageModule', () => {
       durationMs: 2,
       status: 200,
       estimated: false,
+      costNanos: 7,
     });
     expect(inserted).toHaveLength(0);
     await app.close();

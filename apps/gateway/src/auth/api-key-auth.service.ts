@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { ApiError, invalidApiKey } from '@spot/contract';
-import { ApiKeysRepository, type ApiKeyAuthRow } from '@spot/db';
+import { ApiKeysRepository, type ApiKeyAuthRow, type BillingStatus } from '@spot/db';
 import { hashApiKey, isWellFormedApiKey } from '@spot/keys';
 import type { AuthedKey } from './authed-key';
 import { KeyCache, type KeyCacheEntry } from './key-cache';
@@ -14,7 +14,27 @@ function redact(key: string): string {
   return key.length <= 12 ? '***' : `${key.slice(0, 12)}***${key.slice(-4)}`;
 }
 
-function toAuthedKey(row: ApiKeyAuthRow): AuthedKey {
+/**
+ * When an org's billing standing starts refusing its requests: a canceled subscription at once, an unpaid
+ * or past-due one after the grace period (counted from the status change); null when it is in good standing.
+ */
+export function billingBlockedAt(status: BillingStatus, since: Date | null, graceMs: number): number | null {
+  switch (status) {
+    case 'none':
+    case 'active':
+    case 'trialing':
+      return null;
+    case 'canceled':
+      return since?.getTime() ?? 0;
+    case 'past_due':
+    case 'unpaid':
+    case 'incomplete':
+      return (since?.getTime() ?? 0) + graceMs;
+  }
+}
+
+function toAuthedKey(row: ApiKeyAuthRow, graceMs: number): AuthedKey {
+  const budget = row.org.monthlyBudgetMicros;
   return {
     id: row.id,
     orgId: row.orgId,
@@ -23,6 +43,8 @@ function toAuthedKey(row: ApiKeyAuthRow): AuthedKey {
     rpmLimit: row.rpmLimit,
     tpmLimit: row.tpmLimit,
     expiresAtMs: row.expiresAt ? row.expiresAt.getTime() : null,
+    budgetNanos: budget === null ? null : Number(budget) * 1_000,
+    billingBlockedAtMs: billingBlockedAt(row.org.billingStatus, row.org.billingStatusAt, graceMs),
   };
 }
 
@@ -39,6 +61,7 @@ export class ApiKeyAuthService {
   private readonly inflight = new Map<string, Promise<KeyCacheEntry>>();
   private readonly ttlMs: number;
   private readonly negativeTtlMs: number;
+  private readonly graceMs: number;
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
@@ -48,6 +71,7 @@ export class ApiKeyAuthService {
     this.cache = new KeyCache(config.KEY_CACHE_MAX);
     this.ttlMs = config.KEY_CACHE_TTL_MS;
     this.negativeTtlMs = config.KEY_NEGATIVE_TTL_MS;
+    this.graceMs = config.BILLING_PAST_DUE_GRACE_HOURS * 3_600_000;
   }
 
   /** Returns the verified key, or throws the 401/503 {@link ApiError} the client should get. */
@@ -86,6 +110,16 @@ export class ApiKeyAuthService {
     this.cache.set(secretHash, { key: null, fetchedAt: Date.now(), revoked: true });
   }
 
+  /** A key's settings changed: the next request with it re-reads Postgres. */
+  forget(secretHash: string): void {
+    this.cache.delete(secretHash);
+  }
+
+  /** An org's budget or billing standing changed: its keys are re-read on their next request. */
+  forgetOrg(orgId: string): number {
+    return this.cache.deleteOrg(orgId);
+  }
+
   /** Drops every cached answer (after a Redis reconnect, revocations may have been missed). */
   forgetAll(): void {
     this.cache.clear();
@@ -100,7 +134,7 @@ export class ApiKeyAuthService {
         .then(
           (row): KeyCacheEntry => {
             const revoked = row !== null && row.revokedAt !== null;
-            const entry = { key: row === null || revoked ? null : toAuthedKey(row), fetchedAt: Date.now(), revoked };
+            const entry = { key: row === null || revoked ? null : toAuthedKey(row, this.graceMs), fetchedAt: Date.now(), revoked };
             this.cache.set(hash, entry);
             return entry;
           },

@@ -9,4 +9,8 @@ export interface AuthedKey {
   readonly tpmLimit: number | null;
   /** Epoch ms, or null for keys that never expire. */
   readonly expiresAtMs: number | null;
+  /** The org's monthly spend cap in nano-USD, or null for none. */
+  readonly budgetNanos: number | null;
+  /** Epoch ms from which the org is refused for its billing standing (past due beyond grace, canceled), or null. */
+  readonly billingBlockedAtMs: number | null;
 }

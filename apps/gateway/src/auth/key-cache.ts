@@ -24,6 +24,22 @@ export class KeyCache {
     this.lru.set(hash, entry);
   }
 
+  delete(hash: string): void {
+    this.lru.delete(hash);
+  }
+
+  /** Forgets every verified key of an org; returns how many. */
+  deleteOrg(orgId: string): number {
+    let n = 0;
+    for (const [hash, entry] of this.lru.entries()) {
+      if (entry.key?.orgId === orgId) {
+        this.lru.delete(hash);
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** Forgets every verified key (kept: nothing). Used when revocations may have been missed. */
   clear(): void {
     this.lru.clear();

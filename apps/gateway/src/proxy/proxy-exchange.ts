@@ -1,8 +1,10 @@
 import type { ServerResponse } from 'node:http';
 import { type ApiError, errorBody, normalizeUpstreamError, clientStatusForUpstream } from '@spot/contract';
+import { costNanos } from '@spot/tiers';
 import type { UsageRecorder } from '@spot/usage';
 import type { Dispatcher } from 'undici';
 import type { AuthedKey } from '../auth/authed-key';
+import type { BudgetHold } from '../limits/rate-limiter';
 import type { GatewayMetrics } from '../metrics/gateway-metrics';
 import type { Candidate } from '../routing/upstream-pool';
 import { type CheckedRequest, type ProxyKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
@@ -18,6 +20,8 @@ export interface ExchangeContext {
   /** Called once when an exchange ends, whatever the outcome (shutdown waits on these). */
   readonly onSettled: (exchange: ProxyExchange) => void;
   readonly onError: (message: string) => void;
+  /** Settles the request's budget reservation with what it cost (called once, when it ends). */
+  readonly settleBudget: (key: AuthedKey, hold: BudgetHold, costNanos: number) => void;
 }
 
 const enum Phase {
@@ -65,7 +69,9 @@ const enum Gate {
  * ask for it) and error frames are rewritten. Attempts move to the next candidate only while nothing has
  * reached the client. Ends with exactly one usage event.
  */
-export class ProxyExchange implements Dispatcher.DispatchHandler {
+export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
+  budgetKey: string | null = null;
+  reservedNanos = 0;
   private phase = Phase.Waiting;
   private attemptIndex = -1;
   private controller: Dispatcher.DispatchController | null = null;
@@ -435,11 +441,18 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
     const timers = this.ctx.timers[this.kind];
     timers.duration.observe((now - this.startedAt) / 1000);
     if (this.firstByteAt > 0) timers.ttfb.observe((this.firstByteAt - this.startedAt) / 1000);
-    if (billable) this.recordUsage(status, now);
+    const cost = billable ? this.recordUsage(status, now) : 0;
+    if (this.budgetKey !== null || this.key.budgetNanos !== null) this.ctx.settleBudget(this.key, this, cost);
     this.ctx.onSettled(this);
   }
 
-  private recordUsage(status: number, now: number): void {
+  /** True once the request has ended (its usage recorded, its reservation settled). */
+  get finished(): boolean {
+    return this.phase === Phase.Done;
+  }
+
+  /** Records the request's usage event; returns what it cost, in nano-USD. */
+  private recordUsage(status: number, now: number): number {
     const route = this.candidate.route;
     const reached = this.contentEvents > 0 || this.usage !== null || (status < 300 && status > 0);
     let prompt = 0;
@@ -457,6 +470,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
       completion = Math.max(0, this.contentEvents - this.req.choices);
     }
     this.ctx.metrics.countTokens(this.req.model, route.tier, prompt, completion);
+    const cost = costNanos(route.price, { promptTokens: prompt, completionTokens: completion, cachedTokens: cached });
     this.ctx.recorder.record({
       requestId: this.requestId,
       createdAt: new Date(this.startedAtEpoch),
@@ -471,6 +485,8 @@ export class ProxyExchange implements Dispatcher.DispatchHandler {
       durationMs: Math.round(now - this.startedAt),
       status,
       estimated,
+      costNanos: cost,
     });
+    return cost;
   }
 }

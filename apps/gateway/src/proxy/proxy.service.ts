@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { modelNotFound } from '@spot/contract';
-import { ModelCatalog } from '@spot/tiers';
+import { APP_CONFIG, type AppConfig } from '@spot/config';
+import { ApiError, modelNotFound } from '@spot/contract';
+import { type ModelPrice, type ModelRoute, ModelCatalog, worstCaseNanos } from '@spot/tiers';
 import { UsageRecorder } from '@spot/usage';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { ApiKeyAuthService } from '../auth/api-key-auth.service';
@@ -9,6 +10,18 @@ import { GatewayMetrics } from '../metrics/gateway-metrics';
 import { UpstreamPool } from '../routing/upstream-pool';
 import { checkRequest, type ProxyKind } from './openai-request';
 import { type ExchangeContext, ProxyExchange } from './proxy-exchange';
+
+const routePrices = new WeakMap<readonly ModelRoute[], readonly ModelPrice[]>();
+
+/** The prices of a model's routes (computed once per route list: the catalog's lists live as long as it). */
+function pricesOf(routes: readonly ModelRoute[]): readonly ModelPrice[] {
+  let prices = routePrices.get(routes);
+  if (prices === undefined) {
+    prices = routes.map((r) => r.price);
+    routePrices.set(routes, prices);
+  }
+  return prices;
+}
 
 /**
  * The request path of the proxied operations: authenticate, check, authorize the model, start the limit
@@ -20,6 +33,7 @@ export class ProxyService {
   private readonly logger = new Logger('Proxy');
   private readonly live = new Set<ProxyExchange>();
   private readonly ctx: ExchangeContext;
+  private readonly billingBlocked: ApiError;
   private idleWaiters: Array<() => void> = [];
 
   constructor(
@@ -29,13 +43,23 @@ export class ProxyService {
     private readonly pool: UpstreamPool,
     metrics: GatewayMetrics,
     recorder: UsageRecorder,
+    @Inject(APP_CONFIG) config: AppConfig,
   ) {
+    this.billingBlocked = new ApiError(
+      config.BILLING_BLOCK_STATUS,
+      'insufficient_quota',
+      "Your org's billing is past due or its subscription has ended, so requests are paused. Update the payment method in the console to resume.",
+      'insufficient_quota',
+      null,
+      { 'x-should-retry': 'false' },
+    );
     this.ctx = {
       metrics,
       timers: { chat: metrics.routeTimers('chat'), completions: metrics.routeTimers('completions'), embeddings: metrics.routeTimers('embeddings') },
       recorder,
       onSettled: (x) => this.settled(x),
       onError: (message) => this.logger.warn(message),
+      settleBudget: (key, hold, costNanos) => limiter.settle(key, hold, costNanos),
     };
   }
 
@@ -59,6 +83,7 @@ export class ProxyService {
     if (routes === undefined || (key.allowedModels !== null && !key.allowedModels.has(req.model))) {
       throw modelNotFound(req.model);
     }
+    if (key.billingBlockedAtMs !== null && Date.now() >= key.billingBlockedAtMs) throw this.billingBlocked;
     const refused = this.limiter.refusedNow(key);
     if (refused !== null) throw refused;
     takeOver?.();
@@ -67,7 +92,8 @@ export class ProxyService {
     exchange.start();
     // the engine request is on the wire first; the limiter's round trip runs during the engine's work and
     // no byte reaches the client before its verdict
-    const admission = this.limiter.admit(key, req.promptTokensEstimate + req.completionTokensCap);
+    const worstNanos = key.budgetNanos === null ? 0 : worstCaseNanos(pricesOf(routes), req.promptTokensEstimate, req.completionTokensCap);
+    const admission = this.limiter.admit(key, req.promptTokensEstimate + req.completionTokensCap, worstNanos, exchange);
     if (admission !== null) exchange.awaitAdmission(admission);
   }
 

@@ -1,0 +1,21 @@
+import { costNanos, worstCaseNanos } from './pricing';
+
+describe('pricing', () => {
+  const plain = { input_per_mtok: 0.05, output_per_mtok: 0.1 };
+  const cachedPrice = { input_per_mtok: 0.2, output_per_mtok: 0.6, cached_input_per_mtok: 0.05 };
+
+  it('prices input and output per million tokens in nano-USD', () => {
+    expect(costNanos(plain, { promptTokens: 1_000_000, completionTokens: 0, cachedTokens: 0 })).toBe(50_000_000);
+    expect(costNanos(plain, { promptTokens: 7, completionTokens: 3, cachedTokens: 0 })).toBe(7 * 50 + 3 * 100);
+  });
+
+  it('charges cached prompt tokens at the cached price only when the entry has one', () => {
+    expect(costNanos(cachedPrice, { promptTokens: 100, completionTokens: 10, cachedTokens: 40 })).toBe(60 * 200 + 40 * 50 + 10 * 600);
+    expect(costNanos(plain, { promptTokens: 100, completionTokens: 0, cachedTokens: 40 })).toBe(100 * 50);
+  });
+
+  it('takes the dearest rates for the worst case', () => {
+    expect(worstCaseNanos([plain, cachedPrice], 10, 5)).toBe(10 * 200 + 5 * 600);
+    expect(worstCaseNanos([], 10, 5)).toBe(0);
+  });
+});
