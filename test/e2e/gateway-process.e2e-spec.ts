@@ -99,6 +99,34 @@ describe('gateway process: graceful stop on SIGTERM', () => {
     return { baseURL: `http://127.0.0.1:${port}/v1`, exited };
   }
 
+  it('a gateway killed with SIGKILL loses no usage: the next one replays its write-ahead journal', async () => {
+    const spool = join(mkdtempSync(join(tmpdir(), 'gw-kill-')), 'spool');
+    // nothing reaches Postgres before the kill: only the journal can save these events
+    const first = await startGateway({ USAGE_SPOOL_DIR: spool, USAGE_FLUSH_MS: '600000', USAGE_BATCH_SIZE: '10000' });
+    const client = new OpenAI({ baseURL: first.baseURL, apiKey: key, maxRetries: 0 });
+    const told = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => client.chat.completions.create({ model: CHAT_MODEL, messages, max_tokens: 3 + i }).withResponse()),
+    );
+    child!.kill('SIGKILL');
+    expect(await first.exited).toBeNull();
+    const usage = new UsageEventsRepository(prisma);
+    const ids = told.map((t) => t.request_id!);
+    expect(await usage.findByRequestIds(ids)).toEqual([]);
+
+    await startGateway({ USAGE_SPOOL_DIR: spool, USAGE_SPOOL_STALE_MS: '500' });
+    const deadline = Date.now() + 20_000;
+    let rows = await usage.findByRequestIds(ids);
+    while (rows.length < ids.length && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      rows = await usage.findByRequestIds(ids);
+    }
+    expect(rows).toHaveLength(20);
+    const byId = new Map(rows.map((r) => [r.requestId, r]));
+    for (const t of told) {
+      expect(byId.get(t.request_id!)).toMatchObject({ promptTokens: t.data.usage!.prompt_tokens, completionTokens: t.data.usage!.completion_tokens });
+    }
+  });
+
   it('lets in-flight streams finish, records their usage, refuses new work and exits 0', async () => {
     const { baseURL, exited } = await startGateway({ SHUTDOWN_GRACE_MS: '10000' });
     const client = new OpenAI({ baseURL, apiKey: key, maxRetries: 0 });

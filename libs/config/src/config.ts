@@ -42,6 +42,8 @@ export const configSchema = z.object({
   USAGE_BATCH_SIZE: positiveInt.default(500),
   USAGE_MEMORY_MAX: positiveInt.default(20_000),
   USAGE_SPOOL_DIR: z.string().min(1).default('.spool/usage'),
+  /** A spool file or usage journal untouched this long belongs to a dead process and is replayed by another. */
+  USAGE_SPOOL_STALE_MS: positiveInt.default(60_000),
   SIM_PORT: port.default(8090),
 
   // --- console: GitHub sign-in and sessions (issue 3) ---

@@ -101,7 +101,8 @@ describe('UsageRecorder', () => {
     return r;
   }
 
-  const spoolFiles = async () => (await readdir(dir)).filter((f) => f.startsWith('usage-') || f.startsWith('.usage-'));
+  // spool segments, finished or being written (not the recorder's write-ahead journal)
+  const spoolFiles = async () => (await readdir(dir)).filter((f) => f.startsWith('usage-') || (f.startsWith('.usage-') && f.endsWith('.tmp')));
 
   async function spooledLines(): Promise<string[]> {
     const lines: string[] = [];
@@ -122,6 +123,43 @@ describe('UsageRecorder', () => {
     sink.gate = null;
     await Promise.all(recorders.splice(0).map((r) => r.stop()));
     await rm(dir, { recursive: true, force: true });
+  });
+
+  const journals = async () => (await readdir(dir)).filter((f) => f.endsWith('.journal'));
+
+  it('journals every event on the turn it is recorded: a process that dies before its flush loses nothing', async () => {
+    const crashed = recorder({ batchSize: 1_000 });
+    await crashed.start();
+    const events = Array.from({ length: 12 }, () => usageEvent());
+    for (const e of events) crashed.record(e);
+    await ticks();
+    expect(sink.rows.size).toBe(0);
+    expect(await journals()).toHaveLength(1);
+    // the next process on the same spool dir takes the dead writer's journal once it goes untouched
+    const survivor = new FakeSink();
+    const next = recorder({ staleClaimMs: 20 }, survivor);
+    await ticks(40);
+    await next.start();
+    await waitFor(() => survivor.rows.size === 12, 'the replayed journal');
+    expect([...survivor.rows.keys()].sort()).toEqual(events.map((e) => e.requestId).sort());
+    expect(survivor.rows.get(events[0].requestId)).toEqual({ ...events[0], ttftMs: 12, durationMs: 251 });
+    await waitFor(async () => (await journals()).length === 0, 'the replayed journal removed');
+  });
+
+  it('deletes journal files once their events are in Postgres, and keeps them while it is down', async () => {
+    const r = recorder({ batchSize: 5 });
+    await r.start();
+    sink.down = true;
+    for (let i = 0; i < 5; i++) r.record(usageEvent());
+    await waitFor(() => r.stats().failures > 0, 'a failed write');
+    expect((await journals()).length).toBeGreaterThan(0);
+    sink.down = false;
+    await waitFor(() => sink.rows.size === 5, 'the retried batch');
+    for (let i = 0; i < 5; i++) r.record(usageEvent());
+    await waitFor(() => sink.rows.size === 10, 'the next batch');
+    await waitFor(async () => (await journals()).length === 0, 'journals deleted');
+    await r.stop();
+    expect(await journals()).toEqual([]);
   });
 
   it('bumps a key last_used_at at most once per touch interval', async () => {

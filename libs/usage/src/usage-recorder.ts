@@ -1,3 +1,4 @@
+import { closeSync, openSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { toUsageRow, type UsageEvent } from './usage-event';
 import type { UsageSink } from './usage-sink';
@@ -33,6 +34,12 @@ export interface UsageRecorderOptions {
   staleClaimMs?: number;
   /** How often the spool is scanned for segments other processes left behind (default 10,000). */
   spoolScanMs?: number;
+  /**
+   * Write-ahead journal (default on): every event is appended to a file in the spool directory on the event
+   * loop turn it is recorded, so a crash (SIGKILL, OOM) loses nothing that was recorded; files are deleted
+   * once their events are in Postgres or the spool, and a dead process's file is replayed like a spool segment.
+   */
+  journal?: boolean;
   /**
    * A key's last_used_at is bumped at most once per this period per process (default 60 s): it is shown to
    * people, and one UPDATE per batch would double the statements the recorder sends.
@@ -158,6 +165,12 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
     tornLines: 0,
   };
   private lastError: string | undefined;
+  private readonly journalOn: boolean;
+  private journalFd: number | null = null;
+  private journalFile: string | null = null;
+  /** Journal files closed by a rotation, deleted once every event they hold is durable elsewhere. */
+  private sealed: string[] = [];
+  private lastJournalTouch = 0;
 
   constructor(
     private readonly sink: UsageSink,
@@ -172,6 +185,7 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
     this.stopTimeoutMs = options.stopTimeoutMs ?? 3_000;
     this.spoolScanMs = options.spoolScanMs ?? 10_000;
     this.touchIntervalMs = options.touchIntervalMs ?? 60_000;
+    this.journalOn = options.journal ?? true;
     this.clock = options.clock ?? { now: () => Date.now() };
     this.logger = options.logger ?? new Logger('UsageRecorder');
     this.spool = new UsageSpool(options.spoolDir, {
@@ -191,7 +205,63 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
       return;
     }
     const n = this.pending.push(event);
+    if (this.journalOn) this.journal(event);
     if (n === this.batchSize || n > this.memoryMax) this.wakeSoon();
+  }
+
+  /**
+   * Appends an event to the journal at once (one small write into the page cache: a process crash keeps it,
+   * a machine crash may not), so that a caller that records before releasing its response's last bytes
+   * never has told a client about usage a crash could lose.
+   */
+  private journal(event: UsageEvent): void {
+    try {
+      if (this.journalFd === null) {
+        this.journalFile = this.spool.journalPath();
+        this.journalFd = openSync(this.journalFile, 'a');
+      }
+      writeSync(this.journalFd, JSON.stringify(event) + '\n');
+    } catch (err) {
+      // the event is still in memory; only its crash safety is lost until the disk takes writes again
+      this.lastError = describe(err);
+      this.logger.error(`usage journal write failed (the event is in memory only): ${this.lastError}`);
+    }
+  }
+
+  /** Closes the current journal file; events recorded from now on go to a new one. Returns how many are sealed. */
+  private rotateJournal(): number {
+    if (this.journalFd !== null && this.journalFile !== null) {
+      closeSync(this.journalFd);
+      this.sealed.push(this.journalFile);
+      this.journalFd = null;
+      this.journalFile = null;
+    }
+    return this.sealed.length;
+  }
+
+  /** Deletes the first `count` sealed journal files: every event in them is in Postgres or the spool. */
+  private dropSealed(count: number): void {
+    for (const file of this.sealed.splice(0, count)) {
+      try {
+        unlinkSync(file);
+      } catch (err) {
+        this.logger.warn(`could not delete usage journal ${file}: ${describe(err)}`);
+      }
+    }
+  }
+
+  /** Keeps live journal files fresh, so no other process takes them for a dead writer's. */
+  private touchJournal(now: number): void {
+    if (now - this.lastJournalTouch < 5_000) return;
+    this.lastJournalTouch = now;
+    const at = new Date(now);
+    for (const file of this.journalFile === null ? this.sealed : [...this.sealed, this.journalFile]) {
+      try {
+        utimesSync(file, at, at);
+      } catch (err) {
+        this.logger.warn(`could not touch usage journal ${file}: ${describe(err)}`);
+      }
+    }
   }
 
   /**
@@ -257,6 +327,7 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
   private readonly onTick = (): void => {
     this.flushDue = true;
     const now = this.clock.now();
+    if (this.journalOn) this.touchJournal(Date.now());
     if (now - this.lastScanAt >= this.spoolScanMs) {
       this.lastScanAt = now;
       this.spoolDue = true;
@@ -321,11 +392,15 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
   }
 
   private async flushBatch(timeoutMs: number): Promise<boolean> {
+    // Taking everything (nothing on its way to the spool either): once this batch is in, every event of the
+    // journal files sealed now is durable, so they can go.
+    const sealing = this.journalOn && this.pending.length <= this.batchSize && this.spilling === null ? this.rotateJournal() : 0;
     const batch = this.takeBatch();
     this.inflight = batch;
     try {
       const rows = await this.validate(batch, 'memory');
       const ok = rows.length === 0 || (await this.persist(rows, timeoutMs));
+      if (ok && sealing > 0) this.dropSealed(sealing);
       // Put back unless stop() has taken the batch over meanwhile.
       if (!ok && this.inflight === batch) this.pending = rows.concat(this.pending);
       return ok;
@@ -504,7 +579,10 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
     // The write-timeout timers are unref'd; this keeps the process alive until the events are safe.
     const keepAlive = setInterval(() => undefined, 1_000);
     try {
+      if (this.journalOn) this.rotateJournal();
       await this.drainOrSpill();
+      // everything recorded is in Postgres or the spool now (drainOrSpill throws otherwise: journals stay)
+      if (this.journalOn) this.dropSealed(this.sealed.length);
     } finally {
       clearInterval(keepAlive);
     }

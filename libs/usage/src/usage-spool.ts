@@ -37,6 +37,8 @@ const SEGMENT = String.raw`usage-\d{13}-\d+-[0-9a-z]+-\d+\.ndjson`;
 const READY = new RegExp(`^(${SEGMENT})$`);
 const CLAIMED = new RegExp(`^(${SEGMENT})\\.claimed-(\\d+)-([0-9a-z]+)$`);
 const TMP = new RegExp(`^\\.(${SEGMENT})\\.tmp$`);
+/** A usage recorder's write-ahead journal; replayed like an abandoned temp file once its writer stops touching it. */
+const JOURNAL = new RegExp(`^\\.(${SEGMENT})\\.journal$`);
 
 function errno(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
@@ -94,6 +96,15 @@ export class UsageSpool {
     await rename(tmp, path.join(this.dir, segment));
     await this.syncDir();
     return segment;
+  }
+
+  /**
+   * A fresh path for a write-ahead journal, named after a segment, so that if its writer dies the spool's
+   * rule for abandoned temp files (untouched for `staleClaimMs`) makes any process replay its whole lines.
+   * The writer must keep touching it while it lives.
+   */
+  journalPath(): string {
+    return path.join(this.dir, `.${this.nextSegment()}.journal`);
   }
 
   /** {@link write}, blocking: for the rare event recorded after the recorder has stopped. */
@@ -218,7 +229,7 @@ export class UsageSpool {
     if (m) return { file, segment: m[1], kind: 'ready', pid: 0, token: '' };
     m = CLAIMED.exec(file);
     if (m) return { file, segment: m[1], kind: 'claimed', pid: Number(m[2]), token: m[3] };
-    m = TMP.exec(file);
+    m = TMP.exec(file) ?? JOURNAL.exec(file);
     if (m) return { file, segment: m[1], kind: 'tmp', pid: 0, token: '' };
     return null;
   }

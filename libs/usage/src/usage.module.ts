@@ -4,13 +4,14 @@ import { ApiKeysRepository, UsageEventsRepository } from '@spot/db';
 import { UsageRecorder, type UsageRecorderOptions } from './usage-recorder';
 import { RepositoryUsageSink } from './usage-sink';
 
-/** The recorder's options from the app config (USAGE_FLUSH_MS, USAGE_BATCH_SIZE, USAGE_MEMORY_MAX, USAGE_SPOOL_DIR). */
+/** The recorder's options from the app config (USAGE_FLUSH_MS, USAGE_BATCH_SIZE, USAGE_MEMORY_MAX, USAGE_SPOOL_DIR, USAGE_SPOOL_STALE_MS). */
 export function usageRecorderOptions(config: AppConfig): UsageRecorderOptions {
   return {
     spoolDir: config.USAGE_SPOOL_DIR,
     flushMs: config.USAGE_FLUSH_MS,
     batchSize: config.USAGE_BATCH_SIZE,
     memoryMax: config.USAGE_MEMORY_MAX,
+    staleClaimMs: config.USAGE_SPOOL_STALE_MS,
   };
 }
 

@@ -72,6 +72,8 @@ const enum Gate {
 export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
   budgetKey: string | null = null;
   reservedNanos = 0;
+  /** What the request cost once its usage is recorded; -1 before. */
+  private cost = -1;
   private phase = Phase.Waiting;
   private attemptIndex = -1;
   private controller: Dispatcher.DispatchController | null = null;
@@ -270,6 +272,9 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     }
     if (!this.req.stream) {
       this.usage = this.tail ? usageFromJsonTail(this.tail.toString('utf8')) : null;
+      // usage is recorded (journaled) before the last byte leaves: a crash in between cannot leave a client
+      // with an answer we never billed
+      this.recordOnce(this.upstreamStatus);
       this.res.end();
       this.finish(this.upstreamStatus);
       return;
@@ -283,6 +288,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
       this.failMidstream('The engine ended the stream before it was complete.');
       return;
     }
+    this.recordOnce(this.errorFrameStatus || this.upstreamStatus);
     this.res.end();
     this.finish(this.errorFrameStatus || this.upstreamStatus);
   }
@@ -425,6 +431,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
 
   private respondError(status: number, body: string, extra: Record<string, string>, billable = true): void {
     if (!this.clientGone && !this.res.headersSent) {
+      if (billable) this.recordOnce(status);
       this.res.writeHead(status, { 'content-type': 'application/json', 'x-request-id': this.requestId, ...extra });
       this.res.end(body);
     }
@@ -441,7 +448,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     const timers = this.ctx.timers[this.kind];
     timers.duration.observe((now - this.startedAt) / 1000);
     if (this.firstByteAt > 0) timers.ttfb.observe((this.firstByteAt - this.startedAt) / 1000);
-    const cost = billable ? this.recordUsage(status, now) : 0;
+    const cost = billable ? this.recordOnce(status, now) : 0;
     if (this.budgetKey !== null || this.key.budgetNanos !== null) this.ctx.settleBudget(this.key, this, cost);
     this.ctx.onSettled(this);
   }
@@ -449,6 +456,12 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
   /** True once the request has ended (its usage recorded, its reservation settled). */
   get finished(): boolean {
     return this.phase === Phase.Done;
+  }
+
+  /** Records the request's usage event unless done already; returns what it cost, in nano-USD. */
+  private recordOnce(status: number, now = performance.now()): number {
+    if (this.cost < 0) this.cost = this.recordUsage(status, now);
+    return this.cost;
   }
 
   /** Records the request's usage event; returns what it cost, in nano-USD. */
