@@ -1,11 +1,41 @@
-import { Module } from '@nestjs/common';
-import { ConfigModule } from '@spot/config';
+import { type DynamicModule, Module } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import { type AppConfig, ConfigModule } from '@spot/config';
+import { DbModule } from '@spot/db';
+import { KeysModule } from '@spot/keys';
+import { RedisModule } from '@spot/redis';
+import { AuthController } from './auth/auth.controller';
+import { CsrfGuard } from './auth/csrf.guard';
+import { GitHubOAuthService } from './auth/github-oauth.service';
+import { SessionGuard } from './auth/session.guard';
+import { SessionService } from './auth/session.service';
+import { ConsoleExceptionFilter } from './errors/console-exception.filter';
 import { HealthController } from './health/health.controller';
-import { HomeController } from './home/home.controller';
+import { ConsoleKeysService } from './keys/console-keys.service';
+import { KeysController } from './keys/keys.controller';
+import { OrgAccessService } from './orgs/org-access.service';
+import { OrgsController } from './orgs/orgs.controller';
+import { OrgsService } from './orgs/orgs.service';
+import { PagesController } from './pages/pages.controller';
 
-/** The console: for now a health check and a page that says what is coming. */
-@Module({
-  imports: [ConfigModule],
-  controllers: [HealthController, HomeController],
-})
-export class AppModule {}
+/** The console: GitHub sign-in, orgs, members, keys and limits (pages and JSON API). */
+@Module({})
+export class ConsoleModule {
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: ConsoleModule,
+      imports: [ConfigModule.forRoot(config), DbModule, RedisModule, KeysModule],
+      controllers: [HealthController, AuthController, OrgsController, KeysController, PagesController],
+      providers: [
+        { provide: APP_FILTER, useClass: ConsoleExceptionFilter },
+        SessionService,
+        SessionGuard,
+        CsrfGuard,
+        GitHubOAuthService,
+        OrgAccessService,
+        OrgsService,
+        ConsoleKeysService,
+      ],
+    };
+  }
+}

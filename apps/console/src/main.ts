@@ -1,11 +1,11 @@
 import { Logger } from '@nestjs/common';
-import { ConfigError, loadConfig, nestLogLevels } from '@spot/config';
+import { ConfigError, loadConfig } from '@spot/config';
 import { createConsoleApp } from './console-app';
 
 async function bootstrap(): Promise<void> {
   // Read here only for the log level and the address; ConfigModule serves the same config to the app.
   const config = loadConfig();
-  const app = await createConsoleApp({ logger: nestLogLevels(config.LOG_LEVEL) });
+  const app = await createConsoleApp(config);
   // On SIGTERM/SIGINT: stop accepting, finish in-flight requests, close, exit 0.
   app.enableShutdownHooks(['SIGTERM', 'SIGINT'], { useProcessExit: true });
   const forceExit = () => setTimeout(() => process.exit(1), config.SHUTDOWN_GRACE_MS).unref();

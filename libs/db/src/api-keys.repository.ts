@@ -33,6 +33,53 @@ export interface NewApiKey {
   tpmLimit?: number | null;
 }
 
+/** A key as the console lists it: never its hash. */
+export interface ApiKeyListRow {
+  id: string;
+  name: string;
+  prefix: string;
+  allowedModels: string[];
+  rpmLimit: number | null;
+  tpmLimit: number | null;
+  createdAt: Date;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+  lastUsedAt: Date | null;
+  createdById: string | null;
+  createdByLogin: string | null;
+}
+
+/** The settings of a key that can change after it is minted. */
+export interface ApiKeyChanges {
+  name?: string;
+  allowedModels?: string[];
+  rpmLimit?: number | null;
+  tpmLimit?: number | null;
+  expiresAt?: Date | null;
+}
+
+const LIST_SELECT = {
+  id: true,
+  name: true,
+  prefix: true,
+  allowedModels: true,
+  rpmLimit: true,
+  tpmLimit: true,
+  createdAt: true,
+  expiresAt: true,
+  revokedAt: true,
+  lastUsedAt: true,
+  createdById: true,
+  createdBy: { select: { login: true } },
+} as const;
+
+type ListSelected = Omit<ApiKeyListRow, 'createdByLogin'> & { createdBy: { login: string } | null };
+
+function toListRow(r: ListSelected): ApiKeyListRow {
+  const { createdBy, ...rest } = r;
+  return { ...rest, createdByLogin: createdBy?.login ?? null };
+}
+
 /** API keys. Secrets never reach this table: only their SHA-256 and a public prefix. */
 @Injectable()
 export class ApiKeysRepository {
@@ -57,6 +104,24 @@ export class ApiKeysRepository {
         org: { select: { monthlyBudgetMicros: true, billingStatus: true, billingStatusAt: true } },
       },
     });
+  }
+
+  /** An org's keys, newest first. */
+  async listByOrg(orgId: string): Promise<ApiKeyListRow[]> {
+    const rows = await this.prisma.apiKey.findMany({ where: { orgId }, select: LIST_SELECT, orderBy: { createdAt: 'desc' } });
+    return rows.map(toListRow);
+  }
+
+  /** A key of this org (any other org's key is null, whatever its id). */
+  async findInOrg(orgId: string, id: string): Promise<(ApiKeyListRow & { secretHash: string }) | null> {
+    const row = await this.prisma.apiKey.findFirst({ where: { id, orgId }, select: { ...LIST_SELECT, secretHash: true } });
+    return row === null ? null : { ...toListRow(row), secretHash: row.secretHash };
+  }
+
+  /** Changes a key of this org; null when the org has no such key. */
+  async updateInOrg(orgId: string, id: string, changes: ApiKeyChanges): Promise<(ApiKeyListRow & { secretHash: string }) | null> {
+    const r = await this.prisma.apiKey.updateMany({ where: { id, orgId }, data: changes });
+    return r.count === 0 ? null : this.findInOrg(orgId, id);
   }
 
   /** By id (a UUID) or by public prefix. */

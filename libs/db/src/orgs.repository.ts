@@ -16,6 +16,15 @@ export class OrgsRepository {
     return rows[0] ?? null;
   }
 
+  rename(orgId: string, name: string): Promise<Org> {
+    return this.prisma.org.update({ where: { id: orgId }, data: { name } });
+  }
+
+  /** Sets (or, with null, removes) an org's monthly budget in micro-USD. */
+  async setBudget(orgId: string, micros: bigint | null): Promise<Org> {
+    return this.prisma.org.update({ where: { id: orgId }, data: { monthlyBudgetMicros: micros } });
+  }
+
   findBySlug(slug: string): Promise<Org | null> {
     return this.prisma.org.findUnique({ where: { slug } });
   }

@@ -1,11 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { ApiKeysRepository, type ApiKey } from '@spot/db';
+import { ApiKeysRepository, type ApiKey, type ApiKeyChanges, type ApiKeyListRow } from '@spot/db';
 import { REDIS, RedisKeys } from '@spot/redis';
 import { Redis } from 'ioredis';
 import { mintApiKey } from './api-key';
 import { parseKeyName, parseKeyReference, parseLimit, parseModelIds } from './key-input';
 import { ApiKeyNotFoundError, InvalidArgumentError, RevocationNotPublishedError } from './keys.errors';
-import { KEY_REVOCATION_CHANNEL, type KeyRevocationMessage } from './revocation';
+import { KEY_CHANGED_CHANNEL, KEY_REVOCATION_CHANNEL, type KeyRevocationMessage } from './revocation';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -21,6 +21,16 @@ export interface CreateApiKeyInput {
   createdById: string | null;
   rpmLimit?: number | null;
   tpmLimit?: number | null;
+}
+
+/** What may change on a key after it is minted (absent: unchanged). */
+export interface UpdateApiKeyInput {
+  name?: string;
+  allowedModels?: readonly string[];
+  rpmLimit?: number | null;
+  tpmLimit?: number | null;
+  /** Null: never expires. Must be in the future. */
+  expiresAt?: Date | null;
 }
 
 /** A freshly minted key. `key` is the only copy of the secret: show it once, never store or log it. */
@@ -107,5 +117,55 @@ export class ApiKeysService {
       throw new RevocationNotPublishedError(row.id, { cause: err });
     }
     return row;
+  }
+
+  /** An org's keys, newest first (never a secret or hash). */
+  list(orgId: string): Promise<ApiKeyListRow[]> {
+    return this.keys.listByOrg(orgId);
+  }
+
+  /** One key of an org, or null (another org's key id is null too). */
+  async find(orgId: string, id: string): Promise<ApiKeyListRow | null> {
+    if (!UUID.test(id)) return null;
+    const row = await this.keys.findInOrg(orgId, id);
+    if (row === null) return null;
+    const { secretHash: _hash, ...rest } = row;
+    return rest;
+  }
+
+  /**
+   * Changes a key of an org and tells every gateway to re-read it.
+   * @returns null when the org has no such key.
+   * @throws InvalidArgumentError when an input breaks its rule.
+   */
+  async update(orgId: string, id: string, input: UpdateApiKeyInput): Promise<ApiKeyListRow | null> {
+    const changes: ApiKeyChanges = {};
+    if (input.name !== undefined) changes.name = parseKeyName(input.name);
+    if (input.allowedModels !== undefined) changes.allowedModels = parseModelIds(input.allowedModels, 'allowedModels');
+    if (input.rpmLimit !== undefined) changes.rpmLimit = parseLimit(input.rpmLimit, 'rpmLimit');
+    if (input.tpmLimit !== undefined) changes.tpmLimit = parseLimit(input.tpmLimit, 'tpmLimit');
+    if (input.expiresAt !== undefined) {
+      if (input.expiresAt !== null && (Number.isNaN(input.expiresAt.getTime()) || input.expiresAt.getTime() <= Date.now())) {
+        throw new InvalidArgumentError('expiresAt', 'must be a date in the future');
+      }
+      changes.expiresAt = input.expiresAt;
+    }
+    if (!UUID.test(id)) return null;
+    const row = await this.keys.updateInOrg(orgId, id, changes);
+    if (row === null) return null;
+    const message: KeyRevocationMessage = { secretHash: row.secretHash, keyId: row.id };
+    await this.redis.publish(this.redisKeys.key(KEY_CHANGED_CHANNEL), JSON.stringify(message));
+    const { secretHash: _hash, ...rest } = row;
+    return rest;
+  }
+
+  /**
+   * Revokes a key of an org (by id) and announces it; null when the org has no such key.
+   * @throws RevocationNotPublishedError (revoked, not announced).
+   */
+  async revokeInOrg(orgId: string, id: string): Promise<ApiKeyListRow | null> {
+    if (!UUID.test(id) || (await this.keys.findInOrg(orgId, id)) === null) return null;
+    await this.revoke(id);
+    return this.find(orgId, id);
   }
 }

@@ -4,7 +4,7 @@ export { KEY_REVOCATION_CHANNEL, KEY_CHANGED_CHANNEL, ORG_CHANGED_CHANNEL } from
 export type { KeyRevocationMessage, OrgChangedMessage } from './revocation';
 export { OrgChangePublisher } from './org-change.publisher';
 export { ApiKeysService } from './api-keys.service';
-export type { CreateApiKeyInput, CreatedApiKey } from './api-keys.service';
+export type { CreateApiKeyInput, CreatedApiKey, UpdateApiKeyInput } from './api-keys.service';
 export { KeysModule } from './keys.module';
 export { KeysError, InvalidArgumentError, ApiKeyNotFoundError, RevocationNotPublishedError } from './keys.errors';
 export {

@@ -1,0 +1,227 @@
+import type { User } from '@spot/db';
+import type { KeyView } from '../keys/console-keys.service';
+import type { OrgView } from '../orgs/orgs.service';
+
+/** Escapes text for HTML content and attribute values. */
+export function escapeHtml(value: unknown): string {
+  return String(value ?? '')
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&#39;');
+}
+
+const e = escapeHtml;
+
+const STYLE = `
+body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2433;background:#f7f8fa}
+header{background:#1d2433;color:#fff;padding:.6rem 1.5rem;display:flex;gap:1.5rem;align-items:center;flex-wrap:wrap}
+header a{color:#fff}header nav{display:flex;gap:1rem;flex-wrap:wrap}header form{margin:0 0 0 auto}
+main{max-width:64rem;margin:1.5rem auto;padding:0 1.5rem}
+table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:.45rem .6rem;border-bottom:1px solid #e3e6ec;vertical-align:top}
+fieldset{border:1px solid #d5dae3;background:#fff;margin:1rem 0;padding:1rem}label{display:block;margin:.4rem 0 .15rem;font-weight:600}
+input[type=text],input[type=number],select{padding:.35rem;border:1px solid #b8bfcc;border-radius:4px;min-width:16rem}
+button,.button{background:#2456d6;color:#fff;border:0;border-radius:4px;padding:.45rem .9rem;cursor:pointer;font:inherit;text-decoration:none;display:inline-block}
+button.danger{background:#b42318}.muted{color:#5b6578}.notice{background:#fff6d6;border:1px solid #e9c46a;padding:.8rem 1rem}
+.error{background:#fde8e8;border:1px solid #e3a0a0;padding:.8rem 1rem}code,pre{background:#eef1f6;padding:.1rem .3rem;border-radius:3px}
+pre{padding:.8rem;overflow:auto}.secret{font-size:1.1rem;word-break:break-all}.badge{font-size:.8rem;padding:.05rem .4rem;border-radius:3px;background:#e3e6ec}
+.demo{background:#ffe08a;color:#1d2433;padding:.1rem .5rem;border-radius:3px;font-weight:700}
+`;
+
+export interface PageContext {
+  title: string;
+  user?: User | null;
+  csrfToken?: string;
+  org?: OrgView | null;
+  orgs?: OrgView[];
+  active?: 'keys' | 'members' | 'limits' | 'usage' | 'bill' | 'orgs' | 'tiers';
+  body: string;
+}
+
+/** A whole page: header with the org switcher and sections, then `body`. */
+export function renderPage(p: PageContext): string {
+  const nav: string[] = [];
+  if (p.user) {
+    nav.push(`<a href="/orgs"${p.active === 'orgs' ? ' aria-current="page"' : ''}>Orgs</a>`);
+    if (p.org) {
+      const base = `/orgs/${encodeURIComponent(p.org.slug)}`;
+      for (const [key, label] of [['keys', 'API keys'], ['members', 'Members'], ['limits', 'Limits'], ['usage', 'Usage'], ['bill', 'Bill']] as const) {
+        nav.push(`<a href="${base}/${key}"${p.active === key ? ' aria-current="page"' : ''}>${label}</a>`);
+      }
+    }
+  }
+  const switcher =
+    p.user && p.orgs && p.orgs.length > 0
+      ? `<nav aria-label="Your orgs">${p.orgs
+          .map((o) => `<a href="/orgs/${encodeURIComponent(o.slug)}/keys"${p.org?.slug === o.slug ? ' aria-current="true"' : ''}>${e(o.name)}</a>`)
+          .join(' · ')}</nav>`
+      : '';
+  const account = p.user
+    ? `<form method="post" action="/auth/logout"><input type="hidden" name="_csrf" value="${e(p.csrfToken)}"><span>${e(p.user.login)}</span> <button type="submit">Sign out</button></form>`
+    : '';
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>${e(p.title)} · spotinference</title><style>${STYLE}</style></head>
+<body><header><strong><a href="/">spotinference</a></strong>${switcher}<nav aria-label="Sections">${nav.join('')}</nav>${account}</header>
+<main id="main"><h1>${e(p.title)}</h1>
+${p.body}
+</main></body></html>`;
+}
+
+export function errorPage(status: number, message: string): string {
+  return renderPage({
+    title: status === 404 ? 'Not found' : status === 403 ? 'Not allowed' : status === 400 ? 'Please check your input' : 'Something went wrong',
+    body: `<p class="error" role="alert">${e(message)}</p><p><a href="javascript:history.back()">Back</a> · <a href="/orgs">Your orgs</a></p>`,
+  });
+}
+
+export function signInPage(opts: { error?: string; signedOut?: boolean; configured: boolean; demo: boolean }): string {
+  const parts: string[] = [];
+  if (opts.error) parts.push(`<p class="error" role="alert">${e(opts.error)}</p>`);
+  if (opts.signedOut) parts.push(`<p class="notice" role="status">You are signed out.</p>`);
+  if (!opts.configured) {
+    parts.push(`<p class="error">GitHub sign-in is not configured: set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET (or start with <code>npm start</code>, which runs a local demo identity provider).</p>`);
+  } else {
+    if (opts.demo) {
+      parts.push(
+        `<p class="notice"><span class="demo">DEMO</span> Sign-in goes to a <strong>local demo identity provider</strong>, not GitHub: it runs on this machine and lets you pick a demo account. Set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET to use GitHub.</p>`,
+      );
+    }
+    parts.push(`<p><a class="button" href="/auth/github">Sign in with GitHub${opts.demo ? ' (demo)' : ''}</a></p>`);
+    parts.push(`<p class="muted">We ask GitHub for your public profile and email address (scopes read:user, user:email).</p>`);
+  }
+  return renderPage({ title: 'Sign in', body: parts.join('\n') });
+}
+
+export function orgsPage(ctx: Omit<PageContext, 'title' | 'body'>, orgs: OrgView[]): string {
+  const list =
+    orgs.length === 0
+      ? `<p>You do not belong to any org yet. Create one, or ask an owner to invite your GitHub login.</p>`
+      : `<table><caption class="muted">Your orgs</caption><thead><tr><th scope="col">Org</th><th scope="col">Slug</th><th scope="col">Your role</th></tr></thead><tbody>${orgs
+          .map((o) => `<tr><td><a href="/orgs/${encodeURIComponent(o.slug)}/keys">${e(o.name)}</a></td><td><code>${e(o.slug)}</code></td><td>${e(o.role)}</td></tr>`)
+          .join('')}</tbody></table>`;
+  const form = `<form method="post" action="/orgs"><fieldset><legend>Create an org</legend>
+<input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}">
+<label for="org-name">Name</label><input type="text" id="org-name" name="name" required maxlength="100">
+<label for="org-slug">Slug</label><input type="text" id="org-slug" name="slug" required pattern="[a-z0-9][a-z0-9-]{1,38}[a-z0-9]" aria-describedby="slug-help">
+<p id="slug-help" class="muted">3-40 lower-case letters, digits and -; used in URLs.</p>
+<button type="submit">Create org</button></fieldset></form>`;
+  return renderPage({ ...ctx, title: 'Your orgs', active: 'orgs', body: list + form });
+}
+
+function date(iso: string | null): string {
+  return iso ? `<time datetime="${e(iso)}">${e(iso.slice(0, 16).replace('T', ' '))} UTC</time>` : '<span class="muted">never</span>';
+}
+
+export function keysPage(ctx: Omit<PageContext, 'title' | 'body'>, keys: KeyView[], models: string[], gatewayUrl: string): string {
+  const org = ctx.org!;
+  const base = `/orgs/${encodeURIComponent(org.slug)}`;
+  const rows = keys
+    .map((k) => {
+      const status = k.revokedAt ? '<span class="badge">revoked</span>' : k.expiresAt && k.expiresAt < new Date().toISOString() ? '<span class="badge">expired</span>' : '<span class="badge">active</span>';
+      const action = k.revokedAt ? '' : `<a href="${base}/keys/${e(k.id)}/revoke">Revoke…</a>`;
+      return `<tr><td>${e(k.name)}</td><td><code>${e(k.prefix)}…</code></td><td>${status}</td><td>${k.allowedModels.length ? k.allowedModels.map((m) => `<code>${e(m)}</code>`).join(' ') : 'all'}</td><td>${k.rpmLimit ?? '–'} / ${k.tpmLimit ?? '–'}</td><td>${e(k.createdBy ?? 'CLI')}</td><td>${date(k.lastUsedAt)}</td><td>${date(k.expiresAt)}</td><td>${action}</td></tr>`;
+    })
+    .join('');
+  const table = keys.length
+    ? `<table><caption class="muted">Keys of ${e(org.name)}</caption><thead><tr><th scope="col">Name</th><th scope="col">Key</th><th scope="col">Status</th><th scope="col">Models</th><th scope="col">RPM / TPM</th><th scope="col">Created by</th><th scope="col">Last used</th><th scope="col">Expires</th><th scope="col"><span class="muted">Actions</span></th></tr></thead><tbody>${rows}</tbody></table>`
+    : '<p>No keys yet.</p>';
+  const modelBoxes = models
+    .map((m, i) => `<label style="font-weight:400"><input type="checkbox" name="allowedModels" value="${e(m)}" id="model-${i}"> ${e(m)}</label>`)
+    .join('');
+  const form = `<form method="post" action="${base}/keys"><fieldset><legend>Create a key</legend>
+<input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}">
+<label for="key-name">Name</label><input type="text" id="key-name" name="name" required maxlength="100" value="default">
+<fieldset><legend>Allowed models (none checked: all)</legend>${modelBoxes || '<p class="muted">All models.</p>'}</fieldset>
+<label for="key-rpm">Requests per minute (empty: no limit)</label><input type="number" id="key-rpm" name="rpmLimit" min="1">
+<label for="key-tpm">Tokens per minute (empty: no limit)</label><input type="number" id="key-tpm" name="tpmLimit" min="1">
+<label for="key-expires">Expires in days (empty: never)</label><input type="number" id="key-expires" name="expiresInDays" min="1" max="3650">
+<p><button type="submit">Create key</button></p></fieldset></form>`;
+  const usage = `<h2>Use it</h2><p>Base URL: <code>${e(gatewayUrl)}</code></p><pre>import OpenAI from 'openai';
+const client = new OpenAI({ baseURL: '${e(gatewayUrl)}', apiKey: process.env.SPOT_API_KEY });</pre>`;
+  return renderPage({ ...ctx, title: 'API keys', active: 'keys', body: table + form + usage });
+}
+
+export function keyCreatedPage(ctx: Omit<PageContext, 'title' | 'body'>, key: string, name: string, gatewayUrl: string): string {
+  const base = `/orgs/${encodeURIComponent(ctx.org!.slug)}`;
+  return renderPage({
+    ...ctx,
+    title: 'Your new API key',
+    active: 'keys',
+    body: `<p class="notice" role="status">Copy this key now: <strong>you will not see it again</strong>. We store only its hash.</p>
+<p><label for="new-key">Key “${e(name)}”</label><input type="text" id="new-key" class="secret" readonly value="${e(key)}" size="70" data-testid="new-key">
+<button type="button" id="copy" hidden>Copy</button></p>
+<pre>export OPENAI_BASE_URL=${e(gatewayUrl)}
+export OPENAI_API_KEY=${e(key)}</pre>
+<p><a href="${base}/keys">Done: back to the keys</a></p>
+<script>const b=document.getElementById('copy');b.hidden=false;b.onclick=()=>navigator.clipboard.writeText(document.getElementById('new-key').value).then(()=>{b.textContent='Copied'});</script>`,
+  });
+}
+
+export function keyGonePage(ctx: Omit<PageContext, 'title' | 'body'>): string {
+  const base = `/orgs/${encodeURIComponent(ctx.org!.slug)}`;
+  return renderPage({
+    ...ctx,
+    title: 'Key already shown',
+    active: 'keys',
+    body: `<p class="error" role="alert">A new key is shown once only, and this one was already shown (or the link expired). If you did not copy it, revoke it and create another.</p><p><a href="${base}/keys">Back to the keys</a></p>`,
+  });
+}
+
+export function revokePage(ctx: Omit<PageContext, 'title' | 'body'>, key: KeyView): string {
+  const base = `/orgs/${encodeURIComponent(ctx.org!.slug)}`;
+  return renderPage({
+    ...ctx,
+    title: `Revoke ${key.name}?`,
+    active: 'keys',
+    body: `<p>Revoking <code>${e(key.prefix)}…</code> (“${e(key.name)}”) makes every request with it fail with 401 within a second. This cannot be undone.</p>
+<form method="post" action="${base}/keys/${e(key.id)}/revoke"><input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}">
+<button type="submit" class="danger">Revoke key</button> <a href="${base}/keys">Cancel</a></form>`,
+  });
+}
+
+export function membersPage(
+  ctx: Omit<PageContext, 'title' | 'body'>,
+  data: { members: Array<{ login: string; name: string | null; role: string; joinedAt: string }>; invitations: Array<{ login: string; role: string; invitedAt: string }> },
+): string {
+  const org = ctx.org!;
+  const base = `/orgs/${encodeURIComponent(org.slug)}`;
+  const manage = org.role !== 'member';
+  const removeForm = (login: string, label: string) =>
+    `<form method="post" action="${base}/members/${encodeURIComponent(login)}/remove" style="display:inline"><input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}"><button type="submit" class="danger">${label}</button></form>`;
+  const members = `<table><caption class="muted">Members</caption><thead><tr><th scope="col">GitHub login</th><th scope="col">Name</th><th scope="col">Role</th><th scope="col">Joined</th><th scope="col"><span class="muted">Actions</span></th></tr></thead><tbody>${data.members
+    .map((m) => `<tr><td>${e(m.login)}</td><td>${e(m.name ?? '')}</td><td>${e(m.role)}</td><td>${date(m.joinedAt)}</td><td>${manage || m.login === ctx.user?.login ? removeForm(m.login, m.login === ctx.user?.login ? 'Leave' : 'Remove') : ''}</td></tr>`)
+    .join('')}</tbody></table>`;
+  const invites = data.invitations.length
+    ? `<h2>Pending invitations</h2><ul>${data.invitations.map((i) => `<li>${e(i.login)} as ${e(i.role)} ${manage ? removeForm(i.login, 'Withdraw') : ''}</li>`).join('')}</ul>`
+    : '';
+  const form = manage
+    ? `<form method="post" action="${base}/members"><fieldset><legend>Invite by GitHub login</legend><input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}">
+<label for="invite-login">GitHub login</label><input type="text" id="invite-login" name="login" required>
+<label for="invite-role">Role</label><select id="invite-role" name="role"><option>member</option><option>admin</option>${org.role === 'owner' ? '<option>owner</option>' : ''}</select>
+<p class="muted">They join the next time they sign in.</p><button type="submit">Invite</button></fieldset></form>`
+    : '';
+  return renderPage({ ...ctx, title: 'Members', active: 'members', body: members + invites + form });
+}
+
+export function limitsPage(ctx: Omit<PageContext, 'title' | 'body'>, keys: KeyView[]): string {
+  const org = ctx.org!;
+  const base = `/orgs/${encodeURIComponent(org.slug)}`;
+  const admin = org.role !== 'member';
+  const budget = `<form method="post" action="${base}/budget"><fieldset><legend>Monthly budget</legend><input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}">
+<p>When this month's spend plus a request's worst case would pass the budget, the API answers 429 <code>insufficient_quota</code>.</p>
+<label for="budget">USD per calendar month (UTC); empty: no budget</label><input type="number" id="budget" name="monthlyBudgetUsd" min="0" step="0.01" value="${org.monthlyBudgetUsd ?? ''}" ${admin ? '' : 'disabled'}>
+${admin ? '<p><button type="submit">Save budget</button></p>' : '<p class="muted">Admins and owners can change it.</p>'}</fieldset></form>`;
+  const active = keys.filter((k) => !k.revokedAt);
+  const rows = active
+    .map(
+      (k) => `<tr><td>${e(k.name)} <code>${e(k.prefix)}…</code></td><td><form method="post" action="${base}/keys/${e(k.id)}/limits"><input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}">
+<label for="rpm-${e(k.id)}">RPM</label><input type="number" id="rpm-${e(k.id)}" name="rpmLimit" min="1" value="${k.rpmLimit ?? ''}">
+<label for="tpm-${e(k.id)}">TPM</label><input type="number" id="tpm-${e(k.id)}" name="tpmLimit" min="1" value="${k.tpmLimit ?? ''}">
+<button type="submit">Save limits</button></form></td></tr>`,
+    )
+    .join('');
+  const table = active.length ? `<h2>Per-key limits</h2><p class="muted">Empty: no limit. Over a limit, the API answers 429 <code>rate_limit_exceeded</code>.</p><table><tbody>${rows}</tbody></table>` : '';
+  return renderPage({ ...ctx, title: 'Limits', active: 'limits', body: budget + table });
+}
