@@ -77,9 +77,9 @@ export async function oauthDance(browser: Browser, login: string): Promise<Respo
   return browser.fetch(`${cb.pathname}${cb.search}`);
 }
 
-/** The console in this process (random port) over the real test Postgres and Redis, signing in at a fake GitHub. */
-export async function startConsoleStack(env: Record<string, string> = {}): Promise<ConsoleStack> {
-  const github = await startFakeGitHub({ autoApprove: true });
+/** The console in this process (random port; `consentPage`: the fake GitHub asks, as for a first sign-in) over the real test Postgres and Redis, signing in at a fake GitHub. */
+export async function startConsoleStack(env: Record<string, string> = {}, opts: { consentPage?: boolean } = {}): Promise<ConsoleStack> {
+  const github = await startFakeGitHub({ autoApprove: !opts.consentPage });
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'console-stack-'));
   writeFileSync(join(dir, 'tiers.yaml'), tiersYaml('http://127.0.0.1:9'));

@@ -35,7 +35,7 @@ export interface PageContext {
   csrfToken?: string;
   org?: OrgView | null;
   orgs?: OrgView[];
-  active?: 'keys' | 'members' | 'limits' | 'usage' | 'bill' | 'orgs' | 'tiers';
+  active?: 'keys' | 'members' | 'limits' | 'orgs';
   body: string;
 }
 
@@ -46,7 +46,7 @@ export function renderPage(p: PageContext): string {
     nav.push(`<a href="/orgs"${p.active === 'orgs' ? ' aria-current="page"' : ''}>Orgs</a>`);
     if (p.org) {
       const base = `/orgs/${encodeURIComponent(p.org.slug)}`;
-      for (const [key, label] of [['keys', 'API keys'], ['members', 'Members'], ['limits', 'Limits'], ['usage', 'Usage'], ['bill', 'Bill']] as const) {
+      for (const [key, label] of [['keys', 'API keys'], ['members', 'Members'], ['limits', 'Limits']] as const) {
         nav.push(`<a href="${base}/${key}"${p.active === key ? ' aria-current="page"' : ''}>${label}</a>`);
       }
     }

@@ -1,0 +1,89 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import OpenAI from 'openai';
+import { type Browser, chromium } from 'playwright-core';
+import { type ConsoleStack, newGitHubUser, startConsoleStack } from '../support/console-stack';
+import { CHAT_MODEL, type GatewayStack, startGatewayStack } from '../support/gateway-stack';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARTIFACTS = resolve(__dirname, '../artifacts');
+const messages = [{ role: 'user' as const, content: 'hi' }];
+
+/**
+ * The whole customer journey in a real browser (Debian's chromium, driven by playwright-core): sign in through
+ * the fake GitHub's consent page, create an org, mint a key, use it with the openai SDK, revoke it, see 401.
+ */
+describe('console in Chromium', () => {
+  let consoleStack: ConsoleStack;
+  let gateway: GatewayStack;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (.ci/run does)`);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    consoleStack = await startConsoleStack({}, { consentPage: true });
+    gateway = await startGatewayStack({ REDIS_PREFIX: consoleStack.config.REDIS_PREFIX });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await gateway?.close();
+    await consoleStack?.close();
+  });
+
+  it('sign in, create an org, mint a key, call the API with it, revoke it, get 401', async () => {
+    const user = newGitHubUser('browser');
+    consoleStack.github.addUser(user);
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.setDefaultTimeout(15_000);
+
+    await page.goto(`${consoleStack.base}/`);
+    await expect(page.getByText('local demo identity provider').count()).resolves.toBe(1);
+    await page.getByRole('link', { name: /Sign in with GitHub/ }).click();
+    // the fake GitHub's consent page: authorize as our test account
+    await page.locator(`form:has(input[name="login"][value="${user.login}"]) button.approve`).click();
+    await page.waitForURL(`${consoleStack.base}/orgs`);
+
+    const slug = `web-${Math.random().toString(36).slice(2, 10)}`;
+    await page.getByLabel('Name').fill('Browser Org');
+    await page.getByLabel('Slug').fill(slug);
+    await page.getByRole('button', { name: 'Create org' }).click();
+    await page.waitForURL(`${consoleStack.base}/orgs/${slug}/keys`);
+
+    await page.getByLabel('Name').fill('from-chromium');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    await page.waitForURL(/\/keys\/created\//);
+    const key = await page.getByTestId('new-key').inputValue();
+    expect(key).toMatch(/^sk-spot-/);
+    await expect(page.getByText('you will not see it again').count()).resolves.toBe(1);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-key-created.png'), fullPage: true });
+
+    const client = new OpenAI({ baseURL: gateway.baseURL, apiKey: key, maxRetries: 0 });
+    const answer = await client.chat.completions.create({ model: CHAT_MODEL, messages });
+    expect(answer.choices[0].message.content).toEqual(expect.any(String));
+
+    await page.getByRole('link', { name: 'Done: back to the keys' }).click();
+    await expect(page.locator('table').getByText('from-chromium').count()).resolves.toBe(1);
+    await expect(page.content()).resolves.not.toContain(key);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-keys.png'), fullPage: true });
+
+    await page.getByRole('link', { name: 'Revoke…' }).click();
+    await page.getByRole('button', { name: 'Revoke key' }).click();
+    await page.waitForURL(`${consoleStack.base}/orgs/${slug}/keys`);
+    await expect(page.locator('table').getByText('revoked').count()).resolves.toBe(1);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-key-revoked.png'), fullPage: true });
+
+    const t0 = Date.now();
+    let err: unknown;
+    while (Date.now() - t0 < 2_000) {
+      err = await client.chat.completions.create({ model: CHAT_MODEL, messages }).then(() => undefined, (e: unknown) => e);
+      if (err !== undefined) break;
+    }
+    expect(err).toBeInstanceOf(OpenAI.AuthenticationError);
+    expect(err).toMatchObject({ status: 401, code: 'invalid_api_key' });
+  }, 90_000);
+});
