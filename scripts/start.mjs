@@ -5,6 +5,9 @@
 // Environment (besides what the apps read themselves, see README): DATABASE_URL, REDIS_URL, GATEWAY_PORT,
 // CONSOLE_PORT, SIM_PORT, TIERS_FILE as for the apps; DEMO_TIER=0 to not run the embedded demo tier;
 // START_READY_TIMEOUT_MS (default 30000); START_STOP_TIMEOUT_MS (default 30000); NO_COLOR / FORCE_COLOR.
+// Without GITHUB_CLIENT_ID it also runs the labelled local demo identity provider (apps/demo-idp) on DEMO_IDP_PORT
+// (8082) and points the console's sign-in at it. CONSOLE_PUBLIC_URL / GATEWAY_PUBLIC_URL default to
+// http://localhost:<port>.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -62,6 +65,9 @@ const config = {
   simPort: intEnv('SIM_PORT', 8090),
   tiersFile: path.resolve(env('TIERS_FILE', 'tiers.yaml')),
   demoTier: !['0', 'false', 'no', 'off'].includes(String(env('DEMO_TIER', '1')).toLowerCase()),
+  demoIdpPort: intEnv('DEMO_IDP_PORT', 8082),
+  // no GitHub OAuth app configured: sign in through the local demo identity provider instead
+  demoIdp: !env('GITHUB_CLIENT_ID', ''),
   readyTimeoutMs: intEnv('START_READY_TIMEOUT_MS', 30_000),
   stopTimeoutMs: intEnv('START_STOP_TIMEOUT_MS', 30_000),
 };
@@ -72,6 +78,21 @@ const childEnv = {
   TIERS_FILE: config.tiersFile,
   SIM_PORT: String(config.simPort),
 };
+// Where browsers and SDKs reach the apps (the OAuth callback must come back to the host the browser used).
+childEnv.CONSOLE_PUBLIC_URL = env('CONSOLE_PUBLIC_URL', `http://localhost:${config.consolePort}`);
+childEnv.GATEWAY_PUBLIC_URL = env('GATEWAY_PUBLIC_URL', `http://localhost:${config.gatewayPort}`);
+if (config.demoIdp) {
+  // the demo identity provider's fixed client (apps/demo-idp), at the GitHub URLs it serves
+  const idp = `http://127.0.0.1:${config.demoIdpPort}`;
+  Object.assign(childEnv, {
+    DEMO_IDP_PORT: String(config.demoIdpPort),
+    GITHUB_CLIENT_ID: 'demo-client-id',
+    GITHUB_CLIENT_SECRET: 'demo-client-secret',
+    GITHUB_AUTHORIZE_URL: `${idp}/login/oauth/authorize`,
+    GITHUB_TOKEN_URL: `${idp}/login/oauth/access_token`,
+    GITHUB_API_URL: `${idp}/api/v3`,
+  });
+}
 
 // ---------------------------------------------------------------------------------------------- children
 
@@ -199,7 +220,7 @@ function firstModelId() {
 function banner(demo) {
   const gatewayRoot = `http://${config.gatewayHost}:${config.gatewayPort}`;
   const base = `${gatewayRoot}/v1`;
-  const consoleUrl = `http://${config.consoleHost}:${config.consolePort}/`;
+  const consoleUrl = `${childEnv.CONSOLE_PUBLIC_URL.replace(/\/+$/, '')}/`;
   const model = demo.ids[0] ?? firstModelId() ?? 'MODEL';
   const lines = [
     '',
@@ -210,8 +231,12 @@ function banner(demo) {
     demo.tiers.length
       ? `  demo tier         http://127.0.0.1:${config.simPort} (vllm-sim, tier ${demo.tiers.join(', ')}: ${demo.ids.join(', ')})`
       : `  demo tier         not started (${demo.skipped})`,
+    config.demoIdp
+      ? `  sign-in           local demo identity provider on http://127.0.0.1:${config.demoIdpPort} (not GitHub; set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET for GitHub)`
+      : '  sign-in           GitHub',
     '',
-    'Mint an API key (in another terminal):',
+    `Open the console, sign in, create an org and mint a key: ${consoleUrl}`,
+    'Or from a terminal:',
     '  npm run cli -- org create demo',
     '  npm run cli -- key create --org demo        # prints the key (sk-...) once, on its last line',
     '  export SPOT_API_KEY=sk-...',
@@ -246,6 +271,7 @@ async function main() {
     ['gateway', config.gatewayHost, config.gatewayPort, 'GATEWAY_PORT'],
     ['console', config.consoleHost, config.consolePort, 'CONSOLE_PORT'],
     ...(demo.tiers.length ? [['demo-tier', '127.0.0.1', config.simPort, 'SIM_PORT (or DEMO_TIER=0 to use what runs there as the tier)']] : []),
+    ...(config.demoIdp ? [['demo-idp', '127.0.0.1', config.demoIdpPort, 'DEMO_IDP_PORT (or GITHUB_CLIENT_ID/GITHUB_CLIENT_SECRET to use GitHub)']] : []),
   ];
   const busy = [];
   for (const [name, host, port, how] of ports) {
@@ -256,6 +282,7 @@ async function main() {
   // Every entry point, before anything starts.
   const entries = {
     sim: demo.tiers.length ? entry('vllm-sim') : undefined,
+    idp: config.demoIdp ? entry('demo-idp') : undefined,
     gateway: entry('gateway'),
     console: entry('console'),
     worker: entry('worker'),
@@ -281,6 +308,17 @@ async function main() {
     }
   } else {
     say(`Not starting the demo tier: ${demo.skipped}.`);
+  }
+
+  if (entries.idp) {
+    say(`No GITHUB_CLIENT_ID: starting the local demo identity provider on :${config.demoIdpPort} for console sign-in…`);
+    const idp = runService('demo-idp', [entries.idp]);
+    const up = await waitForHttp(`http://127.0.0.1:${config.demoIdpPort}/`, {
+      timeoutMs: config.readyTimeoutMs,
+      shouldStop: () => stopping || idp.exitCode !== null || idp.signalCode !== null,
+    });
+    if (stopping) return;
+    if (!up.ok) return shutdown(`The demo identity provider did not come up (GET ${up.url}: ${up.error}).`, 1);
   }
 
   say('Starting gateway, console and worker…');

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DEMO_LABEL, startFakeGitHub, type FakeGitHub, type FakeGitHubUser } from './fake-github';
-import { s256 } from './oauth-grants';
+import { s256 } from '../../../apps/demo-idp/src/oauth-grants';
 
 // passport and passport-github2 ship no types and this tree has no @types for them; these are the shapes used here.
 interface GitHubProfile {
