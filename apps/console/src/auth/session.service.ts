@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { SessionsRepository, type User } from '@spot/db';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -19,9 +19,11 @@ export function sameSecret(a: string, b: string): boolean {
  * token. Cookies are HttpOnly, SameSite=Lax, and Secure when the console is served over https.
  */
 @Injectable()
-export class SessionService {
+export class SessionService implements OnApplicationBootstrap, OnApplicationShutdown {
   readonly secureCookies: boolean;
   private readonly ttlMs: number;
+  private readonly logger = new Logger('Sessions');
+  private sweeper: NodeJS.Timeout | null = null;
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
@@ -29,6 +31,20 @@ export class SessionService {
   ) {
     this.secureCookies = new URL(config.CONSOLE_PUBLIC_URL).protocol === 'https:';
     this.ttlMs = config.SESSION_TTL_HOURS * 3_600_000;
+  }
+
+  /** Expired sessions are refused at once; their rows are swept hourly (and at boot). */
+  onApplicationBootstrap(): void {
+    const sweep = () => {
+      this.sessions.deleteExpired(new Date()).catch((err: unknown) => this.logger.warn(`could not sweep expired sessions: ${String(err)}`));
+    };
+    sweep();
+    this.sweeper = setInterval(sweep, 3_600_000);
+    this.sweeper.unref();
+  }
+
+  onApplicationShutdown(): void {
+    if (this.sweeper !== null) clearInterval(this.sweeper);
   }
 
   /** Starts a session for `user`, ending the browser's previous one (no session fixation). */
