@@ -220,6 +220,26 @@ describe('cli (in-process, real Postgres and Redis)', () => {
     });
   });
 
+  describe('usage rollup', () => {
+    it('folds new events into rollups now, with a one-line summary', async () => {
+      const orgId = '0a0a0a0a-0000-4000-8000-' + Date.now().toString(16).padStart(12, '0').slice(-12);
+      await pg.query(
+        `INSERT INTO usage_events (request_id, created_at, org_id, key_id, model, tier, prompt_tokens, completion_tokens, duration_ms, status, cost_nanos)
+         SELECT 'cli-roll-' || $1 || '-' || i, now() - interval '1 minute', $1::uuid, $1::uuid, 'm', 'spot', 3, 4, 1, 200, 10 FROM generate_series(1, 25) i`,
+        [orgId],
+      );
+      const res = await cli('usage', 'rollup');
+      expect(res.code).toBe(0);
+      expect(res.lines).toHaveLength(1);
+      expect(res.lines[0]).toMatch(/^rolled up \d+ events into \d+ rollup rows in \d+\.\d\ds$/);
+      const { rows } = await pg.query('SELECT requests, prompt_tokens, completion_tokens, cost_nanos FROM usage_rollups WHERE org_id = $1', [orgId]);
+      expect(rows).toEqual([{ requests: '25', prompt_tokens: '75', completion_tokens: '100', cost_nanos: '250' }]);
+      // a second pass finds nothing new of this org: counted once
+      await cli('usage', 'rollup');
+      expect((await pg.query('SELECT requests FROM usage_rollups WHERE org_id = $1', [orgId])).rows).toEqual([{ requests: '25' }]);
+    });
+  });
+
   describe('usage', () => {
     it.each([[[]], [['--help']], [['nope']], [['key', 'rotate']], [['key', 'create', '--help']], [['org', 'create', 'a-slug', '--bogus']]])(
       '%j -> usage on stderr, exit 2',

@@ -1,13 +1,14 @@
 import { Module } from '@nestjs/common';
+import { UsageRollupService } from '@spot/billing';
 import { ConfigModule } from '@spot/config';
 import { DbModule } from '@spot/db';
 import { KeysModule } from '@spot/keys';
 import { RedisModule } from '@spot/redis';
 import { OrgsService } from './orgs/orgs.service';
 
-/** Everything the CLI's commands use: config, Postgres, Redis, the keys and orgs services. */
+/** Everything the CLI's commands use: config, Postgres, Redis, the keys, orgs and usage services. */
 @Module({
   imports: [ConfigModule, DbModule, RedisModule, KeysModule],
-  providers: [OrgsService],
+  providers: [OrgsService, UsageRollupService],
 })
 export class CliModule {}

@@ -13,6 +13,7 @@ import { assertReachable } from './infra/connectivity';
 import { keyCreateCommand } from './keys/key-create.command';
 import { keyRevokeCommand } from './keys/key-revoke.command';
 import { orgCreateCommand } from './orgs/org-create.command';
+import { usageRollupCommand } from './usage/usage-rollup.command';
 import { OrgNotFoundError, OrgSlugTakenError } from './orgs/orgs.errors';
 
 export type { CliIo, CliOutput } from './command';
@@ -23,7 +24,7 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 const PROGRAM = 'npm run cli --';
-const COMMANDS: readonly CliCommand[] = [orgCreateCommand, keyCreateCommand, keyRevokeCommand];
+const COMMANDS: readonly CliCommand[] = [orgCreateCommand, keyCreateCommand, keyRevokeCommand, usageRollupCommand];
 const CLOSE_TIMEOUT_MS = 3_000;
 
 function usage(commands: readonly CliCommand[] = COMMANDS): string {

@@ -1,12 +1,30 @@
+import { BullModule } from '@nestjs/bullmq';
 import { Module } from '@nestjs/common';
-import { ConfigModule } from '@spot/config';
+import { APP_CONFIG, type AppConfig, ConfigModule } from '@spot/config';
 import { DbModule } from '@spot/db';
+import { bullPrefix } from '@spot/queue';
 import { RedisModule } from '@spot/redis';
+import { Redis } from 'ioredis';
+import { UsageModule } from './usage/usage.module';
 import { WorkerLifecycle } from './worker-lifecycle';
 
-/** The worker: Postgres and Redis for now; BullMQ processors arrive as `<queue>/<queue>.processor.ts`. */
+/** The worker: BullMQ processors, one module per queue (`<queue>/<queue>.processor.ts`). */
 @Module({
-  imports: [ConfigModule, DbModule, RedisModule],
+  imports: [
+    ConfigModule,
+    DbModule,
+    RedisModule,
+    BullModule.forRootAsync({
+      inject: [APP_CONFIG],
+      // BullMQ's workers block on Redis: their connection must retry forever instead of failing commands
+      useFactory: (config: AppConfig) => ({
+        connection: new Redis(config.REDIS_URL, { maxRetriesPerRequest: null, lazyConnect: true }),
+        prefix: bullPrefix(config.REDIS_PREFIX),
+        defaultJobOptions: { removeOnComplete: { count: 1_000 }, removeOnFail: { count: 5_000 } },
+      }),
+    }),
+    UsageModule,
+  ],
   providers: [WorkerLifecycle],
 })
 export class AppModule {}

@@ -6,6 +6,7 @@ import { OrgsRepository } from './orgs.repository';
 import { PrismaService } from './prisma.service';
 import { SessionsRepository } from './sessions.repository';
 import { UsageEventsRepository } from './usage-events.repository';
+import { UsageRollupsRepository } from './usage-rollups.repository';
 import { UsersRepository } from './users.repository';
 
 const REPOSITORIES = [
@@ -16,6 +17,7 @@ const REPOSITORIES = [
   SessionsRepository,
   MembershipsRepository,
   InvitationsRepository,
+  UsageRollupsRepository,
 ];
 
 /** Postgres access: the Prisma client and the repositories that own every query. */

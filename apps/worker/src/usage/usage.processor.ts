@@ -1,0 +1,34 @@
+import { Processor, WorkerHost } from '@nestjs/bullmq';
+import { Logger } from '@nestjs/common';
+import { UsageRollupService } from '@spot/billing';
+import { JOB, type JobName, type JobPayload, QUEUE } from '@spot/queue';
+import { type Job, UnrecoverableError } from 'bullmq';
+
+/** The `usage` queue: hourly rollups (exactly once) and retention of raw events. */
+@Processor(QUEUE.usage, { concurrency: 1 })
+export class UsageProcessor extends WorkerHost {
+  private readonly logger = new Logger('UsageProcessor');
+
+  constructor(private readonly rollups: UsageRollupService) {
+    super();
+  }
+
+  async process(job: Job<JobPayload['data'], unknown, JobName>): Promise<unknown> {
+    const name = job.name as JobName;
+    switch (name) {
+      case JOB.usageRollup: {
+        const pass = await this.rollups.runPass();
+        if (pass.events > 0) this.logger.log(`rolled up ${pass.events} events into ${pass.rollups} rollup rows in ${pass.ms} ms`);
+        return pass;
+      }
+      case JOB.usageRetention: {
+        const deleted = await this.rollups.dropExpired();
+        if (deleted > 0) this.logger.log(`deleted ${deleted} rolled-up usage events past retention`);
+        return { deleted };
+      }
+      case JOB.billingSync:
+      case JOB.tiersIdle:
+        throw new UnrecoverableError(`job ${name} does not belong on the ${QUEUE.usage} queue`);
+    }
+  }
+}

@@ -1,0 +1,2 @@
+export { UsageRollupService } from './usage-rollup.service';
+export type { RollupPass } from './usage-rollup.service';
