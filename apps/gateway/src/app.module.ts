@@ -4,6 +4,7 @@ import { type AppConfig, ConfigModule } from '@spot/config';
 import { DbModule } from '@spot/db';
 import { RedisModule } from '@spot/redis';
 import { UsageModule } from '@spot/usage';
+import { AdminController } from './admin/admin.controller';
 import { ApiKeyAuthService } from './auth/api-key-auth.service';
 import { KeyRevocationSubscriber } from './auth/key-revocation.subscriber';
 import { OpenAIExceptionFilter } from './errors/openai-exception.filter';
@@ -17,6 +18,7 @@ import { ModelsService } from './proxy/models.service';
 import { ProxyService } from './proxy/proxy.service';
 import { V1Routes } from './proxy/v1-routes';
 import { modelCatalogProvider } from './routing/model-catalog.provider';
+import { HealthChecker } from './routing/health-checker';
 import { UpstreamPool } from './routing/upstream-pool';
 
 /** The data plane: OpenAI's contract in front of the engine tiers. */
@@ -26,7 +28,7 @@ export class GatewayModule {
     return {
       module: GatewayModule,
       imports: [ConfigModule.forRoot(config), DbModule, RedisModule, UsageModule],
-      controllers: [HealthController, MetricsController],
+      controllers: [HealthController, MetricsController, AdminController],
       providers: [
         GatewayMetrics,
         ApiKeyAuthService,
@@ -34,6 +36,7 @@ export class GatewayModule {
         RateLimiter,
         modelCatalogProvider,
         UpstreamPool,
+        HealthChecker,
         ProxyService,
         ModelsService,
         OpenAIExceptionFilter,

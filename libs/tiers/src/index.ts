@@ -3,4 +3,4 @@ export type { TiersFile, TierSpec, ModelPrice } from './tiers-file';
 export { ModelCatalog } from './model-catalog';
 export { costNanos, worstCaseNanos } from './pricing';
 export type { TokenCounts } from './pricing';
-export type { ModelRoute } from './model-catalog';
+export type { ModelRoute, TierView } from './model-catalog';

@@ -10,11 +10,26 @@ export interface ModelRoute {
   readonly price: ModelPrice;
 }
 
+/** A tier as declared: its kind, replicas and the models it serves. */
+export interface TierView {
+  readonly name: string;
+  readonly kind: TierSpec['kind'];
+  readonly endpoints: readonly string[];
+  readonly models: readonly string[];
+}
+
 /** The models clients may name, each with its routes in order of preference (spot first, then on-demand). */
 export class ModelCatalog {
   private readonly routes = new Map<string, readonly ModelRoute[]>();
+  private readonly tierViews: readonly TierView[];
 
   constructor(file: TiersFile) {
+    this.tierViews = file.tiers.map((t) => ({
+      name: t.name,
+      kind: t.kind,
+      endpoints: t.endpoints.map((e) => e.replace(/\/+$/, '')),
+      models: t.models.map((m) => m.id),
+    }));
     const byModel = new Map<string, ModelRoute[]>();
     for (const tier of file.tiers) {
       for (const m of tier.models) {
@@ -40,6 +55,11 @@ export class ModelCatalog {
   /** Routes for a model id, or undefined when no tier serves it. */
   routesFor(model: string): readonly ModelRoute[] | undefined {
     return this.routes.get(model);
+  }
+
+  /** The tiers, in file order. */
+  tiers(): readonly TierView[] {
+    return this.tierViews;
   }
 
   /** Every model id, sorted. */

@@ -33,6 +33,18 @@ export class GatewayMetrics {
     labelNames: ['tier', 'kind'] as const,
     registers: [this.registry],
   });
+  readonly ejections = new Counter({
+    name: 'gateway_endpoint_ejections_total',
+    help: 'Engine endpoints taken out of rotation (circuit opened), by tier and endpoint',
+    labelNames: ['tier', 'endpoint'] as const,
+    registers: [this.registry],
+  });
+  readonly retries = new Counter({
+    name: 'gateway_upstream_retries_total',
+    help: 'Attempts moved to another replica or tier before any byte reached the client, by the tier that failed',
+    labelNames: ['tier'] as const,
+    registers: [this.registry],
+  });
   readonly tokens = new Counter({
     name: 'gateway_tokens_total',
     help: 'Tokens billed, by model, tier and direction',

@@ -6,7 +6,7 @@ import type { Dispatcher } from 'undici';
 import type { AuthedKey } from '../auth/authed-key';
 import type { BudgetHold } from '../limits/rate-limiter';
 import type { GatewayMetrics } from '../metrics/gateway-metrics';
-import type { Candidate } from '../routing/upstream-pool';
+import type { Candidate, FailureKind } from '../routing/upstream-pool';
 import { type CheckedRequest, type ProxyKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
 import { classifyFrame, ERROR_KEY, eventEnd, FrameKind, midstreamErrorFrame, parseFrame, rewriteErrorFrame, USAGE_KEY } from './sse-frames';
 import { type TokenUsage, usageFromJsonTail, usageFromObject } from './token-usage';
@@ -20,6 +20,8 @@ export interface ExchangeContext {
   /** Called once when an exchange ends, whatever the outcome (shutdown waits on these). */
   readonly onSettled: (exchange: ProxyExchange) => void;
   readonly onError: (message: string) => void;
+  /** Total time a request may spend on attempts before giving up on retries. */
+  readonly routeDeadlineMs: number;
   /** Settles the request's budget reservation with what it cost (called once, when it ends). */
   readonly settleBudget: (key: AuthedKey, hold: BudgetHold, costNanos: number) => void;
 }
@@ -153,7 +155,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     const { route, endpoint } = this.candidate;
     this.controller = null;
     this.upstreamStatus = 0;
-    endpoint.inflight++;
+    endpoint.taken();
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       accept: this.req.stream ? 'text/event-stream' : 'application/json',
@@ -214,6 +216,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
 
   private startResponse(statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     this.upstreamStatus = statusCode;
+    if (statusCode < 500) this.candidate.endpoint.succeeded();
     if (statusCode >= 300) {
       this.phase = Phase.ErrorBody;
       return;
@@ -261,7 +264,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
   }
 
   onResponseEnd(): void {
-    this.candidate.endpoint.inflight--;
+    this.candidate.endpoint.released();
     if (this.phase === Phase.ErrorBody) {
       this.sendUpstreamError();
       return;
@@ -285,6 +288,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     }
     if (!this.sawDone) {
       this.ctx.metrics.upstreamErrors.labels(this.candidate.route.tier, 'midstream').inc();
+      this.endpointFailed('status', 'stream ended before [DONE]');
       this.failMidstream('The engine ended the stream before it was complete.');
       return;
     }
@@ -294,7 +298,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
-    this.candidate.endpoint.inflight--;
+    this.candidate.endpoint.released();
     if (this.gate === Gate.Pending) {
       this.heldError = err; // decided (retry, 502, or the limiter's 429) once the verdict is in
       return;
@@ -316,7 +320,10 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     if (this.phase === Phase.Waiting) {
       const timeout = code === 'UND_ERR_HEADERS_TIMEOUT';
       this.ctx.metrics.upstreamErrors.labels(route.tier, timeout ? 'timeout' : 'connect').inc();
-      if (!timeout && RETRYABLE_CODES.has(code) && this.attemptIndex + 1 < this.candidates.length) {
+      // an engine that refuses or resets connections has vanished (spot preemption): ejected at once
+      this.endpointFailed(timeout ? 'status' : 'connect', code || err.message);
+      if (!timeout && RETRYABLE_CODES.has(code) && this.mayRetry()) {
+        this.ctx.metrics.retries.labels(route.tier).inc();
         this.next();
         return;
       }
@@ -334,6 +341,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     }
     // relaying: bytes already reached the client, so no retry; make the failure visible
     this.ctx.metrics.upstreamErrors.labels(route.tier, 'midstream').inc();
+    this.endpointFailed(RETRYABLE_CODES.has(code) ? 'connect' : 'status', `mid-response: ${code || err.message}`);
     this.ctx.onError(`engine ${endpoint.origin} failed mid-response: ${code || err.message}`);
     if (this.req.stream) this.failMidstream(`The engine failed mid-stream (${code || err.message}).`);
     else {
@@ -420,7 +428,38 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     this.finish(502);
   }
 
+  /** Whether a failed attempt may move on: another candidate left, time left, nobody waiting on a refusal. */
+  private mayRetry(): boolean {
+    return (
+      this.attemptIndex + 1 < this.candidates.length &&
+      !this.clientGone &&
+      this.gate !== Gate.Refused &&
+      performance.now() - this.startedAt < this.ctx.routeDeadlineMs
+    );
+  }
+
+  /** Marks the current endpoint failed (ejecting it if its breaker says so). */
+  private endpointFailed(kind: FailureKind, message: string): void {
+    const { route, endpoint } = this.candidate;
+    if (endpoint.failed(kind, message, Date.now())) {
+      this.ctx.metrics.ejections.labels(route.tier, endpoint.origin).inc();
+      this.ctx.onError(`engine ${endpoint.origin} (tier ${route.tier}) ejected: ${message}`);
+    }
+  }
+
   private sendUpstreamError(): void {
+    if (this.upstreamStatus >= 500) {
+      this.endpointFailed('status', `HTTP ${this.upstreamStatus}`);
+      if (this.mayRetry()) {
+        // nothing reached the client yet: the next replica or tier gets the request
+        this.ctx.metrics.retries.labels(this.candidate.route.tier).inc();
+        this.phase = Phase.Waiting;
+        this.errorChunks = [];
+        this.errorBytes = 0;
+        this.next();
+        return;
+      }
+    }
     const raw = Buffer.concat(this.errorChunks).toString('utf8');
     const status = clientStatusForUpstream(this.upstreamStatus || 502);
     this.ctx.metrics.upstreamErrors.labels(this.candidate.route.tier, 'status').inc();

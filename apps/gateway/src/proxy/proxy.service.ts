@@ -60,6 +60,7 @@ export class ProxyService {
       onSettled: (x) => this.settled(x),
       onError: (message) => this.logger.warn(message),
       settleBudget: (key, hold, costNanos) => limiter.settle(key, hold, costNanos),
+      routeDeadlineMs: config.ROUTE_DEADLINE_MS,
     };
   }
 

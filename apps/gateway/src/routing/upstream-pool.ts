@@ -3,14 +3,85 @@ import { APP_CONFIG, type AppConfig } from '@spot/config';
 import type { ModelRoute } from '@spot/tiers';
 import { Pool } from 'undici';
 
-/** One engine replica: its keep-alive connection pool and the requests we have in flight to it. */
+/** Circuit state of an endpoint: closed (in use), open (ejected), half-open (one probe request allowed). */
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+/** Why an attempt failed: a vanished engine (refused, reset: spot preemption) is ejected at once. */
+export type FailureKind = 'connect' | 'status';
+
+/**
+ * One engine replica: its keep-alive connection pool, the requests we have in flight to it, what its own
+ * /metrics says is queued there, and its circuit breaker.
+ */
 export class Endpoint {
   inflight = 0;
+  /** `vllm:num_requests_waiting` at the last scrape (0 when not scraped). */
+  waiting = 0;
+  state: BreakerState = 'closed';
+  failures = 0;
+  openedAt = 0;
+  /** A half-open endpoint lets one request through at a time. */
+  probing = false;
+  ejections = 0;
+  lastError: string | null = null;
 
   constructor(
     readonly origin: string,
+    readonly tier: string,
     readonly pool: Pool,
+    private readonly breaker: { failures: number; cooldownMs: number },
   ) {}
+
+  /** Whether a request may be sent now (an open circuit past its cooldown turns half-open for one probe). */
+  available(now: number): boolean {
+    if (this.state === 'closed') return true;
+    if (this.state === 'open') {
+      if (now - this.openedAt < this.breaker.cooldownMs) return false;
+      this.state = 'half-open';
+      this.probing = false;
+    }
+    return !this.probing;
+  }
+
+  /** Called when a request is sent to this endpoint. */
+  taken(): void {
+    this.inflight++;
+    if (this.state === 'half-open') this.probing = true;
+  }
+
+  /** Called when an attempt on this endpoint ends, whatever the outcome. */
+  released(): void {
+    this.inflight--;
+    // a probe that ended without a verdict (client gone) lets the next request probe
+    if (this.state === 'half-open') this.probing = false;
+  }
+
+  succeeded(): void {
+    this.failures = 0;
+    this.probing = false;
+    this.state = 'closed';
+    this.lastError = null;
+  }
+
+  /** Returns true when this failure ejected the endpoint (its circuit opened). */
+  failed(kind: FailureKind, message: string, now: number): boolean {
+    this.failures++;
+    this.probing = false;
+    this.lastError = message;
+    if (this.state === 'open') return false;
+    if (kind === 'connect' || this.state === 'half-open' || this.failures >= this.breaker.failures) {
+      this.state = 'open';
+      this.openedAt = now;
+      this.ejections++;
+      return true;
+    }
+    return false;
+  }
+
+  /** The load a new request would join: ours in flight plus what the engine says is queued. */
+  get load(): number {
+    return this.inflight + this.waiting;
+  }
 }
 
 /** A place to send one attempt: the route (tier, engine model name, price) and a replica of that tier. */
@@ -20,16 +91,20 @@ export interface Candidate {
 }
 
 /**
- * Keep-alive undici pools, one per engine replica, and the choice of replica: least outstanding requests
- * within a tier, tiers in the catalog's order of preference.
+ * Keep-alive undici pools, one per engine replica, and the choice of replica: tiers in the catalog's order of
+ * preference, within a tier the replicas with the least load (in flight here, plus queued on the engine when
+ * scraped); ejected replicas (open circuit) are skipped, and only tried last when nothing else is left.
  */
 @Injectable()
 export class UpstreamPool implements OnApplicationShutdown {
   private readonly endpoints = new Map<string, Endpoint>();
+  private readonly breaker: { failures: number; cooldownMs: number };
 
-  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
+    this.breaker = { failures: config.BREAKER_FAILURES, cooldownMs: config.BREAKER_COOLDOWN_MS };
+  }
 
-  endpoint(origin: string): Endpoint {
+  endpoint(origin: string, tier = ''): Endpoint {
     let e = this.endpoints.get(origin);
     if (e === undefined) {
       const pool = new Pool(origin, {
@@ -41,23 +116,40 @@ export class UpstreamPool implements OnApplicationShutdown {
         // a stream may pause between tokens for long (a queue on the engine); the client can abort
         bodyTimeout: this.config.UPSTREAM_HEADERS_TIMEOUT_MS,
       });
-      e = new Endpoint(origin, pool);
+      e = new Endpoint(origin, tier, pool, this.breaker);
       this.endpoints.set(origin, e);
     }
     return e;
   }
 
-  /** Attempt order for a request: each route in turn, its replicas by fewest requests in flight. */
+  /** Every endpoint created so far. */
+  all(): Endpoint[] {
+    return [...this.endpoints.values()];
+  }
+
+  /** Attempt order for a request: each route in turn, its available replicas by least load; ejected ones last. */
   candidates(routes: readonly ModelRoute[]): Candidate[] {
+    const now = Date.now();
+    // the common case, one route with one healthy replica: no sorting, no second array
+    if (routes.length === 1 && routes[0].endpoints.length === 1) {
+      const route = routes[0];
+      const endpoint = this.endpoint(route.endpoints[0], route.tier);
+      endpoint.available(now);
+      return [{ route, endpoint }];
+    }
     const out: Candidate[] = [];
+    let ejected: Candidate[] | null = null;
     for (const route of routes) {
-      const eps = route.endpoints;
-      if (eps.length === 1) {
-        out.push({ route, endpoint: this.endpoint(eps[0]) });
-        continue;
+      const eps = route.endpoints.map((o) => this.endpoint(o, route.tier));
+      if (eps.length > 1) eps.sort((a, b) => a.load - b.load);
+      for (const endpoint of eps) {
+        if (endpoint.available(now)) out.push({ route, endpoint });
+        else (ejected ??= []).push({ route, endpoint });
       }
-      const sorted = eps.map((o) => this.endpoint(o)).sort((a, b) => a.inflight - b.inflight);
-      for (const endpoint of sorted) out.push({ route, endpoint });
+    }
+    if (ejected !== null) {
+      ejected.sort((a, b) => a.endpoint.openedAt - b.endpoint.openedAt);
+      out.push(...ejected);
     }
     return out;
   }
