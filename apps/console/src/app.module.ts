@@ -17,6 +17,8 @@ import { OrgAccessService } from './orgs/org-access.service';
 import { OrgsController } from './orgs/orgs.controller';
 import { OrgsService } from './orgs/orgs.service';
 import { PagesController } from './pages/pages.controller';
+import { UsageController } from './usage/usage.controller';
+import { UsageService } from './usage/usage.service';
 
 /** The console: GitHub sign-in, orgs, members, keys and limits (pages and JSON API). */
 @Module({})
@@ -25,7 +27,7 @@ export class ConsoleModule {
     return {
       module: ConsoleModule,
       imports: [ConfigModule.forRoot(config), DbModule, RedisModule, KeysModule],
-      controllers: [HealthController, AuthController, OrgsController, KeysController, PagesController],
+      controllers: [HealthController, AuthController, OrgsController, KeysController, UsageController, PagesController],
       providers: [
         { provide: APP_FILTER, useClass: ConsoleExceptionFilter },
         SessionService,
@@ -35,6 +37,7 @@ export class ConsoleModule {
         OrgAccessService,
         OrgsService,
         ConsoleKeysService,
+        UsageService,
       ],
     };
   }

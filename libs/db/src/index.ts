@@ -11,7 +11,7 @@ export { MembershipsRepository } from './memberships.repository';
 export type { OrgOfMember, MemberRow } from './memberships.repository';
 export { InvitationsRepository } from './invitations.repository';
 export { UsageRollupsRepository } from './usage-rollups.repository';
-export type { RollupBatch } from './usage-rollups.repository';
+export type { RollupBatch, UsageGroup, UsageGroupRow } from './usage-rollups.repository';
 export { UsageEventsRepository } from './usage-events.repository';
 export type { UsageEventRow } from './usage-events.repository';
 export type { Org, User, ApiKey, UsageEvent, Membership, Invitation, UsageRollup } from './generated/prisma/client';

@@ -1,11 +1,27 @@
 import { Injectable } from '@nestjs/common';
-import type { UsageRollup } from './generated/prisma/client';
+import { Prisma, type UsageRollup } from './generated/prisma/client';
 import { PrismaService } from './prisma.service';
 
 /** What one rollup batch did. */
 export interface RollupBatch {
   events: number;
   rollups: number;
+}
+
+/** How usage is grouped for reports. */
+export type UsageGroup = 'day' | 'model' | 'tier' | 'key';
+
+/** One group of an org's usage over a period: rollups plus events not rolled up yet. */
+export interface UsageGroupRow {
+  /** The day (YYYY-MM-DD), model, tier or key id. */
+  group: string;
+  /** For `key`: the key's name and public prefix. */
+  label: string | null;
+  requests: number;
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+  costNanos: number;
 }
 
 /** usage_rollups, and the exactly-once fold of usage_events into them. */
@@ -62,6 +78,72 @@ export class UsageRollupsRepository {
     return this.prisma.$executeRaw`
       DELETE FROM usage_events WHERE request_id IN (
         SELECT request_id FROM usage_events WHERE rolled_up_at IS NOT NULL AND created_at < ${cutoff} LIMIT ${limit})`;
+  }
+
+  /**
+   * An org's usage in [from, to), grouped: its rollups plus the events the worker has not rolled up yet, read
+   * in one statement (one snapshot), so a rollup committing meanwhile is counted once either way.
+   * Rollups are hourly: `from` and `to` are used at hour precision.
+   */
+  async usage(orgId: string, from: Date, to: Date, group: UsageGroup): Promise<UsageGroupRow[]> {
+    const key =
+      group === 'day'
+        ? Prisma.sql`to_char(date_trunc('day', u.hour, 'UTC') AT TIME ZONE 'UTC', 'YYYY-MM-DD')`
+        : group === 'model'
+          ? Prisma.sql`u.model`
+          : group === 'tier'
+            ? Prisma.sql`u.tier`
+            : Prisma.sql`u.key_id::text`;
+    const rows = await this.prisma.$queryRaw<Array<{ grp: string; label: string | null; requests: bigint; prompt: bigint; completion: bigint; cached: bigint; cost: bigint }>>`
+      WITH u AS (
+        SELECT key_id, model, tier, hour, requests, prompt_tokens, completion_tokens, cached_tokens, cost_nanos
+        FROM usage_rollups WHERE org_id = ${orgId}::uuid AND hour >= date_trunc('hour', ${from}::timestamptz, 'UTC') AND hour < ${to}
+        UNION ALL
+        SELECT key_id, model, tier, date_trunc('hour', created_at, 'UTC'), 1, prompt_tokens, completion_tokens, cached_tokens, cost_nanos
+        FROM usage_events WHERE org_id = ${orgId}::uuid AND rolled_up_at IS NULL
+          AND created_at >= date_trunc('hour', ${from}::timestamptz, 'UTC') AND created_at < ${to}
+      )
+      SELECT ${key} AS grp,
+        ${group === 'key' ? Prisma.sql`max(k.name || ' (' || k.prefix || ')')` : Prisma.sql`NULL::text`} AS label,
+        sum(u.requests)::bigint AS requests, sum(u.prompt_tokens)::bigint AS prompt, sum(u.completion_tokens)::bigint AS completion,
+        sum(u.cached_tokens)::bigint AS cached, sum(u.cost_nanos)::bigint AS cost
+      FROM u ${group === 'key' ? Prisma.sql`LEFT JOIN api_keys k ON k.id = u.key_id` : Prisma.empty}
+      GROUP BY 1 ORDER BY 1`;
+    return rows.map((r) => ({
+      group: r.grp,
+      label: r.label,
+      requests: Number(r.requests),
+      promptTokens: Number(r.prompt),
+      completionTokens: Number(r.completion),
+      cachedTokens: Number(r.cached),
+      costNanos: Number(r.cost),
+    }));
+  }
+
+  /** The bill's lines for [from, to): usage per model and tier (what was priced alike). */
+  async billLines(orgId: string, from: Date, to: Date): Promise<Array<UsageGroupRow & { model: string; tier: string }>> {
+    const rows = await this.prisma.$queryRaw<Array<{ model: string; tier: string; requests: bigint; prompt: bigint; completion: bigint; cached: bigint; cost: bigint }>>`
+      WITH u AS (
+        SELECT model, tier, requests, prompt_tokens, completion_tokens, cached_tokens, cost_nanos
+        FROM usage_rollups WHERE org_id = ${orgId}::uuid AND hour >= ${from} AND hour < ${to}
+        UNION ALL
+        SELECT model, tier, 1, prompt_tokens, completion_tokens, cached_tokens, cost_nanos
+        FROM usage_events WHERE org_id = ${orgId}::uuid AND rolled_up_at IS NULL AND created_at >= ${from} AND created_at < ${to}
+      )
+      SELECT model, tier, sum(requests)::bigint AS requests, sum(prompt_tokens)::bigint AS prompt,
+        sum(completion_tokens)::bigint AS completion, sum(cached_tokens)::bigint AS cached, sum(cost_nanos)::bigint AS cost
+      FROM u GROUP BY model, tier ORDER BY model, tier`;
+    return rows.map((r) => ({
+      group: `${r.model} / ${r.tier}`,
+      label: null,
+      model: r.model,
+      tier: r.tier,
+      requests: Number(r.requests),
+      promptTokens: Number(r.prompt),
+      completionTokens: Number(r.completion),
+      cachedTokens: Number(r.cached),
+      costNanos: Number(r.cost),
+    }));
   }
 
   findByOrg(orgId: string): Promise<UsageRollup[]> {

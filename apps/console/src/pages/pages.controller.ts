@@ -14,7 +14,8 @@ import { invalid } from '../errors/console.errors';
 import { ConsoleKeysService } from '../keys/console-keys.service';
 import { createOrgSchema, inviteSchema, loginSchema, parseBody } from '../orgs/orgs.dto';
 import { OrgsService } from '../orgs/orgs.service';
-import { keyCreatedPage, keyGonePage, keysPage, limitsPage, membersPage, orgsPage, revokePage, signInPage } from './views';
+import { UsageService } from '../usage/usage.service';
+import { billPage, keyCreatedPage, keyGonePage, keysPage, limitsPage, membersPage, orgsPage, revokePage, signInPage, usagePage } from './views';
 
 const HTML = 'text/html; charset=utf-8';
 const FLASH_TTL_S = 300;
@@ -49,6 +50,7 @@ export class PagesController {
     private readonly oauth: GitHubOAuthService,
     private readonly orgs: OrgsService,
     private readonly keys: ConsoleKeysService,
+    private readonly usage: UsageService,
     @Inject(REDIS) private readonly redis: Redis,
     private readonly redisKeys: RedisKeys,
   ) {
@@ -190,6 +192,22 @@ export class PagesController {
     if (usd !== null && (!Number.isFinite(usd) || usd < 0)) throw invalid('monthlyBudgetUsd', 'expected an amount in USD of 0 or more, or nothing');
     await this.orgs.update(s.user, slug, { monthlyBudgetUsd: usd });
     this.see(reply, `/orgs/${encodeURIComponent(slug)}/limits`);
+  }
+
+  @Get('orgs/:org/usage')
+  @UseGuards(SessionGuard)
+  @Header('content-type', HTML)
+  async usageReport(@CurrentSession() s: ConsoleSession, @Param('org') slug: string, @Query() q: Record<string, string | undefined>): Promise<string> {
+    const ctx = await this.context(s, slug);
+    return usagePage(ctx, await this.usage.report(s.user, slug, q));
+  }
+
+  @Get('orgs/:org/bill')
+  @UseGuards(SessionGuard)
+  @Header('content-type', HTML)
+  async bill(@CurrentSession() s: ConsoleSession, @Param('org') slug: string, @Query('period') period?: string): Promise<string> {
+    const ctx = await this.context(s, slug);
+    return billPage(ctx, await this.usage.bill(s.user, slug, period));
   }
 
   private async context(s: ConsoleSession, slug: string) {

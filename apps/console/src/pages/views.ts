@@ -1,6 +1,7 @@
 import type { User } from '@spot/db';
 import type { KeyView } from '../keys/console-keys.service';
 import type { OrgView } from '../orgs/orgs.service';
+import type { Bill, UsageReport } from '../usage/usage.service';
 
 /** Escapes text for HTML content and attribute values. */
 export function escapeHtml(value: unknown): string {
@@ -35,7 +36,7 @@ export interface PageContext {
   csrfToken?: string;
   org?: OrgView | null;
   orgs?: OrgView[];
-  active?: 'keys' | 'members' | 'limits' | 'orgs';
+  active?: 'keys' | 'members' | 'limits' | 'usage' | 'bill' | 'orgs';
   body: string;
 }
 
@@ -46,7 +47,7 @@ export function renderPage(p: PageContext): string {
     nav.push(`<a href="/orgs"${p.active === 'orgs' ? ' aria-current="page"' : ''}>Orgs</a>`);
     if (p.org) {
       const base = `/orgs/${encodeURIComponent(p.org.slug)}`;
-      for (const [key, label] of [['keys', 'API keys'], ['members', 'Members'], ['limits', 'Limits']] as const) {
+      for (const [key, label] of [['keys', 'API keys'], ['members', 'Members'], ['limits', 'Limits'], ['usage', 'Usage'], ['bill', 'Bill']] as const) {
         nav.push(`<a href="${base}/${key}"${p.active === key ? ' aria-current="page"' : ''}>${label}</a>`);
       }
     }
@@ -224,4 +225,72 @@ ${admin ? '<p><button type="submit">Save budget</button></p>' : '<p class="muted
     .join('');
   const table = active.length ? `<h2>Per-key limits</h2><p class="muted">Empty: no limit. Over a limit, the API answers 429 <code>rate_limit_exceeded</code>.</p><table><tbody>${rows}</tbody></table>` : '';
   return renderPage({ ...ctx, title: 'Limits', active: 'limits', body: budget + table });
+}
+
+const usd = (n: number) => `$${n.toFixed(n !== 0 && Math.abs(n) < 0.01 ? 6 : 2)}`;
+const int = (n: number) => n.toLocaleString('en-US');
+
+/** Daily tokens (bars) and cost (line) as inline SVG, with a text alternative. */
+function dailyChart(report: UsageReport): string {
+  const days = report.rows;
+  if (days.length === 0) return '';
+  const w = 720;
+  const h = 180;
+  const pad = 30;
+  const maxTokens = Math.max(1, ...days.map((d) => d.promptTokens + d.completionTokens));
+  const maxCost = Math.max(1e-9, ...days.map((d) => d.costUsd));
+  const step = (w - 2 * pad) / days.length;
+  const bars = days
+    .map((d, i) => {
+      const bh = ((d.promptTokens + d.completionTokens) / maxTokens) * (h - 2 * pad);
+      return `<rect x="${(pad + i * step + 2).toFixed(1)}" y="${(h - pad - bh).toFixed(1)}" width="${Math.max(1, step - 4).toFixed(1)}" height="${bh.toFixed(1)}" fill="#2456d6"><title>${e(d.group)}: ${int(d.promptTokens + d.completionTokens)} tokens, ${usd(d.costUsd)}</title></rect>`;
+    })
+    .join('');
+  const line = days.map((d, i) => `${(pad + i * step + step / 2).toFixed(1)},${(h - pad - (d.costUsd / maxCost) * (h - 2 * pad)).toFixed(1)}`).join(' ');
+  return `<figure><svg role="img" aria-labelledby="chart-title" viewBox="0 0 ${w} ${h}" width="100%" style="max-width:${w}px;background:#fff">
+<title id="chart-title">Tokens per day (bars, up to ${int(maxTokens)}) and cost per day (line, up to ${usd(maxCost)})</title>
+<line x1="${pad}" y1="${h - pad}" x2="${w - pad}" y2="${h - pad}" stroke="#b8bfcc"/>${bars}
+<polyline points="${line}" fill="none" stroke="#b42318" stroke-width="2"/>
+<text x="${pad}" y="${h - 8}" font-size="11">${e(days[0].group)}</text><text x="${w - pad}" y="${h - 8}" font-size="11" text-anchor="end">${e(days[days.length - 1].group)}</text>
+</svg><figcaption class="muted">Bars: tokens per day. Red line: cost per day.</figcaption></figure>`;
+}
+
+export function usagePage(ctx: Omit<PageContext, 'title' | 'body'>, report: UsageReport): string {
+  const base = `/orgs/${encodeURIComponent(ctx.org!.slug)}`;
+  const q = (group: string) => `?group=${group}&from=${encodeURIComponent(report.from.slice(0, 10))}&to=${encodeURIComponent(report.to)}`;
+  const groups = (['day', 'model', 'tier', 'key'] as const)
+    .map((g) => (g === report.group ? `<strong>${g}</strong>` : `<a href="${base}/usage${q(g)}">${g}</a>`))
+    .join(' · ');
+  const rows = report.rows
+    .map((r) => `<tr><td>${e(r.label ?? r.group)}</td><td>${int(r.requests)}</td><td>${int(r.promptTokens)}</td><td>${int(r.completionTokens)}</td><td>${int(r.cachedTokens)}</td><td>${usd(r.costUsd)}</td></tr>`)
+    .join('');
+  const t = report.totals;
+  const table = `<table><caption class="muted">${e(report.from.slice(0, 10))} to ${e(report.to.slice(0, 16).replace('T', ' '))} UTC, by ${e(report.group)}</caption>
+<thead><tr><th scope="col">${e(report.group)}</th><th scope="col">Requests</th><th scope="col">Prompt tokens</th><th scope="col">Completion tokens</th><th scope="col">Cached tokens</th><th scope="col">Cost</th></tr></thead>
+<tbody>${rows || '<tr><td colspan="6">No usage in this period.</td></tr>'}</tbody>
+<tfoot><tr><th scope="row">Total</th><td>${int(t.requests)}</td><td>${int(t.promptTokens)}</td><td>${int(t.completionTokens)}</td><td>${int(t.cachedTokens)}</td><td>${usd(t.costUsd)}</td></tr></tfoot></table>`;
+  const csv = `/api/orgs/${encodeURIComponent(ctx.org!.slug)}/usage.csv${q(report.group)}`;
+  return renderPage({
+    ...ctx,
+    title: 'Usage',
+    active: 'usage',
+    body: `<p>Group by: ${groups} · <a href="${csv}">Download CSV</a></p>${report.group === 'day' ? dailyChart(report) : ''}${table}`,
+  });
+}
+
+export function billPage(ctx: Omit<PageContext, 'title' | 'body'>, bill: Bill): string {
+  const cents = (c: number) => `$${(c / 100).toFixed(2)}`;
+  const rows = bill.lines
+    .map((l) => `<tr><td>${e(l.model)}</td><td>${e(l.tier)}</td><td>${int(l.requests)}</td><td>${int(l.promptTokens)}</td><td>${int(l.completionTokens)}</td><td>${cents(l.amountCents)}</td></tr>`)
+    .join('');
+  return renderPage({
+    ...ctx,
+    title: `Bill for ${bill.period}`,
+    active: 'bill',
+    body: `<table><caption class="muted">${e(bill.from.slice(0, 10))} to ${e(bill.to.slice(0, 10))} (UTC), each line priced at the tier that served it</caption>
+<thead><tr><th scope="col">Model</th><th scope="col">Tier</th><th scope="col">Requests</th><th scope="col">Input tokens</th><th scope="col">Output tokens</th><th scope="col">Amount</th></tr></thead>
+<tbody>${rows || '<tr><td colspan="6">No usage in this period.</td></tr>'}</tbody>
+<tfoot><tr><th scope="row" colspan="5">Total</th><td><strong>${cents(bill.totalCents)}</strong></td></tr></tfoot></table>
+<p class="muted">Payment through Stripe is not connected yet: this is our own figure.</p>`,
+  });
 }

@@ -1,0 +1,55 @@
+import { centsPerToken, lineAmountCents, priceLine, priceLines, tokensByDirection } from './price-lines';
+
+describe('price lines', () => {
+  it('turns USD per 1M tokens into exact cents per token', () => {
+    expect(centsPerToken(0.05)).toBe('0.000005');
+    expect(centsPerToken(0.1)).toBe('0.00001');
+    expect(centsPerToken(2.5)).toBe('0.00025');
+    expect(centsPerToken(15)).toBe('0.0015');
+    expect(centsPerToken(0)).toBe('0');
+    expect(centsPerToken(1e-7)).toBe('0.00000000001');
+    expect(centsPerToken(10000)).toBe('1');
+  });
+
+  it('rounds each line to the nearest cent, ties away from zero', () => {
+    expect(lineAmountCents(100_000n, '0.000005')).toBe(1n); // 0.5 cent -> 1
+    expect(lineAmountCents(99_999n, '0.000005')).toBe(0n); // 0.499995
+    expect(lineAmountCents(1_234_567n, '0.00001')).toBe(12n); // 12.34567
+    expect(lineAmountCents(7n, '3')).toBe(21n);
+    expect(lineAmountCents(0n, '0.1')).toBe(0n);
+  });
+
+  it('keys a line by model, tier, direction and unit price (a price change is a new line)', () => {
+    const a = priceLine('m', 'spot', 'input', '0.000005');
+    expect(a.eventName).toBe(`spot_tokens_${a.lineKey}`);
+    expect(priceLine('m', 'spot', 'input', '0.000005').lineKey).toBe(a.lineKey);
+    expect(priceLine('m', 'spot', 'input', '0.000006').lineKey).not.toBe(a.lineKey);
+    expect(priceLine('m', 'spot', 'output', '0.000005').lineKey).not.toBe(a.lineKey);
+    expect(() => priceLine('m', 'spot', 'input', '0.0000000000001')).toThrow('more than 12 decimal places');
+  });
+
+  it('lists a cached_input line only where the price book prices cached tokens', () => {
+    const lines = priceLines({
+      tiers: [
+        {
+          name: 'spot',
+          kind: 'spot',
+          endpoints: ['http://x'],
+          models: [
+            { id: 'a', price: { input_per_mtok: 1, output_per_mtok: 2 } },
+            { id: 'b', price: { input_per_mtok: 1, output_per_mtok: 2, cached_input_per_mtok: 0.5 } },
+          ],
+        },
+      ],
+    });
+    expect(lines.map((l) => `${l.model}:${l.direction}:${l.unitAmountDecimal}`)).toEqual([
+      'a:input:0.0001',
+      'a:output:0.0002',
+      'b:input:0.0001',
+      'b:cached_input:0.00005',
+      'b:output:0.0002',
+    ]);
+    expect(tokensByDirection({ promptTokens: 10n, completionTokens: 3n, cachedTokens: 4n }, true)).toEqual({ input: 6n, cached_input: 4n, output: 3n });
+    expect(tokensByDirection({ promptTokens: 10n, completionTokens: 3n, cachedTokens: 4n }, false)).toEqual({ input: 10n, cached_input: 0n, output: 3n });
+  });
+});

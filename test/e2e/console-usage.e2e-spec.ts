@@ -1,0 +1,121 @@
+import { UsageRollupService } from '@spot/billing';
+import { PrismaService, UsageRollupsRepository, UsageEventsRepository } from '@spot/db';
+import { type Browser, type ConsoleStack, newGitHubUser, startConsoleStack } from '../support/console-stack';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const j = async (r: Response | Promise<Response>): Promise<any> => (await r).json();
+
+describe('console: usage and the bill', () => {
+  let s: ConsoleStack;
+  let owner: Browser;
+  let stranger: Browser;
+  let slug: string;
+  let keyIds: string[];
+
+  beforeAll(async () => {
+    s = await startConsoleStack();
+    owner = await s.signIn(newGitHubUser('usage'));
+    stranger = await s.signIn(newGitHubUser('stranger'));
+    slug = `use-${Math.random().toString(36).slice(2, 10)}`;
+    await owner.api('POST', '/api/orgs', { slug, name: 'Usage' });
+    const a = await j(owner.api('POST', `/api/orgs/${slug}/keys`, { name: 'alpha' }));
+    const b = await j(owner.api('POST', `/api/orgs/${slug}/keys`, { name: 'beta' }));
+    keyIds = [a.id, b.id];
+    const org = await s.app.get(PrismaService).org.findUniqueOrThrow({ where: { slug } });
+    // October 2026: two days, two models, two tiers, two keys; costs chosen so that rounding matters
+    const events = [
+      { at: '2026-10-03T10:15:00Z', key: 0, model: 'm-1', tier: 'spot', prompt: 100, completion: 50, cost: 12_345_678 },
+      { at: '2026-10-03T11:00:00Z', key: 1, model: 'm-1', tier: 'spot', prompt: 200, completion: 10, cost: 4_999_999 },
+      { at: '2026-10-04T09:00:00Z', key: 0, model: 'm-2', tier: 'od', prompt: 30, completion: 70, cost: 7_654_321 },
+      { at: '2026-10-04T23:59:59Z', key: 1, model: 'm-1', tier: 'od', prompt: 5, completion: 5, cost: 5_000_000 },
+    ];
+    await s.app.get(UsageEventsRepository).insertMany(
+      events.map((e, i) => ({
+        requestId: `usage-page-${slug}-${i}`,
+        createdAt: new Date(e.at),
+        orgId: org.id,
+        keyId: keyIds[e.key],
+        model: e.model,
+        tier: e.tier,
+        promptTokens: e.prompt,
+        completionTokens: e.completion,
+        durationMs: 1,
+        status: 200,
+        costNanos: BigInt(e.cost),
+      })),
+    );
+  });
+  afterAll(async () => {
+    await s?.close();
+  });
+
+  const october = 'from=2026-10-01&to=2026-11-01';
+
+  it('reports usage by day, model, tier and key, the same before and after the rollup', async () => {
+    const before = await j(owner.fetch(`/api/orgs/${slug}/usage?${october}&group=day`));
+    expect(before.rows.map((r: { group: string; requests: number; promptTokens: number }) => [r.group, r.requests, r.promptTokens])).toEqual([
+      ['2026-10-03', 2, 300],
+      ['2026-10-04', 2, 35],
+    ]);
+    expect(before.totals).toMatchObject({ requests: 4, promptTokens: 335, completionTokens: 135 });
+    expect(before.totals.costUsd).toBeCloseTo(0.029999998, 9);
+
+    await new UsageRollupService(s.app.get(UsageRollupsRepository), s.config).runPass();
+    expect(await j(owner.fetch(`/api/orgs/${slug}/usage?${october}&group=day`))).toEqual(before);
+
+    const byModel = await j(owner.fetch(`/api/orgs/${slug}/usage?${october}&group=model`));
+    expect(byModel.rows.map((r: { group: string; requests: number }) => [r.group, r.requests])).toEqual([
+      ['m-1', 3],
+      ['m-2', 1],
+    ]);
+    const byTier = await j(owner.fetch(`/api/orgs/${slug}/usage?${october}&group=tier`));
+    expect(byTier.rows.map((r: { group: string }) => r.group)).toEqual(['od', 'spot']);
+    const byKey = await j(owner.fetch(`/api/orgs/${slug}/usage?${october}&group=key`));
+    expect(byKey.rows).toHaveLength(2);
+    expect(byKey.rows.map((r: { label: string }) => r.label.split(' ')[0]).sort()).toEqual(['alpha', 'beta']);
+  });
+
+  it('exports CSV', async () => {
+    const res = await owner.fetch(`/api/orgs/${slug}/usage.csv?${october}&group=model`);
+    expect(res.headers.get('content-type')).toBe('text/csv; charset=utf-8');
+    expect(res.headers.get('content-disposition')).toMatch(/attachment; filename="usage-.*-by-model\.csv"/);
+    const lines = (await res.text()).trim().split('\r\n');
+    expect(lines[0]).toBe('model,label,requests,prompt_tokens,completion_tokens,cached_tokens,cost_usd');
+    expect(lines.slice(1)).toEqual(['m-1,,3,305,65,0,0.022345677', 'm-2,,1,30,70,0,0.007654321']);
+  });
+
+  it('bills the period per model and tier, each line rounded to the cent', async () => {
+    const bill = await j(owner.fetch(`/api/orgs/${slug}/bill?period=2026-10`));
+    expect(bill.lines).toEqual([
+      expect.objectContaining({ model: 'm-1', tier: 'od', requests: 1, amountCents: 1 }), // 0.5 cent: half up
+      expect.objectContaining({ model: 'm-1', tier: 'spot', requests: 2, amountCents: 2 }), // 1.7345677 cents
+      expect.objectContaining({ model: 'm-2', tier: 'od', requests: 1, amountCents: 1 }), // 0.7654321 cents
+    ]);
+    expect(bill).toMatchObject({ period: '2026-10', totalCents: 4, currency: 'usd', stripePreviewCents: null });
+    expect((await j(owner.fetch(`/api/orgs/${slug}/bill?period=2026-09`))).lines).toEqual([]);
+  });
+
+  it('validates the query and keeps other tenants out', async () => {
+    const bad = await owner.fetch(`/api/orgs/${slug}/usage?group=hour`);
+    expect(bad.status).toBe(400);
+    expect(await j(bad)).toMatchObject({ error: { param: 'group' } });
+    expect((await owner.fetch(`/api/orgs/${slug}/bill?period=2026-13`)).status).toBe(400);
+    expect((await owner.fetch(`/api/orgs/${slug}/usage?from=2026-10-05&to=2026-10-01`)).status).toBe(400);
+    for (const path of [`/api/orgs/${slug}/usage`, `/api/orgs/${slug}/usage.csv`, `/api/orgs/${slug}/bill`]) {
+      expect({ path, status: (await stranger.fetch(path)).status }).toEqual({ path, status: 404 });
+    }
+    for (const path of [`/orgs/${slug}/usage`, `/orgs/${slug}/bill`]) {
+      expect({ path, status: (await stranger.fetch(path, { headers: { accept: 'text/html' } })).status }).toEqual({ path, status: 404 });
+    }
+  });
+
+  it('renders the usage page with a daily chart, and the bill page', async () => {
+    const usage = await (await owner.fetch(`/orgs/${slug}/usage?${october}`)).text();
+    expect(usage).toContain('<svg role="img"');
+    expect((usage.match(/<rect /g) ?? []).length).toBe(2);
+    expect(usage).toContain('2026-10-03');
+    const bill = await (await owner.fetch(`/orgs/${slug}/bill?period=2026-10`)).text();
+    expect(bill).toContain('Bill for 2026-10');
+    expect(bill).toContain('<strong>$0.04</strong>');
+  });
+});
