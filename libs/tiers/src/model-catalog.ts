@@ -1,4 +1,4 @@
-import type { ModelPrice, TierSpec, TiersFile } from './tiers-file';
+import type { ModelPrice, TierSpec, TiersFile, WakeSpec } from './tiers-file';
 
 /** One way to serve a model: a tier, the engine's name for the model, and its price there. */
 export interface ModelRoute {
@@ -8,6 +8,9 @@ export interface ModelRoute {
   readonly apiKey: string | null;
   readonly upstreamModel: string;
   readonly price: ModelPrice;
+  /** Set when the tier may sleep. */
+  readonly wake: WakeSpec | null;
+  readonly fallbackWhileWaking: boolean;
 }
 
 /** A tier as declared: its kind, replicas and the models it serves. */
@@ -16,6 +19,8 @@ export interface TierView {
   readonly kind: TierSpec['kind'];
   readonly endpoints: readonly string[];
   readonly models: readonly string[];
+  readonly wake: WakeSpec | null;
+  readonly idleSleepS: number | null;
 }
 
 /** The models clients may name, each with its routes in order of preference (spot first, then on-demand). */
@@ -29,6 +34,8 @@ export class ModelCatalog {
       kind: t.kind,
       endpoints: t.endpoints.map((e) => e.replace(/\/+$/, '')),
       models: t.models.map((m) => m.id),
+      wake: t.wake ?? null,
+      idleSleepS: t.idle_sleep_s ?? null,
     }));
     const byModel = new Map<string, ModelRoute[]>();
     for (const tier of file.tiers) {
@@ -41,6 +48,8 @@ export class ModelCatalog {
           apiKey: tier.api_key ?? null,
           upstreamModel: m.upstream ?? m.id,
           price: m.price,
+          wake: tier.wake ?? null,
+          fallbackWhileWaking: tier.fallback_while_waking ?? true,
         });
         byModel.set(m.id, list);
       }

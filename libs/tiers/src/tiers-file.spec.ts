@@ -51,6 +51,26 @@ describe('tiers file', () => {
     expect(() => loadTiersFile('/nonexistent/tiers.yaml')).toThrow(/\/nonexistent\/tiers\.yaml: cannot read tiers file \(ENOENT\)/);
   });
 
+  it('takes a wake driver with its fields, and names what a driver is missing', () => {
+    const sleepy = valid.replace(
+      'kind: spot\n    endpoints: [http://127.0.0.1:8090]',
+      'kind: spot\n    endpoints: [http://127.0.0.1:8090]\n    wake: { driver: vllm-sleep, deadline_s: 30 }\n    idle_sleep_s: 300\n    fallback_while_waking: false',
+    );
+    const catalog = new ModelCatalog(parseTiersFile(sleepy, 't.yaml'));
+    const spot = catalog.routesFor('llama-3.1-8b')![0];
+    expect(spot.wake).toMatchObject({ driver: 'vllm-sleep', deadline_s: 30 });
+    expect(spot.fallbackWhileWaking).toBe(false);
+    expect(catalog.routesFor('llama-3.1-8b')![1]).toMatchObject({ wake: null, fallbackWhileWaking: true });
+    expect(catalog.tiers().find((t) => t.name === 'spot-a')).toMatchObject({ idleSleepS: 300 });
+
+    const k8s = valid.replace('kind: spot\n', 'kind: spot\n    wake: { driver: kubernetes, api_server: "https://k8s:6443" }\n');
+    expect(() => parseTiersFile(k8s, 'x.yaml')).toThrow(/tiers\[1\]\.wake\.namespace: required by the kubernetes driver/);
+    const hook = valid.replace('kind: spot\n', 'kind: spot\n    wake: { driver: webhook }\n');
+    expect(() => parseTiersFile(hook, 'x.yaml')).toThrow(/tiers\[1\]\.wake\.url: required by the webhook driver/);
+    const idleOnly = valid.replace('kind: spot\n', 'kind: spot\n    idle_sleep_s: 60\n');
+    expect(() => parseTiersFile(idleOnly, 'x.yaml')).toThrow(/tiers\[1\]\.idle_sleep_s: needs a wake driver/);
+  });
+
   it('loads from disk', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tiers-'));
     writeFileSync(join(dir, 'tiers.yaml'), valid);

@@ -23,6 +23,44 @@ const model = z.strictObject({
   price,
 });
 
+const anyHttpUrl = z.string().refine((v) => {
+  try {
+    const u = new URL(v);
+    return u.protocol === 'http:' || u.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}, 'expected an http(s) URL');
+
+/** How a sleeping tier is woken (and put to sleep by the worker when idle). */
+const wake = z
+  .strictObject({
+    driver: z.enum(['vllm-sleep', 'webhook', 'kubernetes']),
+    /** How long requests wait for the tier; past it they get 503 with retry-after. */
+    deadline_s: z.number().positive().default(120),
+    /** webhook: POSTed `{ "action": "wake" | "sleep", "tier": name }`. */
+    url: anyHttpUrl.optional(),
+    /** kubernetes: the API server, and the Deployment/StatefulSet whose scale subresource is patched. */
+    api_server: anyHttpUrl.optional(),
+    namespace: z.string().min(1).optional(),
+    kind: z.enum(['Deployment', 'StatefulSet']).default('Deployment'),
+    name: z.string().min(1).optional(),
+    replicas: z.number().int().positive().default(1),
+    /** kubernetes: bearer token for the API server (a service account's). */
+    token: z.string().min(1).optional(),
+  })
+  .superRefine((w, ctx) => {
+    const need = (field: keyof typeof w) => {
+      if (w[field] === undefined) ctx.addIssue({ code: 'custom', path: [field], message: `required by the ${w.driver} driver` });
+    };
+    if (w.driver === 'webhook') need('url');
+    if (w.driver === 'kubernetes') {
+      need('api_server');
+      need('namespace');
+      need('name');
+    }
+  });
+
 const tier = z.strictObject({
   name: z.string().min(1).regex(/^[a-z0-9][a-z0-9-]*$/, 'expected lower-case letters, digits and -'),
   kind: z.enum(['spot', 'on-demand']),
@@ -30,6 +68,12 @@ const tier = z.strictObject({
   /** Sent as `Authorization: Bearer` to the engine (vLLM's --api-key), if set. */
   api_key: z.string().min(1).optional(),
   models: z.array(model).min(1),
+  /** The tier may sleep: how to wake it. Without it the tier is always on. */
+  wake: wake.optional(),
+  /** The worker puts the tier to sleep after this long without requests (needs `wake`). */
+  idle_sleep_s: z.number().int().positive().optional(),
+  /** While this tier wakes, serve its models on the next tier that is awake (true, the default), or wait. */
+  fallback_while_waking: z.boolean().optional(),
 });
 
 export const tiersFileSchema = z.strictObject({ tiers: z.array(tier).min(1) });
@@ -37,6 +81,7 @@ export const tiersFileSchema = z.strictObject({ tiers: z.array(tier).min(1) });
 export type TiersFile = z.infer<typeof tiersFileSchema>;
 export type TierSpec = TiersFile['tiers'][number];
 export type ModelPrice = z.infer<typeof price>;
+export type WakeSpec = z.infer<typeof wake>;
 
 /** Thrown for an unreadable or invalid tiers file; the message names the file and each offending field. */
 export class TiersFileError extends Error {
@@ -60,6 +105,9 @@ export function parseTiersFile(text: string, source: string): TiersFile {
   }
   const names = new Set<string>();
   for (const [i, t] of parsed.data.tiers.entries()) {
+    if (t.idle_sleep_s !== undefined && t.wake === undefined) {
+      throw new TiersFileError(`${source}: invalid tiers file:\n  tiers[${i}].idle_sleep_s: needs a wake driver (tiers[${i}].wake) to wake the tier again`);
+    }
     if (names.has(t.name)) throw new TiersFileError(`${source}: invalid tiers file:\n  tiers[${i}].name: duplicate tier name "${t.name}"`);
     names.add(t.name);
     const ids = new Set<string>();
