@@ -42,6 +42,8 @@ export const configSchema = z.object({
   USAGE_BATCH_SIZE: positiveInt.default(500),
   USAGE_MEMORY_MAX: positiveInt.default(20_000),
   USAGE_SPOOL_DIR: z.string().min(1).default('.spool/usage'),
+  /** Write-ahead journal of usage events (crash safety); `false` only where the spool dir cannot take a write per request. */
+  USAGE_JOURNAL: z.enum(['true', 'false', '1', '0']).default('true').transform((v) => v === 'true' || v === '1'),
   /** A spool file or usage journal untouched this long belongs to a dead process and is replayed by another. */
   USAGE_SPOOL_STALE_MS: positiveInt.default(60_000),
   SIM_PORT: port.default(8090),
@@ -67,6 +69,8 @@ export const configSchema = z.object({
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
   /** Points the stripe SDK at another host (tests, stripe-mock), e.g. http://127.0.0.1:12111. */
   STRIPE_API_BASE: url(['http:', 'https:']).optional(),
+  /** Deadline of one Stripe API call; a call past it is retried (same identifier and Idempotency-Key). */
+  STRIPE_TIMEOUT_MS: positiveInt.default(10_000),
   /** An org past due for longer than this gets 402-style insufficient_quota at the gateway. */
   BILLING_PAST_DUE_GRACE_HOURS: z.coerce.number().nonnegative().default(72),
   /** HTTP status of the gateway's insufficient_quota answer to an org blocked for billing (402, or 429 as OpenAI does). */

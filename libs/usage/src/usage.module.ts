@@ -12,6 +12,7 @@ export function usageRecorderOptions(config: AppConfig): UsageRecorderOptions {
     batchSize: config.USAGE_BATCH_SIZE,
     memoryMax: config.USAGE_MEMORY_MAX,
     staleClaimMs: config.USAGE_SPOOL_STALE_MS,
+    journal: config.USAGE_JOURNAL,
   };
 }
 
