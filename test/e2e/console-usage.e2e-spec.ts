@@ -84,15 +84,10 @@ describe('console: usage and the bill', () => {
     expect(lines.slice(1)).toEqual(['m-1,,3,305,65,0,0.022345677', 'm-2,,1,30,70,0,0.007654321']);
   });
 
-  it('bills the period per model and tier, each line rounded to the cent', async () => {
+  it('bills the period from the price book: usage of models with no price line is shown as unpriced, not billed', async () => {
     const bill = await j(owner.fetch(`/api/orgs/${slug}/bill?period=2026-10`));
-    expect(bill.lines).toEqual([
-      expect.objectContaining({ model: 'm-1', tier: 'od', requests: 1, amountCents: 1 }), // 0.5 cent: half up
-      expect.objectContaining({ model: 'm-1', tier: 'spot', requests: 2, amountCents: 2 }), // 1.7345677 cents
-      expect.objectContaining({ model: 'm-2', tier: 'od', requests: 1, amountCents: 1 }), // 0.7654321 cents
-    ]);
-    expect(bill).toMatchObject({ period: '2026-10', totalCents: 4, currency: 'usd', stripePreviewCents: null });
-    expect((await j(owner.fetch(`/api/orgs/${slug}/bill?period=2026-09`))).lines).toEqual([]);
+    expect(bill).toMatchObject({ period: '2026-10', currency: 'usd', source: 'price_book', lines: [], totalCents: 0, unpricedTokens: 470, stripe: null });
+    expect((await j(owner.fetch(`/api/orgs/${slug}/bill?period=2026-09`))).unpricedTokens).toBe(0);
   });
 
   it('validates the query and keeps other tenants out', async () => {
@@ -109,13 +104,13 @@ describe('console: usage and the bill', () => {
     }
   });
 
-  it('renders the usage page with a daily chart, and the bill page', async () => {
+  it('renders the usage page with a daily chart; the bill page is the billing page', async () => {
     const usage = await (await owner.fetch(`/orgs/${slug}/usage?${october}`)).text();
     expect(usage).toContain('<svg role="img"');
     expect((usage.match(/<rect /g) ?? []).length).toBe(2);
     expect(usage).toContain('2026-10-03');
-    const bill = await (await owner.fetch(`/orgs/${slug}/bill?period=2026-10`)).text();
-    expect(bill).toContain('Bill for 2026-10');
-    expect(bill).toContain('<strong>$0.04</strong>');
+    const bill = await owner.fetch(`/orgs/${slug}/bill?period=2026-10`);
+    expect(bill.status).toBe(303);
+    expect(bill.headers.get('location')).toBe(`/orgs/${slug}/billing?period=2026-10`);
   });
 });

@@ -1,14 +1,14 @@
 import { Module } from '@nestjs/common';
-import { UsageRollupService } from '@spot/billing';
+import { BillingModule } from '@spot/billing';
 import { ConfigModule } from '@spot/config';
 import { DbModule } from '@spot/db';
 import { KeysModule } from '@spot/keys';
 import { RedisModule } from '@spot/redis';
 import { OrgsService } from './orgs/orgs.service';
 
-/** Everything the CLI's commands use: config, Postgres, Redis, the keys, orgs and usage services. */
+/** Everything the CLI's commands use: config, Postgres, Redis, the keys, orgs, usage and billing services. */
 @Module({
-  imports: [ConfigModule, DbModule, RedisModule, KeysModule],
-  providers: [OrgsService, UsageRollupService],
+  imports: [ConfigModule, DbModule, RedisModule, KeysModule, BillingModule],
+  providers: [OrgsService],
 })
 export class CliModule {}

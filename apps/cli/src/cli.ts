@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { ConsoleLogger, type INestApplicationContext, type LoggerService, type LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { BillingDisabledError, BillingError } from '@spot/billing';
 import { APP_CONFIG, ConfigError, loadConfig, type AppConfig } from '@spot/config';
 import { PrismaService } from '@spot/db';
 import { KeysError } from '@spot/keys';
@@ -14,6 +15,8 @@ import { keyCreateCommand } from './keys/key-create.command';
 import { keyRevokeCommand } from './keys/key-revoke.command';
 import { orgCreateCommand } from './orgs/org-create.command';
 import { usageRollupCommand } from './usage/usage-rollup.command';
+import { billingEnableCommand } from './billing/billing-enable.command';
+import { billingSyncCommand } from './billing/billing-sync.command';
 import { OrgNotFoundError, OrgSlugTakenError } from './orgs/orgs.errors';
 
 export type { CliIo, CliOutput } from './command';
@@ -24,7 +27,14 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 const PROGRAM = 'npm run cli --';
-const COMMANDS: readonly CliCommand[] = [orgCreateCommand, keyCreateCommand, keyRevokeCommand, usageRollupCommand];
+const COMMANDS: readonly CliCommand[] = [
+  orgCreateCommand,
+  keyCreateCommand,
+  keyRevokeCommand,
+  usageRollupCommand,
+  billingEnableCommand,
+  billingSyncCommand,
+];
 const CLOSE_TIMEOUT_MS = 3_000;
 
 function usage(commands: readonly CliCommand[] = COMMANDS): string {
@@ -116,7 +126,9 @@ function classify(err: unknown): { status: number; expected: boolean } {
     err instanceof ConfigError ||
     err instanceof OrgSlugTakenError ||
     err instanceof OrgNotFoundError ||
-    err instanceof ServiceUnreachableError
+    err instanceof ServiceUnreachableError ||
+    err instanceof BillingError ||
+    err instanceof BillingDisabledError
   ) {
     return { status: EXIT_FAILURE, expected: true };
   }

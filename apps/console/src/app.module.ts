@@ -1,5 +1,6 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
+import { BillingModule } from '@spot/billing';
 import { type AppConfig, ConfigModule } from '@spot/config';
 import { DbModule } from '@spot/db';
 import { KeysModule } from '@spot/keys';
@@ -9,6 +10,11 @@ import { CsrfGuard } from './auth/csrf.guard';
 import { GitHubOAuthService } from './auth/github-oauth.service';
 import { SessionGuard } from './auth/session.guard';
 import { SessionService } from './auth/session.service';
+import { BillingController } from './billing/billing.controller';
+import { BillingPagesController } from './billing/billing-pages.controller';
+import { ConsoleBillingService } from './billing/console-billing.service';
+import { StripeWebhookController } from './billing/stripe-webhook.controller';
+import { StripeWebhookService } from './billing/stripe-webhook.service';
 import { ConsoleExceptionFilter } from './errors/console-exception.filter';
 import { HealthController } from './health/health.controller';
 import { ConsoleKeysService } from './keys/console-keys.service';
@@ -26,8 +32,8 @@ export class ConsoleModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: ConsoleModule,
-      imports: [ConfigModule.forRoot(config), DbModule, RedisModule, KeysModule],
-      controllers: [HealthController, AuthController, OrgsController, KeysController, UsageController, PagesController],
+      imports: [ConfigModule.forRoot(config), DbModule, RedisModule, KeysModule, BillingModule],
+      controllers: [HealthController, AuthController, OrgsController, KeysController, UsageController, BillingController, StripeWebhookController, BillingPagesController, PagesController],
       providers: [
         { provide: APP_FILTER, useClass: ConsoleExceptionFilter },
         SessionService,
@@ -38,6 +44,8 @@ export class ConsoleModule {
         OrgsService,
         ConsoleKeysService,
         UsageService,
+        ConsoleBillingService,
+        StripeWebhookService,
       ],
     };
   }

@@ -5,6 +5,7 @@ import { DbModule } from '@spot/db';
 import { bullPrefix } from '@spot/queue';
 import { RedisModule } from '@spot/redis';
 import { Redis } from 'ioredis';
+import { BillingQueueModule } from './billing/billing-queue.module';
 import { UsageModule } from './usage/usage.module';
 import { WorkerLifecycle } from './worker-lifecycle';
 
@@ -24,6 +25,7 @@ import { WorkerLifecycle } from './worker-lifecycle';
       }),
     }),
     UsageModule,
+    BillingQueueModule,
   ],
   providers: [WorkerLifecycle],
 })

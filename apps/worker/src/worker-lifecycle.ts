@@ -9,7 +9,7 @@ const STARTUP_TIMEOUT_MS = 5_000;
 
 /**
  * The worker's process lifecycle: checks Postgres and Redis at boot (failing fast, naming what is down),
- * then holds the process open until shutdown. Queue processors (BullMQ) will live beside it and close in
+ * then holds the process open until shutdown. The queue processors (BullMQ) live beside it and close in
  * their own onModuleDestroy.
  */
 @Injectable()
@@ -50,9 +50,9 @@ export class WorkerLifecycle implements OnApplicationBootstrap, OnApplicationShu
     );
     if (problems.length > 0) throw new Error(problems.join('; '));
 
-    // Nothing else holds the event loop yet (no processors): keep the process up until a signal.
+    // Keep the process up until a signal, whatever the processors hold.
     this.keepAlive = setInterval(() => undefined, 1 << 30);
-    this.logger.log('running: connected to Postgres and Redis (no queue processors yet)');
+    this.logger.log('running: connected to Postgres and Redis');
   }
 
   onApplicationShutdown(signal?: string): void {

@@ -1,2 +1,25 @@
+export { BillingModule } from './billing.module';
 export { UsageRollupService } from './usage-rollup.service';
 export type { RollupPass } from './usage-rollup.service';
+export { BillingSyncService, meterEventIdentifier } from './billing-sync.service';
+export type { SyncPass, SyncTuning } from './billing-sync.service';
+export { BillingSetupService, billingStatusOf } from './billing-setup.service';
+export type { EnabledBilling } from './billing-setup.service';
+export { BillCalculator, periodRange, InvalidPeriodError } from './bill-calculator';
+export type { OrgBill, BillLine, StripeInvoicePreview } from './bill-calculator';
+export { StripeClient, BillingDisabledError } from './stripe-client';
+export { PriceBook } from './price-book';
+export { BillingError } from './billing.errors';
+export { classifyStripeError } from './stripe-failure';
+export type { StripeFailure } from './stripe-failure';
+export { monthStart, nextMonthStart, meterTimestamp } from './billing-calendar';
+export {
+  centsPerToken,
+  lineAmountCents,
+  priceLine,
+  priceLines,
+  tokensByDirection,
+  DIRECTIONS,
+  PriceNotBillableError,
+} from './price-lines';
+export type { Direction, PriceLine } from './price-lines';

@@ -1,13 +1,17 @@
 import { Global, Module } from '@nestjs/common';
 import { ApiKeysRepository } from './api-keys.repository';
+import { BillingLinesRepository } from './billing-lines.repository';
+import { BillingOutboxRepository } from './billing-outbox.repository';
 import { InvitationsRepository } from './invitations.repository';
 import { MembershipsRepository } from './memberships.repository';
+import { OrgBillingRepository } from './org-billing.repository';
 import { OrgsRepository } from './orgs.repository';
 import { PrismaService } from './prisma.service';
 import { SessionsRepository } from './sessions.repository';
 import { UsageEventsRepository } from './usage-events.repository';
 import { UsageRollupsRepository } from './usage-rollups.repository';
 import { UsersRepository } from './users.repository';
+import { WebhookEventsRepository } from './webhook-events.repository';
 
 const REPOSITORIES = [
   ApiKeysRepository,
@@ -18,6 +22,10 @@ const REPOSITORIES = [
   MembershipsRepository,
   InvitationsRepository,
   UsageRollupsRepository,
+  BillingLinesRepository,
+  BillingOutboxRepository,
+  OrgBillingRepository,
+  WebhookEventsRepository,
 ];
 
 /** Postgres access: the Prisma client and the repositories that own every query. */

@@ -12,6 +12,22 @@ export type { OrgOfMember, MemberRow } from './memberships.repository';
 export { InvitationsRepository } from './invitations.repository';
 export { UsageRollupsRepository } from './usage-rollups.repository';
 export type { RollupBatch, UsageGroup, UsageGroupRow } from './usage-rollups.repository';
+export { BillingLinesRepository } from './billing-lines.repository';
+export type { NewBillingLine } from './billing-lines.repository';
+export { BillingOutboxRepository } from './billing-outbox.repository';
+export type {
+  UnsyncedRollup,
+  NewOutboxEvent,
+  RollupSyncPlan,
+  ClaimedOutboxEvent,
+  RollupCursor,
+  OutboxStatus,
+  OutboxLineTotal,
+} from './billing-outbox.repository';
+export { OrgBillingRepository } from './org-billing.repository';
+export type { OrgStripeLink } from './org-billing.repository';
+export { WebhookEventsRepository } from './webhook-events.repository';
+export type { BillingLine, BillingSubscriptionItem, MeterEventOutbox } from './generated/prisma/client';
 export { UsageEventsRepository } from './usage-events.repository';
 export type { UsageEventRow } from './usage-events.repository';
 export type { Org, User, ApiKey, UsageEvent, Membership, Invitation, UsageRollup } from './generated/prisma/client';

@@ -360,7 +360,11 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
   private async runPump(): Promise<void> {
     try {
       while (!this.closed) {
-        if (this.retryAt > this.clock.now()) return;
+        if (this.retryAt > this.clock.now()) {
+          // the retry timer may have fired while this pump was busy (and found it running): arm it again
+          this.armRetry();
+          return;
+        }
         const memoryReady = this.pending.length >= this.batchSize || (this.flushDue && this.pending.length > 0);
         // Memory and spool take turns, so that neither starves the other under sustained load.
         if (this.spoolDue && (!memoryReady || this.spoolTurn)) {
@@ -489,6 +493,14 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
     if (this.closed) return;
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(this.wake, this.backoffMs);
+    this.retryTimer.unref();
+  }
+
+  private armRetry(): void {
+    if (this.closed) return;
+    clearTimeout(this.retryTimer);
+    const wait = Math.min(this.retryMaxMs, Math.max(1, this.retryAt - this.clock.now()));
+    this.retryTimer = setTimeout(this.wake, wait);
     this.retryTimer.unref();
   }
 

@@ -369,10 +369,25 @@ function subscriptionView(sub: SubscriptionObject, nowSeconds: number): Subscrip
   const items = sub.items.data.map((item): SubscriptionItemObject => {
     const recurring = item.price.recurring;
     if (recurring === null) return item;
-    const period = currentPeriod(sub.billing_cycle_anchor, recurring.interval, recurring.interval_count, nowSeconds);
+    const period = periodOf(sub.start_date, sub.billing_cycle_anchor, recurring.interval, recurring.interval_count, nowSeconds);
     return { ...item, current_period_start: period.start, current_period_end: period.end };
   });
   return { ...sub, items: { ...sub.items, data: items } };
+}
+
+/**
+ * The period containing `now`: before a future billing_cycle_anchor, the first (partial) period runs from the
+ * start to the anchor (Stripe's "billing cycle anchor" with proration off); then whole intervals from the anchor.
+ */
+function periodOf(
+  start: number,
+  anchor: number,
+  interval: 'day' | 'week' | 'month' | 'year',
+  intervalCount: number,
+  now: number,
+): { start: number; end: number } {
+  if (anchor > start && now < anchor) return { start, end: anchor };
+  return currentPeriod(anchor, interval, intervalCount, now);
 }
 
 function createSubscription(ctx: RouteContext): RouteResult {
@@ -387,6 +402,11 @@ function createSubscription(ctx: RouteContext): RouteResult {
     throw invalidRequest('The backdated subscription start date must be in the past.', { param: 'backdate_start_date' });
   }
   const start = backdate ?? nowSeconds;
+  const anchorParam = optionalInteger(params, 'billing_cycle_anchor');
+  if (anchorParam !== undefined && anchorParam < nowSeconds) {
+    throw invalidRequest('billing_cycle_anchor cannot be in the past.', { param: 'billing_cycle_anchor' });
+  }
+  const anchor = anchorParam ?? start;
   const subId = newId('sub_', 24);
   const items: SubscriptionItemObject[] = itemsParam.map((raw: FormValue, index) => {
     const param = `items[${index}]`;
@@ -402,7 +422,7 @@ function createSubscription(ctx: RouteContext): RouteResult {
     if (price.recurring.usage_type === 'metered' && quantity !== undefined) {
       throw invalidRequest(`Quantity should not be specified where usage_type is \`metered\`. Remove quantity from \`${param}\`.`, { param: `${param}[quantity]` });
     }
-    const period = currentPeriod(start, price.recurring.interval, price.recurring.interval_count, start);
+    const period = periodOf(start, anchor, price.recurring.interval, price.recurring.interval_count, nowSeconds);
     const item: SubscriptionItemObject = {
       id: newId('si_'),
       object: 'subscription_item',
@@ -427,7 +447,7 @@ function createSubscription(ctx: RouteContext): RouteResult {
     object: 'subscription',
     created: nowSeconds,
     livemode: false,
-    billing_cycle_anchor: start,
+    billing_cycle_anchor: anchor,
     cancel_at_period_end: optionalBoolean(params, 'cancel_at_period_end') ?? false,
     canceled_at: null,
     collection_method: oneOf(optionalString(params, 'collection_method') ?? 'charge_automatically', ['charge_automatically', 'send_invoice'] as const, 'collection_method'),
@@ -441,6 +461,45 @@ function createSubscription(ctx: RouteContext): RouteResult {
   };
   state.subscriptions.set(sub.id, sub);
   return ok(subscriptionView(sub, nowSeconds));
+}
+
+/** POST /v1/subscription_items: adds a price to a subscription (one item per price, as Stripe insists). */
+function createSubscriptionItem(ctx: RouteContext): RouteResult {
+  const { params, state, nowSeconds } = ctx;
+  onlyKnown(params, ['discounts', 'metadata', 'payment_behavior', 'price', 'price_data', 'proration_behavior', 'proration_date', 'quantity', 'subscription', 'tax_rates']);
+  const subId = requiredString(params, 'subscription');
+  const sub = state.subscriptions.get(subId);
+  if (sub === undefined) throw paramResourceMissing('subscription', subId, 'subscription');
+  const priceId = requiredString(params, 'price');
+  const price = state.prices.get(priceId);
+  if (price === undefined) throw paramResourceMissing('price', priceId, 'price');
+  if (price.recurring === null) {
+    throw invalidRequest(`The price specified is set to \`type=one_time\` but this field only accepts prices with \`type=recurring\`.`, { param: 'price' });
+  }
+  if (price.currency !== sub.currency) throw invalidRequest('All prices on a subscription must have the same currency.', { param: 'price' });
+  if (sub.items.data.some((i) => i.price.id === priceId)) {
+    throw invalidRequest(`Cannot add multiple subscription items with the same plan: ${priceId}`, { param: 'price' });
+  }
+  const quantity = optionalInteger(params, 'quantity');
+  if (price.recurring.usage_type === 'metered' && quantity !== undefined) {
+    throw invalidRequest('Quantity should not be specified where usage_type is `metered`. Remove quantity from `quantity`.', { param: 'quantity' });
+  }
+  const period = periodOf(sub.start_date, sub.billing_cycle_anchor, price.recurring.interval, price.recurring.interval_count, nowSeconds);
+  const item: SubscriptionItemObject = {
+    id: newId('si_'),
+    object: 'subscription_item',
+    created: nowSeconds,
+    current_period_start: period.start,
+    current_period_end: period.end,
+    discounts: [],
+    metadata: metadataParam(params),
+    price,
+    subscription: sub.id,
+    tax_rates: [],
+  };
+  if (price.recurring.usage_type === 'licensed') item.quantity = quantity ?? 1;
+  sub.items.data.push(item);
+  return ok(item);
 }
 
 /** The aggregated usage of one meter for one customer over [start, end). */
@@ -595,7 +654,7 @@ export const ROUTES: readonly Route[] = [
   { method: 'GET', pattern: /^\/v1\/products$/, handle: (ctx) => listOf(ctx.state.products.values(), ctx, '/v1/products', 'product') },
   { method: 'GET', pattern: /^\/v1\/products\/([^/]+)$/, handle: (ctx) => ok(found(ctx.state.products, ctx.pathParams[0], 'product')) },
   { method: 'POST', pattern: /^\/v1\/prices$/, handle: createPrice },
-  { method: 'GET', pattern: /^\/v1\/prices$/, handle: (ctx) => listOf(ctx.state.prices.values(), ctx, '/v1/prices', 'price') },
+  { method: 'GET', pattern: /^\/v1\/prices$/, handle: (ctx) => listOf(ctx.state.prices.values(), ctx, '/v1/prices', 'price', byLookupKeys(ctx)) },
   { method: 'GET', pattern: /^\/v1\/prices\/([^/]+)$/, handle: (ctx) => ok(found(ctx.state.prices, ctx.pathParams[0], 'price')) },
   { method: 'POST', pattern: /^\/v1\/billing\/meters$/, handle: createMeter },
   { method: 'GET', pattern: /^\/v1\/billing\/meters$/, handle: (ctx) => listOf(ctx.state.meters.values(), ctx, '/v1/billing/meters', 'billing.meter', byStatus(ctx)) },
@@ -604,12 +663,20 @@ export const ROUTES: readonly Route[] = [
   { method: 'POST', pattern: /^\/v1\/subscriptions$/, handle: createSubscription },
   { method: 'GET', pattern: /^\/v1\/subscriptions$/, handle: (ctx) => listSubscriptions(ctx) },
   { method: 'GET', pattern: /^\/v1\/subscriptions\/([^/]+)$/, handle: (ctx) => ok(subscriptionView(found(ctx.state.subscriptions, ctx.pathParams[0], 'subscription'), ctx.nowSeconds)) },
+  { method: 'POST', pattern: /^\/v1\/subscription_items$/, handle: createSubscriptionItem },
   { method: 'POST', pattern: /^\/v1\/invoices\/create_preview$/, handle: createInvoicePreview },
 ];
 
 function byEmail(ctx: RouteContext): (c: CustomerObject) => boolean {
   const email = optionalString(ctx.params, 'email');
   return (c) => email === undefined || c.email === email;
+}
+
+function byLookupKeys(ctx: RouteContext): (p: PriceObject) => boolean {
+  const keys = optionalArray(ctx.params, 'lookup_keys');
+  if (keys === undefined) return () => true;
+  const wanted = new Set(keys.filter((k): k is string => typeof k === 'string'));
+  return (p) => p.lookup_key !== null && wanted.has(p.lookup_key);
 }
 
 function byStatus(ctx: RouteContext): (m: MeterObject) => boolean {

@@ -15,7 +15,7 @@ import { ConsoleKeysService } from '../keys/console-keys.service';
 import { createOrgSchema, inviteSchema, loginSchema, parseBody } from '../orgs/orgs.dto';
 import { OrgsService } from '../orgs/orgs.service';
 import { UsageService } from '../usage/usage.service';
-import { billPage, keyCreatedPage, keyGonePage, keysPage, limitsPage, membersPage, orgsPage, revokePage, signInPage, usagePage } from './views';
+import { keyCreatedPage, keyGonePage, keysPage, limitsPage, membersPage, orgsPage, revokePage, signInPage, usagePage } from './views';
 
 const HTML = 'text/html; charset=utf-8';
 const FLASH_TTL_S = 300;
@@ -202,12 +202,12 @@ export class PagesController {
     return usagePage(ctx, await this.usage.report(s.user, slug, q));
   }
 
+  /** The bill lives on the billing page (our figure per Stripe price line, Stripe's preview, enabling billing). */
   @Get('orgs/:org/bill')
   @UseGuards(SessionGuard)
-  @Header('content-type', HTML)
-  async bill(@CurrentSession() s: ConsoleSession, @Param('org') slug: string, @Query('period') period?: string): Promise<string> {
-    const ctx = await this.context(s, slug);
-    return billPage(ctx, await this.usage.bill(s.user, slug, period));
+  async bill(@CurrentSession() s: ConsoleSession, @Param('org') slug: string, @Query('period') period: string | undefined, @Res() reply: FastifyReply): Promise<void> {
+    const org = await this.orgs.get(s.user, slug);
+    this.see(reply, `/orgs/${encodeURIComponent(org.slug)}/billing${period ? `?period=${encodeURIComponent(period)}` : ''}`);
   }
 
   private async context(s: ConsoleSession, slug: string) {

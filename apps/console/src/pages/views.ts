@@ -1,7 +1,7 @@
 import type { User } from '@spot/db';
 import type { KeyView } from '../keys/console-keys.service';
 import type { OrgView } from '../orgs/orgs.service';
-import type { Bill, UsageReport } from '../usage/usage.service';
+import type { UsageReport } from '../usage/usage.service';
 
 /** Escapes text for HTML content and attribute values. */
 export function escapeHtml(value: unknown): string {
@@ -47,8 +47,9 @@ export function renderPage(p: PageContext): string {
     nav.push(`<a href="/orgs"${p.active === 'orgs' ? ' aria-current="page"' : ''}>Orgs</a>`);
     if (p.org) {
       const base = `/orgs/${encodeURIComponent(p.org.slug)}`;
-      for (const [key, label] of [['keys', 'API keys'], ['members', 'Members'], ['limits', 'Limits'], ['usage', 'Usage'], ['bill', 'Bill']] as const) {
-        nav.push(`<a href="${base}/${key}"${p.active === key ? ' aria-current="page"' : ''}>${label}</a>`);
+      for (const [key, label] of [['keys', 'API keys'], ['members', 'Members'], ['limits', 'Limits'], ['usage', 'Usage'], ['billing', 'Bill']] as const) {
+        const current = p.active === key || (key === 'billing' && p.active === 'bill');
+        nav.push(`<a href="${base}/${key}"${current ? ' aria-current="page"' : ''}>${label}</a>`);
       }
     }
   }
@@ -275,22 +276,5 @@ export function usagePage(ctx: Omit<PageContext, 'title' | 'body'>, report: Usag
     title: 'Usage',
     active: 'usage',
     body: `<p>Group by: ${groups} · <a href="${csv}">Download CSV</a></p>${report.group === 'day' ? dailyChart(report) : ''}${table}`,
-  });
-}
-
-export function billPage(ctx: Omit<PageContext, 'title' | 'body'>, bill: Bill): string {
-  const cents = (c: number) => `$${(c / 100).toFixed(2)}`;
-  const rows = bill.lines
-    .map((l) => `<tr><td>${e(l.model)}</td><td>${e(l.tier)}</td><td>${int(l.requests)}</td><td>${int(l.promptTokens)}</td><td>${int(l.completionTokens)}</td><td>${cents(l.amountCents)}</td></tr>`)
-    .join('');
-  return renderPage({
-    ...ctx,
-    title: `Bill for ${bill.period}`,
-    active: 'bill',
-    body: `<table><caption class="muted">${e(bill.from.slice(0, 10))} to ${e(bill.to.slice(0, 10))} (UTC), each line priced at the tier that served it</caption>
-<thead><tr><th scope="col">Model</th><th scope="col">Tier</th><th scope="col">Requests</th><th scope="col">Input tokens</th><th scope="col">Output tokens</th><th scope="col">Amount</th></tr></thead>
-<tbody>${rows || '<tr><td colspan="6">No usage in this period.</td></tr>'}</tbody>
-<tfoot><tr><th scope="row" colspan="5">Total</th><td><strong>${cents(bill.totalCents)}</strong></td></tr></tfoot></table>
-<p class="muted">Payment through Stripe is not connected yet: this is our own figure.</p>`,
   });
 }

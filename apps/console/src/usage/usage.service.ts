@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { BillCalculator, InvalidPeriodError, type OrgBill } from '@spot/billing';
 import { type UsageGroup, UsageRollupsRepository, type User } from '@spot/db';
 import { invalid } from '../errors/console.errors';
 import { OrgAccessService } from '../orgs/org-access.service';
@@ -14,22 +15,6 @@ export interface UsageReport {
   totals: { requests: number; promptTokens: number; completionTokens: number; cachedTokens: number; costUsd: number };
 }
 
-export interface Bill {
-  period: string;
-  from: string;
-  to: string;
-  currency: 'usd';
-  lines: Array<{ model: string; tier: string; requests: number; promptTokens: number; completionTokens: number; cachedTokens: number; amountCents: number }>;
-  totalCents: number;
-  /** Stripe's invoice preview beside our figure; null until Stripe billing is built (see README). */
-  stripePreviewCents: null;
-}
-
-/** Nano-USD to whole cents, half up (how an invoice line is rounded). */
-export function nanosToCents(nanos: number): number {
-  return Math.floor((nanos + 5_000_000) / 10_000_000);
-}
-
 function monthStart(d: Date): Date {
   return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
 }
@@ -42,12 +27,13 @@ function parseDate(raw: string | undefined, param: string): Date | undefined {
   return d;
 }
 
-/** Usage reports and the period's bill of an org, read from rollups (plus events not rolled up yet). */
+/** Usage reports (rollups plus events not rolled up yet) and the period's bill of an org. */
 @Injectable()
 export class UsageService {
   constructor(
     private readonly access: OrgAccessService,
     private readonly rollups: UsageRollupsRepository,
+    private readonly bills: BillCalculator,
   ) {}
 
   /** Usage in [from, to) (default: this month so far), grouped by day, model, tier or key. */
@@ -82,33 +68,19 @@ export class UsageService {
     return { from: from.toISOString(), to: to.toISOString(), group, rows, totals };
   }
 
-  /** The bill of a calendar month (UTC; default the current one): one line per model and tier. */
-  async bill(user: User, slug: string, period: string | undefined): Promise<Bill> {
+  /**
+   * The bill of a calendar month (UTC; default the current one), computed the way Stripe invoices it: one line
+   * per price line (model, tier, token type), each rounded to the cent; Stripe's invoice preview beside it
+   * when the org is billed through Stripe.
+   */
+  async bill(user: User, slug: string, period: string | undefined): Promise<OrgBill> {
     const { org } = await this.access.requireRole(user.id, slug, 'member');
-    const now = new Date();
-    const p = period ?? now.toISOString().slice(0, 7);
-    const m = /^(\d{4})-(0[1-9]|1[0-2])$/.exec(p);
-    if (m === null) throw invalid('period', 'expected YYYY-MM');
-    const from = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, 1));
-    const to = new Date(Date.UTC(Number(m[1]), Number(m[2]), 1));
-    const lines = (await this.rollups.billLines(org.id, from, to)).map((l) => ({
-      model: l.model,
-      tier: l.tier,
-      requests: l.requests,
-      promptTokens: l.promptTokens,
-      completionTokens: l.completionTokens,
-      cachedTokens: l.cachedTokens,
-      amountCents: nanosToCents(l.costNanos),
-    }));
-    return {
-      period: p,
-      from: from.toISOString(),
-      to: to.toISOString(),
-      currency: 'usd',
-      lines,
-      totalCents: lines.reduce((s, l) => s + l.amountCents, 0),
-      stripePreviewCents: null,
-    };
+    try {
+      return await this.bills.bill(org, period ?? new Date().toISOString().slice(0, 7));
+    } catch (err) {
+      if (err instanceof InvalidPeriodError) throw invalid('period', 'expected YYYY-MM');
+      throw err;
+    }
   }
 }
 

@@ -1,0 +1,10 @@
+/** Base of billing's expected errors: a stable `code` and a message fit for an operator or the console. */
+export class BillingError extends Error {
+  constructor(
+    readonly code: 'org_not_found' | 'stripe_failed',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,49 @@
+import type { ModelPrice, TiersFile } from '@spot/tiers';
+import { type Direction, type PriceLine, priceLine, centsPerToken, unitPrice } from './price-lines';
+
+/** The price book (tiers.yaml) as billing reads it: the current line of each (model, tier, direction). */
+export class PriceBook {
+  private loaded: Map<string, ModelPrice> | null = null;
+
+  /** `file` is read on first use (so a CLI command that never bills does not need the tiers file). */
+  constructor(private readonly file: TiersFile | (() => TiersFile)) {}
+
+  private get prices(): Map<string, ModelPrice> {
+    if (this.loaded === null) {
+      const file = typeof this.file === 'function' ? this.file() : this.file;
+      const prices = new Map<string, ModelPrice>();
+      for (const tier of file.tiers) for (const m of tier.models) prices.set(`${m.id}\n${tier.name}`, m.price);
+      this.loaded = prices;
+    }
+    return this.loaded;
+  }
+
+  price(model: string, tier: string): ModelPrice | undefined {
+    return this.prices.get(`${model}\n${tier}`);
+  }
+
+  /** Whether cached prompt tokens are a line of their own for this model and tier. */
+  cachedPriced(model: string, tier: string): boolean {
+    return this.price(model, tier)?.cached_input_per_mtok !== undefined;
+  }
+
+  /** The current line, or undefined when the price book no longer prices it. */
+  line(model: string, tier: string, direction: Direction): PriceLine | undefined {
+    const price = this.price(model, tier);
+    const usd = price === undefined ? undefined : unitPrice(price, direction);
+    return usd === undefined ? undefined : priceLine(model, tier, direction, centsPerToken(usd));
+  }
+
+  /** Every current line. */
+  lines(): PriceLine[] {
+    const lines: PriceLine[] = [];
+    for (const [key, price] of this.prices) {
+      const [model, tier] = key.split('\n');
+      for (const direction of ['input', 'cached_input', 'output'] as const) {
+        const usd = unitPrice(price, direction);
+        if (usd !== undefined) lines.push(priceLine(model, tier, direction, centsPerToken(usd)));
+      }
+    }
+    return lines;
+  }
+}
