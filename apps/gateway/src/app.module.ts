@@ -19,6 +19,7 @@ import { ProxyService } from './proxy/proxy.service';
 import { V1Routes } from './proxy/v1-routes';
 import { modelCatalogProvider } from './routing/model-catalog.provider';
 import { HealthChecker } from './routing/health-checker';
+import { TierWaker } from './routing/tier-waker';
 import { UpstreamPool } from './routing/upstream-pool';
 
 /** The data plane: OpenAI's contract in front of the engine tiers. */
@@ -37,6 +38,7 @@ export class GatewayModule {
         modelCatalogProvider,
         UpstreamPool,
         HealthChecker,
+        TierWaker,
         ProxyService,
         ModelsService,
         OpenAIExceptionFilter,

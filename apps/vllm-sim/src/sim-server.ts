@@ -284,11 +284,13 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
   }));
 
   // vLLM sleep mode (dev endpoints).
-  app.post('/sleep', (_req, reply) => {
+  app.post('/sleep', (req, reply) => {
+    record('POST', '/sleep', req.headers, null);
     server.sleeping = true;
     void reply.code(200).send('');
   });
-  app.post('/wake_up', async (_req, reply) => {
+  app.post('/wake_up', async (req, reply) => {
+    record('POST', '/wake_up', req.headers, null);
     const ms = opts.wakeUpMs ?? 0;
     if (ms > 0) await new Promise((r) => setTimeout(r, ms));
     server.sleeping = false;

@@ -4,3 +4,5 @@ export { ModelCatalog } from './model-catalog';
 export { costNanos, worstCaseNanos } from './pricing';
 export type { TokenCounts } from './pricing';
 export type { ModelRoute, TierView } from './model-catalog';
+export { wakeDriver } from './wake-driver';
+export type { WakeDriver } from './wake-driver';

@@ -3,6 +3,9 @@ import { Controller, Get, Header, Headers, Inject } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { ApiError } from '@spot/contract';
 import { ModelCatalog } from '@spot/tiers';
+import { REDIS, RedisKeys } from '@spot/redis';
+import type { Redis } from 'ioredis';
+import { TierWaker } from '../routing/tier-waker';
 import { UpstreamPool } from '../routing/upstream-pool';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
@@ -19,6 +22,9 @@ export class AdminController {
     @Inject(APP_CONFIG) config: AppConfig,
     @Inject(ModelCatalog) private readonly catalog: ModelCatalog,
     private readonly pool: UpstreamPool,
+    private readonly waker: TierWaker,
+    @Inject(REDIS) private readonly redis: Redis,
+    private readonly keys: RedisKeys,
   ) {
     this.token = config.ADMIN_TOKEN ? digest(config.ADMIN_TOKEN) : null;
   }
@@ -26,11 +32,18 @@ export class AdminController {
   /** Every tier with its endpoints as this gateway sees them: circuit state, load, failures, ejections. */
   @Get('tiers')
   @Header('cache-control', 'no-store')
-  tiers(@Headers('authorization') authorization: string | undefined) {
+  async tiers(@Headers('authorization') authorization: string | undefined) {
     this.authorize(authorization);
     const now = Date.now();
+    const histories = await Promise.all(
+      this.catalog.tiers().map((t) =>
+        t.wake === null
+          ? Promise.resolve([] as string[])
+          : this.redis.lrange(this.keys.key(`tier:${t.name}:history`), 0, 49).catch(() => [] as string[]),
+      ),
+    );
     return {
-      tiers: this.catalog.tiers().map((t) => {
+      tiers: this.catalog.tiers().map((t, i) => {
         const endpoints = t.endpoints.map((origin) => {
           const e = this.pool.endpoint(origin, t.name);
           e.available(now);
@@ -46,7 +59,18 @@ export class AdminController {
           };
         });
         const healthy = endpoints.some((e) => e.state !== 'open');
-        return { name: t.name, kind: t.kind, models: t.models, state: healthy ? 'awake' : 'unhealthy', endpoints };
+        const sleepy = this.waker.stateOf(t.name);
+        const state = sleepy !== undefined && sleepy.state !== 'awake' ? sleepy.state : healthy ? 'awake' : 'unhealthy';
+        return {
+          name: t.name,
+          kind: t.kind,
+          models: t.models,
+          state,
+          since: sleepy ? new Date(sleepy.since).toISOString() : null,
+          wake: t.wake === null ? null : { driver: t.wake.driver, deadlineS: t.wake.deadline_s, idleSleepS: t.idleSleepS },
+          endpoints,
+          history: histories[i].map((h) => JSON.parse(h) as unknown),
+        };
       }),
     };
   }

@@ -45,6 +45,25 @@ export class GatewayMetrics {
     labelNames: ['tier'] as const,
     registers: [this.registry],
   });
+  readonly tierWakes = new Counter({
+    name: 'gateway_tier_wakes_total',
+    help: 'Wakes of sleeping tiers seen by this gateway, by tier and outcome (awake, deadline, error)',
+    labelNames: ['tier', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly tierWakeSeconds = new Histogram({
+    name: 'gateway_tier_wake_seconds',
+    help: 'How long the wakes this gateway ran took, by tier',
+    labelNames: ['tier'] as const,
+    buckets: [0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300],
+    registers: [this.registry],
+  });
+  readonly tierState = new Gauge({
+    name: 'gateway_tier_state',
+    help: 'State of a tier that may sleep, as this gateway sees it: 1 awake, 0.5 waking, 0 asleep',
+    labelNames: ['tier'] as const,
+    registers: [this.registry],
+  });
   readonly tokens = new Counter({
     name: 'gateway_tokens_total',
     help: 'Tokens billed, by model, tier and direction',

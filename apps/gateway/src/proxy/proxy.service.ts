@@ -7,6 +7,7 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { ApiKeyAuthService } from '../auth/api-key-auth.service';
 import { RateLimiter } from '../limits/rate-limiter';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
+import { TierWaker } from '../routing/tier-waker';
 import { UpstreamPool } from '../routing/upstream-pool';
 import { checkRequest, type ProxyKind } from './openai-request';
 import { type ExchangeContext, ProxyExchange } from './proxy-exchange';
@@ -41,6 +42,7 @@ export class ProxyService {
     private readonly limiter: RateLimiter,
     @Inject(ModelCatalog) private readonly catalog: ModelCatalog,
     private readonly pool: UpstreamPool,
+    private readonly waker: TierWaker,
     metrics: GatewayMetrics,
     recorder: UsageRecorder,
     @Inject(APP_CONFIG) config: AppConfig,
@@ -87,8 +89,10 @@ export class ProxyService {
     if (key.billingBlockedAtMs !== null && Date.now() >= key.billingBlockedAtMs) throw this.billingBlocked;
     const refused = this.limiter.refusedNow(key);
     if (refused !== null) throw refused;
+    const routable = this.waker.route(req.model, routes);
+    const usable = Array.isArray(routable) ? (routable as readonly ModelRoute[]) : await routable;
     takeOver?.();
-    const exchange = new ProxyExchange(this.ctx, res, requestId, key, kind, req, this.pool.candidates(routes), startedAt);
+    const exchange = new ProxyExchange(this.ctx, res, requestId, key, kind, req, this.pool.candidates(usable), startedAt);
     this.live.add(exchange);
     exchange.start();
     // the engine request is on the wire first; the limiter's round trip runs during the engine's work and

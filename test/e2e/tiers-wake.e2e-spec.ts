@@ -1,0 +1,145 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { loadConfig } from '@spot/config';
+import { ApiKeysRepository, OrgsRepository, UsageEventsRepository } from '@spot/db';
+import { mintApiKey } from '@spot/keys';
+import OpenAI from 'openai';
+import { createGatewayApp } from '../../apps/gateway/src/gateway-app';
+import { type SimServer, startSim } from '../../apps/vllm-sim/src/sim-server';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+const UPSTREAM = 'meta-llama/Llama-3.1-8B-Instruct';
+const ADMIN = 'admin-token-for-wake-tests-000000';
+const messages = [{ role: 'user' as const, content: 'hi' }];
+
+const wakeCalls = (sim: SimServer) => sim.received.filter((r) => r.method === 'POST' && r.path === '/wake_up').length;
+
+async function sleepSim(sim: SimServer): Promise<void> {
+  await fetch(`${sim.url}/sleep?level=1`, { method: 'POST' });
+}
+
+interface Gateway {
+  app: NestFastifyApplication;
+  root: string;
+  client: OpenAI;
+}
+
+/** Tiers that sleep (vLLM sleep mode on vllm-sim) behind in-process gateways sharing one Redis prefix. */
+describe('gateway: sleeping tiers wake on demand', () => {
+  const prefix = `test:${randomUUID()}:`;
+  let dir: string;
+  let key: string;
+  let orgId: string;
+  const gateways: Gateway[] = [];
+  const sims: SimServer[] = [];
+
+  async function sim(wakeUpMs: number): Promise<SimServer> {
+    const s = await startSim({ models: [UPSTREAM], wakeUpMs, outputTokens: 4 });
+    sims.push(s);
+    return s;
+  }
+
+  async function gateway(tiers: string, env: Record<string, string> = {}): Promise<Gateway> {
+    const file = join(dir, `tiers-${randomUUID()}.yaml`);
+    writeFileSync(file, tiers);
+    const config = loadConfig({
+      ...process.env,
+      TIERS_FILE: file,
+      REDIS_PREFIX: prefix,
+      USAGE_SPOOL_DIR: join(dir, `spool-${randomUUID()}`),
+      USAGE_FLUSH_MS: '20',
+      LOG_LEVEL: 'silent',
+      ADMIN_TOKEN: ADMIN,
+      ...env,
+    });
+    const app = await createGatewayApp(config, { logger: false });
+    await app.listen(0, '127.0.0.1');
+    const root = (await app.getUrl()).replace('[::1]', '127.0.0.1');
+    if (key === undefined) {
+      const org = await app.get(OrgsRepository).create(`wk-${randomUUID().slice(0, 12)}`, 'Wake');
+      orgId = org!.id;
+      const minted = mintApiKey();
+      await app.get(ApiKeysRepository).create({ orgId, name: 'wake', prefix: minted.prefix, secretHash: minted.secretHash, allowedModels: [], expiresAt: null, createdById: null });
+      key = minted.key;
+    }
+    const g = { app, root, client: new OpenAI({ baseURL: `${root}/v1`, apiKey: key, maxRetries: 0 }) };
+    gateways.push(g);
+    return g;
+  }
+
+  const tier = (name: string, kind: string, url: string, model: string, extra = '') =>
+    `  - name: ${name}\n    kind: ${kind}\n    endpoints: [${url}]\n${extra}    models:\n      - { id: ${model}, upstream: ${UPSTREAM}, price: { input_per_mtok: 0.05, output_per_mtok: 0.10 } }\n`;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tiers-wake-'));
+  });
+  afterAll(async () => {
+    await Promise.all(gateways.map((g) => g.app.close()));
+    await Promise.all(sims.map((s) => s.close()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('20 concurrent requests to a sleeping tier trigger exactly one wake, shared by two gateways; all succeed after it', async () => {
+    const spot = await sim(400);
+    await sleepSim(spot);
+    const tiers = `tiers:\n${tier('sleepy', 'spot', spot.url, 'wake-model', '    wake: { driver: vllm-sleep, deadline_s: 10 }\n    fallback_while_waking: false\n')}`;
+    const [a, b] = [await gateway(tiers), await gateway(tiers)];
+    const state: any = await (await fetch(`${a.root}/admin/tiers`, { headers: { authorization: `Bearer ${ADMIN}` } })).json();
+    expect(state.tiers[0]).toMatchObject({ name: 'sleepy', state: 'asleep', wake: { driver: 'vllm-sleep' } });
+
+    const started = Date.now();
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => [a, b][i % 2].client.chat.completions.create({ model: 'wake-model', messages })),
+    );
+    expect(answers.every((r) => typeof r.choices[0].message.content === 'string')).toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+    expect(wakeCalls(spot)).toBe(1);
+    expect(spot.sleeping).toBe(false);
+    const after: any = await (await fetch(`${b.root}/admin/tiers`, { headers: { authorization: `Bearer ${ADMIN}` } })).json();
+    expect(after.tiers[0].state).toBe('awake');
+    expect(after.tiers[0].history.map((h: { state: string }) => h.state)).toEqual(expect.arrayContaining(['awake', 'waking', 'asleep']));
+    const metrics = await (await fetch(`${a.root}/metrics`)).text();
+    expect(metrics).toMatch(/gateway_tier_wakes_total\{tier="sleepy",outcome="awake"\} 1/);
+  });
+
+  it('past the wake deadline: 503 with retry-after in the OpenAI envelope, and the model is still listed', async () => {
+    const spot = await sim(3_000);
+    await sleepSim(spot);
+    const g = await gateway(`tiers:\n${tier('slow', 'spot', spot.url, 'slow-model', '    wake: { driver: vllm-sleep, deadline_s: 0.3 }\n    fallback_while_waking: false\n')}`);
+    const err = await g.client.chat.completions.create({ model: 'slow-model', messages }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.InternalServerError);
+    expect(err).toMatchObject({ status: 503, code: 'model_waking', type: 'server_error' });
+    expect((err as InstanceType<typeof OpenAI.APIError>).headers?.get('retry-after')).toMatch(/^\d+$/);
+    expect((await g.client.models.list()).data.map((m) => m.id)).toContain('slow-model');
+  });
+
+  it('falls back to on-demand while spot wakes, and spot wakes meanwhile; usage is on-demand', async () => {
+    const spot = await sim(500);
+    const od = await sim(0);
+    await sleepSim(spot);
+    const g = await gateway(
+      `tiers:\n${tier('od-tier', 'on-demand', od.url, 'fb-model')}${tier('spot-tier', 'spot', spot.url, 'fb-model', '    wake: { driver: vllm-sleep, deadline_s: 10 }\n')}`,
+    );
+    const started = Date.now();
+    const res = await g.client.chat.completions.create({ model: 'fb-model', messages }).withResponse();
+    expect(Date.now() - started).toBeLessThan(400);
+    expect(od.stats.completed).toBe(1);
+    const usage = g.app.get(UsageEventsRepository);
+    let row = await usage.findByRequestId(res.request_id!);
+    for (let i = 0; i < 100 && row === null; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      row = await usage.findByRequestId(res.request_id!);
+    }
+    expect(row?.tier).toBe('od-tier');
+    for (let i = 0; i < 100 && spot.sleeping; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(spot.sleeping).toBe(false);
+    expect(wakeCalls(spot)).toBe(1);
+    // once awake, spot is preferred again
+    await new Promise((r) => setTimeout(r, 50));
+    await g.client.chat.completions.create({ model: 'fb-model', messages });
+    expect(spot.stats.completed).toBe(1);
+  });
+});
