@@ -6,9 +6,12 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { loadConfig } from '@spot/config';
 import { ApiKeysRepository, OrgsRepository, UsageEventsRepository } from '@spot/db';
 import { mintApiKey } from '@spot/keys';
+import { RedisKeys } from '@spot/redis';
+import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { createGatewayApp } from '../../apps/gateway/src/gateway-app';
 import { type SimServer, startSim } from '../../apps/vllm-sim/src/sim-server';
+import { TierIdleService } from '../../apps/worker/src/tiers/tier-idle.service';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const UPSTREAM = 'meta-llama/Llama-3.1-8B-Instruct';
@@ -25,6 +28,7 @@ interface Gateway {
   app: NestFastifyApplication;
   root: string;
   client: OpenAI;
+  tiersFile: string;
 }
 
 /** Tiers that sleep (vLLM sleep mode on vllm-sim) behind in-process gateways sharing one Redis prefix. */
@@ -36,8 +40,8 @@ describe('gateway: sleeping tiers wake on demand', () => {
   const gateways: Gateway[] = [];
   const sims: SimServer[] = [];
 
-  async function sim(wakeUpMs: number): Promise<SimServer> {
-    const s = await startSim({ models: [UPSTREAM], wakeUpMs, outputTokens: 4 });
+  async function sim(wakeUpMs: number, more: { itlMs?: number; outputTokens?: number } = {}): Promise<SimServer> {
+    const s = await startSim({ models: [UPSTREAM], wakeUpMs, outputTokens: 4, ...more });
     sims.push(s);
     return s;
   }
@@ -65,7 +69,7 @@ describe('gateway: sleeping tiers wake on demand', () => {
       await app.get(ApiKeysRepository).create({ orgId, name: 'wake', prefix: minted.prefix, secretHash: minted.secretHash, allowedModels: [], expiresAt: null, createdById: null });
       key = minted.key;
     }
-    const g = { app, root, client: new OpenAI({ baseURL: `${root}/v1`, apiKey: key, maxRetries: 0 }) };
+    const g = { app, root, client: new OpenAI({ baseURL: `${root}/v1`, apiKey: key, maxRetries: 0 }), tiersFile: file };
     gateways.push(g);
     return g;
   }
@@ -142,4 +146,48 @@ describe('gateway: sleeping tiers wake on demand', () => {
     await g.client.chat.completions.create({ model: 'fb-model', messages });
     expect(spot.stats.completed).toBe(1);
   });
+
+  it('the worker puts an idle tier to sleep, never while a request is in flight; the next request wakes it', async () => {
+    const spot = await sim(200, { itlMs: 15, outputTokens: 200 });
+    const g = await gateway(`tiers:\n${tier('idle-tier', 'spot', spot.url, 'idle-model', '    wake: { driver: vllm-sleep, deadline_s: 10 }\n    idle_sleep_s: 1\n    fallback_while_waking: false\n')}`);
+    const config = loadConfig({ ...process.env, TIERS_FILE: g.tiersFile, REDIS_PREFIX: prefix, LOG_LEVEL: 'silent' });
+    const redis = new Redis(config.REDIS_URL);
+    try {
+      const worker = new TierIdleService(config, redis, new RedisKeys(config));
+      // a 3-second stream in flight across the idle timeout
+      const stream = await g.client.chat.completions.create({ model: 'idle-model', messages, stream: true });
+      const reading = (async () => {
+        let n = 0;
+        for await (const c of stream) if (c.choices[0]?.delta?.content) n++;
+        return n;
+      })();
+      await new Promise((r) => setTimeout(r, 2_200));
+      const busy = await worker.runPass();
+      expect(busy.busy).toEqual(['idle-tier']);
+      expect(spot.sleeping).toBe(false);
+      expect(await reading).toBe(200);
+
+      // idle now: after idle_sleep_s without requests (and a heartbeat to say so), the worker puts it to sleep
+      let slept: string[] = [];
+      for (let i = 0; i < 40 && slept.length === 0; i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        slept = (await worker.runPass()).slept;
+      }
+      expect(slept).toEqual(['idle-tier']);
+      expect(spot.sleeping).toBe(true);
+      expect(spot.received.filter((r) => r.path === '/sleep')).toHaveLength(1);
+      // the gateway hears it, and the next request wakes the tier again
+      for (let i = 0; i < 50; i++) {
+        const s: any = await (await fetch(`${g.root}/admin/tiers`, { headers: { authorization: `Bearer ${ADMIN}` } })).json();
+        if (s.tiers[0].state === 'asleep') break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const answer = await g.client.chat.completions.create({ model: 'idle-model', messages, max_tokens: 3 });
+      expect(answer.choices[0].message.content).toEqual(expect.any(String));
+      expect(wakeCalls(spot)).toBe(1);
+      expect(spot.sleeping).toBe(false);
+    } finally {
+      await redis.quit();
+    }
+  }, 30_000);
 });

@@ -6,6 +6,7 @@ import { bullPrefix } from '@spot/queue';
 import { RedisModule } from '@spot/redis';
 import { Redis } from 'ioredis';
 import { BillingQueueModule } from './billing/billing-queue.module';
+import { TiersModule } from './tiers/tiers.module';
 import { UsageModule } from './usage/usage.module';
 import { WorkerLifecycle } from './worker-lifecycle';
 
@@ -26,6 +27,7 @@ import { WorkerLifecycle } from './worker-lifecycle';
     }),
     UsageModule,
     BillingQueueModule,
+    TiersModule,
   ],
   providers: [WorkerLifecycle],
 })

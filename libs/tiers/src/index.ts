@@ -6,3 +6,5 @@ export type { TokenCounts } from './pricing';
 export type { ModelRoute, TierView } from './model-catalog';
 export { wakeDriver } from './wake-driver';
 export type { WakeDriver } from './wake-driver';
+export { tierKeys } from './tier-keys';
+export type { TierHistoryEntry } from './tier-keys';

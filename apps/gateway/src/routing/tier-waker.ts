@@ -3,9 +3,10 @@ import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplica
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { ApiError } from '@spot/contract';
 import { closeRedis, REDIS, RedisKeys, redisOptions } from '@spot/redis';
-import { ModelCatalog, type ModelRoute, type TierView, wakeDriver, type WakeDriver } from '@spot/tiers';
+import { ModelCatalog, type ModelRoute, tierKeys, type TierView, wakeDriver, type WakeDriver } from '@spot/tiers';
 import { Redis } from 'ioredis';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
+import { UpstreamPool } from './upstream-pool';
 
 export type TierState = 'awake' | 'waking' | 'asleep';
 
@@ -18,12 +19,15 @@ interface SleepyTier {
   /** The wake this gateway is waiting on (its own, or another gateway's it watches). */
   waking: Promise<boolean> | null;
   waiters: number;
+  /** Epoch ms of the last request routed to the tier by this gateway (0: none yet). */
+  lastUsedAt: number;
 }
 
-/** Pub/sub channel (after the prefix) on which tier state changes are announced to every gateway. */
-export const TIER_STATE_CHANNEL = 'tiers:state';
 
 const hasSleepy = new WeakMap<readonly ModelRoute[], boolean>();
+const HEARTBEAT_MS = 1_000;
+/** Sets KEYS[1] to ARGV[1] unless it already holds a later time. */
+const MAX_SET = "local v = tonumber(redis.call('GET', KEYS[1]) or '0') if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1]) end return 1";
 
 /**
  * Tiers that may sleep (`wake` in the tiers file). A request for a model whose preferred tier sleeps either
@@ -39,6 +43,7 @@ export class TierWaker implements OnApplicationBootstrap, OnApplicationShutdown 
   private readonly tiers = new Map<string, SleepyTier>();
   private readonly id = randomBytes(6).toString('hex');
   private subscriber: Redis | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
   private readonly channel: string;
 
   constructor(
@@ -47,8 +52,9 @@ export class TierWaker implements OnApplicationBootstrap, OnApplicationShutdown 
     @Inject(REDIS) private readonly redis: Redis,
     private readonly keys: RedisKeys,
     private readonly metrics: GatewayMetrics,
+    private readonly pool: UpstreamPool,
   ) {
-    this.channel = keys.key(TIER_STATE_CHANNEL);
+    this.channel = keys.key(tierKeys.stateChannel);
     for (const view of catalog.tiers()) {
       if (view.wake === null) continue;
       this.tiers.set(view.name, {
@@ -59,6 +65,7 @@ export class TierWaker implements OnApplicationBootstrap, OnApplicationShutdown 
         since: Date.now(),
         waking: null,
         waiters: 0,
+        lastUsedAt: 0,
       });
     }
   }
@@ -71,6 +78,8 @@ export class TierWaker implements OnApplicationBootstrap, OnApplicationShutdown 
     sub.on('error', (err: Error) => this.logger.debug(`tier state subscriber: ${err.message}`));
     sub.subscribe(this.channel).catch((err: unknown) => this.logger.warn(`cannot subscribe to ${this.channel}: ${String(err)}`));
     this.subscriber = sub;
+    this.heartbeat = setInterval(() => this.report(), HEARTBEAT_MS);
+    this.heartbeat.unref();
     await Promise.all(
       [...this.tiers.values()].map(async (t) => {
         try {
@@ -83,6 +92,8 @@ export class TierWaker implements OnApplicationBootstrap, OnApplicationShutdown 
   }
 
   async onApplicationShutdown(): Promise<void> {
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    this.heartbeat = null;
     const sub = this.subscriber;
     this.subscriber = null;
     if (sub) await closeRedis(sub);
@@ -108,6 +119,11 @@ export class TierWaker implements OnApplicationBootstrap, OnApplicationShutdown 
     if (!sleepy) return routes;
     const first = this.tiers.get(routes[0].tier);
     const awake = routes.filter((r) => (this.tiers.get(r.tier)?.state ?? 'awake') === 'awake');
+    const now = Date.now();
+    for (const r of routes) {
+      const t = this.tiers.get(r.tier);
+      if (t !== undefined) t.lastUsedAt = now;
+    }
     for (const r of routes) {
       const t = this.tiers.get(r.tier);
       if (t !== undefined && t.state !== 'awake') void this.wake(t);
@@ -148,7 +164,7 @@ export class TierWaker implements OnApplicationBootstrap, OnApplicationShutdown 
   private async runWake(t: SleepyTier): Promise<boolean> {
     const started = Date.now();
     const signal = AbortSignal.timeout(t.deadlineMs);
-    const lock = this.keys.key(`tier:${t.view.name}:lock`);
+    const lock = this.keys.key(tierKeys.lock(t.view.name));
     let mine = false;
     try {
       mine = (await this.redis.set(lock, this.id, 'PX', t.deadlineMs, 'NX')) === 'OK';
@@ -204,13 +220,29 @@ export class TierWaker implements OnApplicationBootstrap, OnApplicationShutdown 
     }
   }
 
+  /**
+   * Tells the worker, once a second, what this gateway has in flight on each sleepy tier and when it last used
+   * it: the worker puts a tier to sleep only when no gateway has anything in flight there.
+   */
+  private report(): void {
+    const inflight = new Map<string, number>();
+    for (const e of this.pool.all()) if (this.tiers.has(e.tier)) inflight.set(e.tier, (inflight.get(e.tier) ?? 0) + e.inflight);
+    const multi = this.redis.multi();
+    for (const t of this.tiers.values()) {
+      const busy = inflight.get(t.view.name) ?? 0;
+      multi.set(this.keys.key(tierKeys.gateway(t.view.name, this.id)), JSON.stringify({ inflight: busy, lastUsedAt: t.lastUsedAt }), 'PX', HEARTBEAT_MS * 5);
+      if (t.lastUsedAt > 0) multi.eval(MAX_SET, 1, this.keys.key(tierKeys.lastUsed(t.view.name)), String(busy > 0 ? Date.now() : t.lastUsedAt));
+    }
+    multi.exec().catch((err: unknown) => this.logger.debug(`tier heartbeat failed: ${String(err)}`));
+  }
+
   private set(t: SleepyTier, state: TierState, reason: string): void {
     if (t.state === state) return;
     t.state = state;
     t.since = Date.now();
     this.metrics.tierState.labels(t.view.name).set(state === 'awake' ? 1 : state === 'waking' ? 0.5 : 0);
-    const entry = JSON.stringify({ at: new Date(t.since).toISOString(), state, reason, gateway: this.id });
-    const history = this.keys.key(`tier:${t.view.name}:history`);
+    const entry = JSON.stringify({ at: new Date(t.since).toISOString(), state, reason, by: `gateway ${this.id}` });
+    const history = this.keys.key(tierKeys.history(t.view.name));
     this.redis.multi().lpush(history, entry).ltrim(history, 0, 199).exec().catch(() => undefined);
   }
 

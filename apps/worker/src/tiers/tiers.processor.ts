@@ -1,0 +1,24 @@
+import { Processor, WorkerHost } from '@nestjs/bullmq';
+import { JOB, type JobName, type JobPayload, QUEUE } from '@spot/queue';
+import { type Job, UnrecoverableError } from 'bullmq';
+import { TierIdleService } from './tier-idle.service';
+
+/** The `tiers` queue: scale-to-zero of idle tiers. */
+@Processor(QUEUE.tiers, { concurrency: 1 })
+export class TiersProcessor extends WorkerHost {
+  constructor(private readonly idle: TierIdleService) {
+    super();
+  }
+
+  async process(job: Job<JobPayload['data'], unknown, JobName>): Promise<unknown> {
+    const name = job.name as JobName;
+    switch (name) {
+      case JOB.tiersIdle:
+        return this.idle.runPass();
+      case JOB.usageRollup:
+      case JOB.usageRetention:
+      case JOB.billingSync:
+        throw new UnrecoverableError(`job ${name} does not belong on the ${QUEUE.tiers} queue`);
+    }
+  }
+}
