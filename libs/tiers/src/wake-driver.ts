@@ -94,20 +94,21 @@ function kubernetes(w: WakeSpec, endpoints: readonly string[]): WakeDriver {
       }),
       `PATCH ${base}/scale`,
     );
-  const status = async (signal: AbortSignal) => {
-    const res = await fetch(`${base}/scale`, { headers, signal });
-    if (!res.ok) throw new Error(`GET ${base}/scale: HTTP ${res.status}`);
-    return (await res.json()) as { spec?: { replicas?: number }; status?: { replicas?: number; readyReplicas?: number } };
+  const get = async <T>(url: string, signal: AbortSignal): Promise<T> => {
+    const res = await fetch(url, { headers, signal });
+    if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
+    return (await res.json()) as T;
   };
   return {
     async wake(signal) {
       await scale(w.replicas, signal);
-      await pollUntil(async () => ((await status(signal)).status?.readyReplicas ?? 0) >= w.replicas, signal);
+      // the workload's own status says how many replicas are ready (the Scale subresource does not)
+      await pollUntil(async () => ((await get<{ status?: { readyReplicas?: number } }>(base, signal)).status?.readyReplicas ?? 0) >= w.replicas, signal);
       await pollUntil(() => allHealthy(endpoints, signal), signal);
     },
     sleep: (signal) => scale(0, signal),
     async isAsleep(signal) {
-      return ((await status(signal)).spec?.replicas ?? 0) === 0;
+      return ((await get<{ spec?: { replicas?: number } }>(`${base}/scale`, signal)).spec?.replicas ?? 0) === 0;
     },
   };
 }
