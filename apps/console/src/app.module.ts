@@ -23,6 +23,7 @@ import { OrgAccessService } from './orgs/org-access.service';
 import { OrgsController } from './orgs/orgs.controller';
 import { OrgsService } from './orgs/orgs.service';
 import { PagesController } from './pages/pages.controller';
+import { TiersPageController } from './tiers/tiers-page.controller';
 import { UsageController } from './usage/usage.controller';
 import { UsageService } from './usage/usage.service';
 
@@ -33,7 +34,7 @@ export class ConsoleModule {
     return {
       module: ConsoleModule,
       imports: [ConfigModule.forRoot(config), DbModule, RedisModule, KeysModule, BillingModule],
-      controllers: [HealthController, AuthController, OrgsController, KeysController, UsageController, BillingController, StripeWebhookController, BillingPagesController, PagesController],
+      controllers: [HealthController, AuthController, OrgsController, KeysController, UsageController, BillingController, StripeWebhookController, BillingPagesController, TiersPageController, PagesController],
       providers: [
         { provide: APP_FILTER, useClass: ConsoleExceptionFilter },
         SessionService,

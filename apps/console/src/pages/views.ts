@@ -36,7 +36,7 @@ export interface PageContext {
   csrfToken?: string;
   org?: OrgView | null;
   orgs?: OrgView[];
-  active?: 'keys' | 'members' | 'limits' | 'usage' | 'bill' | 'orgs';
+  active?: 'keys' | 'members' | 'limits' | 'usage' | 'bill' | 'orgs' | 'tiers';
   body: string;
 }
 
@@ -45,6 +45,7 @@ export function renderPage(p: PageContext): string {
   const nav: string[] = [];
   if (p.user) {
     nav.push(`<a href="/orgs"${p.active === 'orgs' ? ' aria-current="page"' : ''}>Orgs</a>`);
+    nav.push(`<a href="/tiers"${p.active === 'tiers' ? ' aria-current="page"' : ''}>Tiers</a>`);
     if (p.org) {
       const base = `/orgs/${encodeURIComponent(p.org.slug)}`;
       for (const [key, label] of [['keys', 'API keys'], ['members', 'Members'], ['limits', 'Limits'], ['usage', 'Usage'], ['billing', 'Bill']] as const) {

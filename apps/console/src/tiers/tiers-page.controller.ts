@@ -1,0 +1,62 @@
+import { Controller, Get, Header, Inject, UseGuards } from '@nestjs/common';
+import { APP_CONFIG, type AppConfig } from '@spot/config';
+import { REDIS, RedisKeys } from '@spot/redis';
+import { loadTiersFile, ModelCatalog, tierKeys, type TierHistoryEntry, type TierView } from '@spot/tiers';
+import { Redis } from 'ioredis';
+import type { ConsoleSession } from '../auth/console-session';
+import { CurrentSession } from '../auth/current-user.decorator';
+import { SessionGuard } from '../auth/session.guard';
+import { OrgsService } from '../orgs/orgs.service';
+import { escapeHtml as e, renderPage } from '../pages/views';
+
+/**
+ * The GPU tiers and their state, for signed-in users: each tier's kind, models and wake settings, and for
+ * tiers that sleep, their state (the latest change the gateways and the worker recorded in Redis) and history.
+ * Per-replica health is each gateway's own view: see the gateway's GET /admin/tiers.
+ */
+@Controller('tiers')
+@UseGuards(SessionGuard)
+export class TiersPageController {
+  private readonly tiers: readonly TierView[];
+
+  constructor(
+    @Inject(APP_CONFIG) config: AppConfig,
+    @Inject(REDIS) private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly orgs: OrgsService,
+  ) {
+    let tiers: readonly TierView[] = [];
+    try {
+      tiers = new ModelCatalog(loadTiersFile(config.TIERS_FILE)).tiers();
+    } catch {
+      tiers = []; // the console does not route: without a readable tiers file this page is empty
+    }
+    this.tiers = tiers;
+  }
+
+  @Get()
+  @Header('content-type', 'text/html; charset=utf-8')
+  async page(@CurrentSession() s: ConsoleSession): Promise<string> {
+    const histories = await Promise.all(
+      this.tiers.map(async (t) =>
+        t.wake === null ? [] : ((await this.redis.lrange(this.keys.key(tierKeys.history(t.name)), 0, 9)).map((h) => JSON.parse(h) as TierHistoryEntry)),
+      ),
+    );
+    const rows = this.tiers
+      .map((t, i) => {
+        const latest = histories[i][0];
+        const state = t.wake === null ? 'always on' : (latest?.state ?? 'awake');
+        const wake = t.wake === null ? '–' : `${e(t.wake.driver)}, deadline ${t.wake.deadline_s} s${t.idleSleepS ? `, sleeps after ${t.idleSleepS} s idle` : ''}`;
+        const history = histories[i].length
+          ? `<details><summary>${histories[i].length} recent changes</summary><ul>${histories[i]
+              .map((h) => `<li><time datetime="${e(h.at)}">${e(h.at.slice(0, 19).replace('T', ' '))}</time> ${e(h.state)}: ${e(h.reason)} (${e(h.by)})</li>`)
+              .join('')}</ul></details>`
+          : '';
+        return `<tr><th scope="row">${e(t.name)}</th><td>${e(t.kind)}</td><td>${t.models.map((m) => `<code>${e(m)}</code>`).join(' ')}</td><td>${t.endpoints.length}</td><td>${wake}</td><td><span class="badge" data-state="${e(state)}">${e(state)}</span>${latest ? ` since <time datetime="${e(latest.at)}">${e(latest.at.slice(0, 19).replace('T', ' '))}</time>` : ''}${history}</td></tr>`;
+      })
+      .join('');
+    const body = `<table><caption class="muted">Tiers serve models; spot before on-demand. A sleeping tier wakes on the next request.</caption>
+<thead><tr><th scope="col">Tier</th><th scope="col">Kind</th><th scope="col">Models</th><th scope="col">Replicas</th><th scope="col">Wake</th><th scope="col">State</th></tr></thead><tbody>${rows}</tbody></table>`;
+    return renderPage({ title: 'GPU tiers', user: s.user, csrfToken: s.csrfToken, orgs: await this.orgs.list(s.user), active: 'tiers', body });
+  }
+}
