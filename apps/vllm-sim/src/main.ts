@@ -2,7 +2,8 @@ import { parseArgs } from 'node:util';
 import { startSim, type SimOptions } from './sim-server';
 
 const USAGE = `usage: vllm-sim --models m1[,m2...] [--port 8090] [--host 127.0.0.1] [--ttft-ms N] [--itl-ms N]
-                [--output-tokens N] [--max-model-len N] [--embedding-dim N] [--error-shape current|flat]`;
+                [--output-tokens N] [--max-model-len N] [--embedding-dim N] [--error-shape current|flat]
+                [--wake-up-ms N]   (how long POST /wake_up takes in sleep mode)`;
 
 function fail(message: string): never {
   process.stderr.write(`vllm-sim: ${message}\n${USAGE}\n`);
@@ -33,6 +34,7 @@ function parseOptions(argv: string[]): SimOptions {
         'max-model-len': { type: 'string' },
         'embedding-dim': { type: 'string' },
         'error-shape': { type: 'string' },
+        'wake-up-ms': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -59,6 +61,7 @@ function parseOptions(argv: string[]): SimOptions {
     maxModelLen: int('max-model-len', values['max-model-len'], 2),
     embeddingDim: int('embedding-dim', values['embedding-dim'], 1),
     errorShape: shape,
+    wakeUpMs: int('wake-up-ms', values['wake-up-ms'], 0),
   };
 }
 
