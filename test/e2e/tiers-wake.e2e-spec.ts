@@ -190,4 +190,16 @@ describe('gateway: sleeping tiers wake on demand', () => {
       await redis.quit();
     }
   }, 30_000);
+
+  it('a tier put to sleep behind the gateway\'s back is found asleep on the engine\'s 503, and the SDK\'s retry wakes it', async () => {
+    const spot = await sim(200);
+    const g = await gateway(`tiers:\n${tier('op-slept', 'spot', spot.url, 'op-model', '    wake: { driver: vllm-sleep, deadline_s: 10 }\n    fallback_while_waking: false\n')}`);
+    await g.client.chat.completions.create({ model: 'op-model', messages });
+    await sleepSim(spot); // an operator, not our worker: no announcement
+    const retrying = new OpenAI({ baseURL: `${g.root}/v1`, apiKey: key, maxRetries: 2 });
+    const answer = await retrying.chat.completions.create({ model: 'op-model', messages });
+    expect(answer.choices[0].message.content).toEqual(expect.any(String));
+    expect(wakeCalls(spot)).toBe(1);
+    expect(spot.sleeping).toBe(false);
+  });
 });

@@ -22,6 +22,8 @@ export interface ExchangeContext {
   readonly onError: (message: string) => void;
   /** Total time a request may spend on attempts before giving up on retries. */
   readonly routeDeadlineMs: number;
+  /** A tier that may sleep answered 503: it may have been put to sleep behind our back. */
+  readonly tierRefused: (tier: string) => void;
   /** Settles the request's budget reservation with what it cost (called once, when it ends). */
   readonly settleBudget: (key: AuthedKey, hold: BudgetHold, costNanos: number) => void;
 }
@@ -448,6 +450,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
   }
 
   private sendUpstreamError(): void {
+    if (this.upstreamStatus === 503 && this.candidate.route.wake !== null) this.ctx.tierRefused(this.candidate.route.tier);
     if (this.upstreamStatus >= 500) {
       this.endpointFailed('status', `HTTP ${this.upstreamStatus}`);
       if (this.mayRetry()) {

@@ -63,6 +63,7 @@ export class ProxyService {
       onError: (message) => this.logger.warn(message),
       settleBudget: (key, hold, costNanos) => limiter.settle(key, hold, costNanos),
       routeDeadlineMs: config.ROUTE_DEADLINE_MS,
+      tierRefused: (tier) => waker.refused(tier),
     };
   }
 

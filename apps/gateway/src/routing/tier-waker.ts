@@ -99,6 +99,21 @@ export class TierWaker implements OnApplicationBootstrap, OnApplicationShutdown 
     if (sub) await closeRedis(sub);
   }
 
+  /**
+   * An engine of a tier we believed awake answered 503: if the tier turns out to be asleep (slept by an
+   * operator, or a sleep announcement we missed), mark it so; the next request wakes it.
+   */
+  refused(tier: string): void {
+    const t = this.tiers.get(tier);
+    if (t === undefined || t.state !== 'awake' || t.waking !== null) return;
+    t.driver.isAsleep(AbortSignal.timeout(5_000)).then(
+      (asleep) => {
+        if (asleep && t.state === 'awake') this.set(t, 'asleep', 'found asleep (the engine refused work)');
+      },
+      () => undefined,
+    );
+  }
+
   /** The state of a sleepy tier (undefined for tiers that never sleep). */
   stateOf(tier: string): { state: TierState; since: number } | undefined {
     const t = this.tiers.get(tier);
