@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { RedisKeys } from '@spot/redis';
 import { Redis } from 'ioredis';
 import { type SimServer, startSim } from '../../apps/vllm-sim/src/sim-server';
@@ -89,13 +92,16 @@ describe('wake drivers against their control planes', () => {
     });
     k8s.workloads.set('gpu/deployments/vllm-spot', { replicas: 0, readyReplicas: 0 });
     closers.push(() => k8s.close(), () => machine.stop());
+    // a service account token, as mounted in a pod
+    const tokenFile = join(mkdtempSync(join(tmpdir(), 'sa-')), 'token');
+    writeFileSync(tokenFile, 'sa-token\n');
     const g = await startTierGateway(
       `tiers:\n${tierYaml(
         'kube',
         'spot',
         machine.url,
         'kube-model',
-        `    wake: { driver: kubernetes, api_server: "${k8s.url}", namespace: gpu, kind: Deployment, name: vllm-spot, replicas: 2, token: sa-token, deadline_s: 10 }\n    idle_sleep_s: 1\n    fallback_while_waking: false\n`,
+        `    wake: { driver: kubernetes, api_server: "${k8s.url}", namespace: gpu, kind: Deployment, name: vllm-spot, replicas: 2, token_file: "${tokenFile}", deadline_s: 10 }\n    idle_sleep_s: 1\n    fallback_while_waking: false\n`,
       )}`,
       { HEALTH_CHECK_INTERVAL_MS: '60000' },
     );

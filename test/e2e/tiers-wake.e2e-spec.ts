@@ -82,7 +82,7 @@ describe('gateway: sleeping tiers wake on demand', () => {
   });
   afterAll(async () => {
     await Promise.all(gateways.map((g) => g.app.close()));
-    await Promise.all(sims.map((s) => s.close()));
+    await Promise.all(sims.map((s) => s.close().catch(() => undefined)));
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -94,13 +94,16 @@ describe('gateway: sleeping tiers wake on demand', () => {
     const state: any = await (await fetch(`${a.root}/admin/tiers`, { headers: { authorization: `Bearer ${ADMIN}` } })).json();
     expect(state.tiers[0]).toMatchObject({ name: 'sleepy', state: 'asleep', wake: { driver: 'vllm-sleep' } });
 
-    const started = Date.now();
     const answers = await Promise.all(
       Array.from({ length: 20 }, (_, i) => [a, b][i % 2].client.chat.completions.create({ model: 'wake-model', messages })),
     );
     expect(answers.every((r) => typeof r.choices[0].message.content === 'string')).toBe(true);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(400);
     expect(wakeCalls(spot)).toBe(1);
+    // every request reached the engine after the wake (held, not refused and retried)
+    const paths = spot.received.map((r) => r.path);
+    expect(paths.filter((p) => p === '/v1/chat/completions')).toHaveLength(20);
+    expect(paths.indexOf('/wake_up')).toBeLessThan(paths.indexOf('/v1/chat/completions'));
+    expect(spot.stats.requests).toBe(20);
     expect(spot.sleeping).toBe(false);
     const after: any = await (await fetch(`${b.root}/admin/tiers`, { headers: { authorization: `Bearer ${ADMIN}` } })).json();
     expect(after.tiers[0].state).toBe('awake');
@@ -127,10 +130,9 @@ describe('gateway: sleeping tiers wake on demand', () => {
     const g = await gateway(
       `tiers:\n${tier('od-tier', 'on-demand', od.url, 'fb-model')}${tier('spot-tier', 'spot', spot.url, 'fb-model', '    wake: { driver: vllm-sleep, deadline_s: 10 }\n')}`,
     );
-    const started = Date.now();
     const res = await g.client.chat.completions.create({ model: 'fb-model', messages }).withResponse();
-    expect(Date.now() - started).toBeLessThan(400);
     expect(od.stats.completed).toBe(1);
+    expect(spot.received.filter((r) => r.path === '/v1/chat/completions')).toHaveLength(0);
     const usage = g.app.get(UsageEventsRepository);
     let row = await usage.findByRequestId(res.request_id!);
     for (let i = 0; i < 100 && row === null; i++) {
@@ -190,6 +192,95 @@ describe('gateway: sleeping tiers wake on demand', () => {
       await redis.quit();
     }
   }, 30_000);
+
+  it('a sleeping on-demand tier stays asleep while spot serves, and is woken when spot vanishes: no request fails', async () => {
+    const spot = await sim(0);
+    const od = await sim(300);
+    await sleepSim(od);
+    const g = await gateway(`tiers:\n${tier('spot-only', 'spot', spot.url, 'pre-model')}${tier('od-asleep', 'on-demand', od.url, 'pre-model', '    wake: { driver: vllm-sleep, deadline_s: 10 }\n')}`);
+    for (let i = 0; i < 3; i++) await g.client.chat.completions.create({ model: 'pre-model', messages });
+    expect(spot.stats.completed).toBe(3);
+    expect(wakeCalls(od)).toBe(0);
+    expect(od.sleeping).toBe(true);
+
+    await spot.close(); // preempted: its port refuses connections
+    const outcomes = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        g.client.chat.completions.create({ model: 'pre-model', messages, stream: i % 2 === 0 }).then(
+          async (r) => {
+            if ('choices' in r) return r.choices[0].message.content ? 'ok' : 'empty';
+            let text = '';
+            for await (const chunk of r) text += chunk.choices[0]?.delta?.content ?? '';
+            return text ? 'ok' : 'empty';
+          },
+          (e: { status?: number }) => `error ${e.status}`,
+        ),
+      ),
+    );
+    expect(outcomes).toEqual(Array(10).fill('ok'));
+    expect(wakeCalls(od)).toBe(1);
+    expect(od.stats.completed).toBe(10);
+  });
+
+  it('the worker never puts a tier to sleep under a request that no gateway report shows yet', async () => {
+    const spot = await sim(0, { itlMs: 10, outputTokens: 150 });
+    const g = await gateway(`tiers:\n${tier('race-tier', 'spot', spot.url, 'race-model', '    wake: { driver: vllm-sleep, deadline_s: 10 }\n    idle_sleep_s: 1\n    fallback_while_waking: false\n')}`);
+    const config = loadConfig({ ...process.env, TIERS_FILE: g.tiersFile, REDIS_PREFIX: prefix, LOG_LEVEL: 'silent' });
+    const redis = new Redis(config.REDIS_URL);
+    try {
+      const worker = new TierIdleService(config, redis, new RedisKeys(config));
+      expect((await worker.runPass()).slept).toEqual([]); // first sight counts as a use
+      await new Promise((r) => setTimeout(r, 1_300));
+      // idle by every report; a stream starts, and the worker looks before the gateway's next report
+      const stream = await g.client.chat.completions.create({ model: 'race-model', messages, stream: true });
+      const pass = await worker.runPass();
+      expect(pass).toMatchObject({ slept: [], busy: ['race-tier'] });
+      let n = 0;
+      for await (const c of stream) if (c.choices[0]?.delta?.content) n++;
+      expect(n).toBe(150);
+      expect(spot.sleeping).toBe(false);
+      expect(spot.received.filter((r) => r.path === '/sleep')).toHaveLength(0);
+    } finally {
+      await redis.quit();
+    }
+  });
+
+  it('while the worker drains a tier, requests wait (acknowledged in the gateway\'s report) and go on when it calls the drain off', async () => {
+    const spot = await sim(0);
+    const g = await gateway(`tiers:\n${tier('drain-tier', 'spot', spot.url, 'drain-model', '    wake: { driver: vllm-sleep, deadline_s: 10 }\n    fallback_while_waking: false\n')}`);
+    await g.client.chat.completions.create({ model: 'drain-model', messages });
+    const redis = new Redis(loadConfig(process.env).REDIS_URL);
+    const reports = async () => {
+      const keys = await redis.keys(`${prefix}tier:drain-tier:gw:*`);
+      return (await Promise.all(keys.map((k) => redis.get(k)))).map((v) => JSON.parse(v!) as { inflight: number; waiters: number; ack: string | null });
+    };
+    try {
+      // what the worker does: take the tier's lock, then announce the drain
+      await redis.set(`${prefix}tier:drain-tier:lock`, 'test-worker', 'PX', 20_000);
+      await redis.publish(`${prefix}tiers:state`, JSON.stringify({ tier: 'drain-tier', state: 'draining', epoch: 'epoch-1', gateway: 'test-worker' }));
+      let acked = false;
+      for (let i = 0; i < 100 && !acked; i++) {
+        acked = (await reports()).some((r) => r.ack === 'epoch-1');
+        if (!acked) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(acked).toBe(true);
+      const pending = g.client.chat.completions.create({ model: 'drain-model', messages });
+      let waiting = 0;
+      for (let i = 0; i < 100 && waiting === 0; i++) {
+        waiting = (await reports()).reduce((n, r) => n + r.waiters, 0);
+        if (waiting === 0) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(waiting).toBe(1);
+      expect(spot.stats.requests).toBe(1); // held: nothing new went to the draining tier
+      await redis.del(`${prefix}tier:drain-tier:lock`);
+      await redis.publish(`${prefix}tiers:state`, JSON.stringify({ tier: 'drain-tier', state: 'awake', gateway: 'test-worker' }));
+      expect((await pending).choices[0].message.content).toEqual(expect.any(String));
+      expect(spot.stats.requests).toBe(2);
+      expect(wakeCalls(spot)).toBe(0);
+    } finally {
+      await redis.quit();
+    }
+  });
 
   it('a tier put to sleep behind the gateway\'s back is found asleep on the engine\'s 503, and the SDK\'s retry wakes it', async () => {
     const spot = await sim(200);

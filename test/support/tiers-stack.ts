@@ -25,11 +25,11 @@ export interface TierGateway {
   admin(): Promise<{ tiers: Array<{ name: string; state: string; history: Array<{ state: string }> }> }>;
 }
 
-/** An in-process gateway over `tiers` (YAML) with its own org and key, on a random port. */
+/** An in-process gateway over `tiers` (YAML) with its own org and key, on a random port. `ADMIN_TOKEN: ''` unsets it. */
 export async function startTierGateway(tiers: string, env: Record<string, string> = {}): Promise<TierGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'tier-gw-'));
   writeFileSync(join(dir, 'tiers.yaml'), tiers);
-  const config = loadConfig({
+  const vars: Record<string, string | undefined> = {
     ...process.env,
     TIERS_FILE: join(dir, 'tiers.yaml'),
     REDIS_PREFIX: `test:${randomUUID()}:`,
@@ -38,7 +38,9 @@ export async function startTierGateway(tiers: string, env: Record<string, string
     LOG_LEVEL: 'silent',
     ADMIN_TOKEN: TIER_ADMIN_TOKEN,
     ...env,
-  });
+  };
+  if (vars.ADMIN_TOKEN === '') delete vars.ADMIN_TOKEN;
+  const config = loadConfig(vars);
   const app = await createGatewayApp(config, { logger: false });
   await app.listen(0, '127.0.0.1');
   const root = (await app.getUrl()).replace('[::1]', '127.0.0.1');

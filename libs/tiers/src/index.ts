@@ -7,4 +7,4 @@ export type { ModelRoute, TierView } from './model-catalog';
 export { wakeDriver } from './wake-driver';
 export type { WakeDriver } from './wake-driver';
 export { tierKeys } from './tier-keys';
-export type { TierHistoryEntry } from './tier-keys';
+export type { TierGatewayReport, TierHistoryEntry } from './tier-keys';

@@ -23,7 +23,10 @@ export interface TierView {
   readonly idleSleepS: number | null;
 }
 
-/** The models clients may name, each with its routes in order of preference (spot first, then on-demand). */
+/**
+ * The models clients may name, each with its routes in order of preference: the file's `preference` for the
+ * model first, then spot before on-demand, then file order.
+ */
 export class ModelCatalog {
   private readonly routes = new Map<string, readonly ModelRoute[]>();
   private readonly tierViews: readonly TierView[];
@@ -55,8 +58,13 @@ export class ModelCatalog {
       }
     }
     for (const [id, list] of byModel) {
-      // stable sort: spot before on-demand, file order otherwise
-      list.sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'spot' ? -1 : 1));
+      const preferred = file.preference?.[id] ?? [];
+      const rank = (r: ModelRoute) => {
+        const i = preferred.indexOf(r.tier);
+        return i >= 0 ? i : preferred.length + (r.kind === 'spot' ? 0 : 1);
+      };
+      // stable sort: listed tiers in their order, then spot before on-demand, file order otherwise
+      list.sort((a, b) => rank(a) - rank(b));
       this.routes.set(id, Object.freeze(list));
     }
   }

@@ -3,18 +3,36 @@
  * worker, which puts idle tiers to sleep.
  */
 export const tierKeys = {
-  /** Pub/sub: `{ tier, state: 'waking' | 'awake' | 'asleep', gateway? }`. */
+  /**
+   * Pub/sub: `{ tier, state: 'waking' | 'awake' | 'asleep' | 'draining', gateway, epoch? }`. `draining` is the
+   * worker about to put the tier to sleep: each gateway stops sending it work and acknowledges `epoch` in its
+   * report, with what it still has in flight there.
+   */
   stateChannel: 'tiers:state',
+  /** Set (to the drain's epoch) while the worker drains the tier: a gateway that starts meanwhile reads it. */
+  draining: (tier: string) => `tier:${tier}:draining`,
   /** Held by whoever wakes or puts the tier to sleep: one at a time, across all processes. */
   lock: (tier: string) => `tier:${tier}:lock`,
   /** Capped list of JSON state changes, newest first. */
   history: (tier: string) => `tier:${tier}:history`,
-  /** One per gateway, expiring: `{ inflight, lastUsedAt }`. */
+  /** One per gateway, expiring: {@link TierGatewayReport}. */
   gateway: (tier: string, gateway: string) => `tier:${tier}:gw:${gateway}`,
   gatewayPattern: (tier: string) => `tier:${tier}:gw:*`,
   /** Epoch ms of the last request any gateway sent to the tier. */
   lastUsed: (tier: string) => `tier:${tier}:last-used`,
 } as const;
+
+/** What a gateway reports about one tier, about once a second (and at once when the worker drains the tier). */
+export interface TierGatewayReport {
+  /** Requests this gateway has on the tier's engines now. */
+  inflight: number;
+  /** Requests held waiting for the tier to wake. */
+  waiters: number;
+  /** Epoch ms of this gateway's last request to the tier (0: none). */
+  lastUsedAt: number;
+  /** The last drain epoch this gateway acknowledged (it sends the tier nothing new after it). */
+  ack: string | null;
+}
 
 /** A history entry's shape. */
 export interface TierHistoryEntry {

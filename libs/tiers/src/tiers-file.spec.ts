@@ -65,10 +65,33 @@ describe('tiers file', () => {
 
     const k8s = valid.replace('kind: spot\n', 'kind: spot\n    wake: { driver: kubernetes, api_server: "https://k8s:6443" }\n');
     expect(() => parseTiersFile(k8s, 'x.yaml')).toThrow(/tiers\[1\]\.wake\.namespace: required by the kubernetes driver/);
+    const both = valid.replace('kind: spot\n', 'kind: spot\n    wake: { driver: kubernetes, api_server: "https://k8s:6443", namespace: gpu, name: v, token: t, token_file: /f }\n');
+    expect(() => parseTiersFile(both, 'x.yaml')).toThrow(/tiers\[1\]\.wake\.token_file: give token or token_file, not both/);
     const hook = valid.replace('kind: spot\n', 'kind: spot\n    wake: { driver: webhook }\n');
     expect(() => parseTiersFile(hook, 'x.yaml')).toThrow(/tiers\[1\]\.wake\.url: required by the webhook driver/);
     const idleOnly = valid.replace('kind: spot\n', 'kind: spot\n    idle_sleep_s: 60\n');
     expect(() => parseTiersFile(idleOnly, 'x.yaml')).toThrow(/tiers\[1\]\.idle_sleep_s: needs a wake driver/);
+  });
+
+  it('orders a model\'s tiers by its preference, the unlisted ones after in the default order', () => {
+    const three = `${valid}  - name: od-b
+    kind: on-demand
+    endpoints: [http://127.0.0.1:8092]
+    models:
+      - id: llama-3.1-8b
+        price: { input_per_mtok: 0.30, output_per_mtok: 0.60 }
+      - id: only-b
+        price: { input_per_mtok: 0.30, output_per_mtok: 0.60 }
+`;
+    expect(new ModelCatalog(parseTiersFile(three, 't.yaml')).routesFor('llama-3.1-8b')!.map((r) => r.tier)).toEqual(['spot-a', 'od', 'od-b']);
+    const preferred = `${three}preference:\n  llama-3.1-8b: [od-b, od]\n`;
+    expect(new ModelCatalog(parseTiersFile(preferred, 't.yaml')).routesFor('llama-3.1-8b')!.map((r) => r.tier)).toEqual(['od-b', 'od', 'spot-a']);
+
+    expect(() => parseTiersFile(`${three}preference:\n  nope: [od]\n`, 'x.yaml')).toThrow(/preference\.nope: no tier serves model "nope"/);
+    expect(() => parseTiersFile(`${three}preference:\n  llama-3.1-8b: [od, gone]\n`, 'x.yaml')).toThrow(/preference\.llama-3\.1-8b\[1\]: no tier is named "gone"/);
+    expect(() => parseTiersFile(`${three}preference:\n  only-b: [od]\n`, 'x.yaml')).toThrow(/preference\.only-b\[0\]: tier "od" does not serve "only-b"/);
+    expect(() => parseTiersFile(`${three}preference:\n  only-b: [od-b, od-b]\n`, 'x.yaml')).toThrow(/preference\.only-b\[1\]: tier "od-b" is listed twice/);
+    expect(() => parseTiersFile(`${three}preference:\n  only-b: []\n`, 'x.yaml')).toThrow(/preference\.only-b: /);
   });
 
   it('loads from disk', () => {

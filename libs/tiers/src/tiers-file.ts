@@ -48,6 +48,11 @@ const wake = z
     replicas: z.number().int().positive().default(1),
     /** kubernetes: bearer token for the API server (a service account's). */
     token: z.string().min(1).optional(),
+    /**
+     * kubernetes: a file holding the bearer token, read at each call (projected service account tokens rotate),
+     * e.g. /var/run/secrets/kubernetes.io/serviceaccount/token. The API server's CA goes in NODE_EXTRA_CA_CERTS.
+     */
+    token_file: z.string().min(1).optional(),
   })
   .superRefine((w, ctx) => {
     const need = (field: keyof typeof w) => {
@@ -58,6 +63,9 @@ const wake = z
       need('api_server');
       need('namespace');
       need('name');
+      if (w.token !== undefined && w.token_file !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['token_file'], message: 'give token or token_file, not both' });
+      }
     }
   });
 
@@ -76,7 +84,14 @@ const tier = z.strictObject({
   fallback_while_waking: z.boolean().optional(),
 });
 
-export const tiersFileSchema = z.strictObject({ tiers: z.array(tier).min(1) });
+export const tiersFileSchema = z.strictObject({
+  tiers: z.array(tier).min(1),
+  /**
+   * Order of preference per model: model id → tier names, most preferred first. Tiers serving the model that
+   * are not listed follow in the default order (spot before on-demand, then file order).
+   */
+  preference: z.record(z.string(), z.array(z.string().min(1)).min(1)).optional(),
+});
 
 export type TiersFile = z.infer<typeof tiersFileSchema>;
 export type TierSpec = TiersFile['tiers'][number];
@@ -116,6 +131,18 @@ export function parseTiersFile(text: string, source: string): TiersFile {
         throw new TiersFileError(`${source}: invalid tiers file:\n  tiers[${i}].models[${j}].id: duplicate model "${m.id}" in tier "${t.name}"`);
       }
       ids.add(m.id);
+    }
+  }
+  for (const [model, order] of Object.entries(parsed.data.preference ?? {})) {
+    const serving = parsed.data.tiers.filter((t) => t.models.some((m) => m.id === model)).map((t) => t.name);
+    const at = `preference.${model}`;
+    if (serving.length === 0) throw new TiersFileError(`${source}: invalid tiers file:\n  ${at}: no tier serves model "${model}"`);
+    const seen = new Set<string>();
+    for (const [k, name] of order.entries()) {
+      if (!names.has(name)) throw new TiersFileError(`${source}: invalid tiers file:\n  ${at}[${k}]: no tier is named "${name}"`);
+      if (!serving.includes(name)) throw new TiersFileError(`${source}: invalid tiers file:\n  ${at}[${k}]: tier "${name}" does not serve "${model}"`);
+      if (seen.has(name)) throw new TiersFileError(`${source}: invalid tiers file:\n  ${at}[${k}]: tier "${name}" is listed twice`);
+      seen.add(name);
     }
   }
   return parsed.data;

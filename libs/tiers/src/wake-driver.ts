@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { TierView } from './model-catalog';
 import type { WakeSpec } from './tiers-file';
 
@@ -37,6 +38,10 @@ async function allHealthy(endpoints: readonly string[], signal: AbortSignal): Pr
   return (await Promise.all(endpoints.map((e) => healthy(e, signal).catch(() => false)))).every(Boolean);
 }
 
+async function anyHealthy(endpoints: readonly string[], signal: AbortSignal): Promise<boolean> {
+  return (await Promise.all(endpoints.map((e) => healthy(e, signal).catch(() => false)))).some(Boolean);
+}
+
 async function ok(res: Response, what: string): Promise<void> {
   const body = await res.text();
   if (!res.ok) throw new Error(`${what}: HTTP ${res.status} ${body.slice(0, 200)}`);
@@ -63,18 +68,22 @@ function vllmSleep(endpoints: readonly string[]): WakeDriver {
   };
 }
 
-/** A webhook that starts or stops the tier's machines (`{ action, tier }`); readiness is every /health answering. */
+/**
+ * A webhook that starts or stops the tier's machines (`{ action, tier }`); awake once a replica answers /health
+ * (the gateway's health checks bring the others in as they come up).
+ */
 function webhook(tier: string, url: string, endpoints: readonly string[]): WakeDriver {
   const post = async (action: 'wake' | 'sleep', signal: AbortSignal) =>
     ok(await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action, tier }), signal }), `POST ${url}`);
   return {
     async wake(signal) {
       await post('wake', signal);
-      await pollUntil(() => allHealthy(endpoints, signal), signal);
+      await pollUntil(() => anyHealthy(endpoints, signal), signal);
     },
     sleep: (signal) => post('sleep', signal),
     async isAsleep(signal) {
-      return !(await allHealthy(endpoints, signal));
+      // one replica gone (a preempted instance) is the breaker's business; asleep is none answering
+      return !(await anyHealthy(endpoints, signal));
     },
   };
 }
@@ -83,19 +92,22 @@ function webhook(tier: string, url: string, endpoints: readonly string[]): WakeD
 function kubernetes(w: WakeSpec, endpoints: readonly string[]): WakeDriver {
   const plural = w.kind === 'StatefulSet' ? 'statefulsets' : 'deployments';
   const base = `${w.api_server!.replace(/\/+$/, '')}/apis/apps/v1/namespaces/${encodeURIComponent(w.namespace!)}/${plural}/${encodeURIComponent(w.name!)}`;
-  const headers: Record<string, string> = w.token ? { authorization: `Bearer ${w.token}` } : {};
+  const headers = (): Record<string, string> => {
+    const token = w.token ?? (w.token_file === undefined ? undefined : readFileSync(w.token_file, 'utf8').trim());
+    return token ? { authorization: `Bearer ${token}` } : {};
+  };
   const scale = async (replicas: number, signal: AbortSignal) =>
     ok(
       await fetch(`${base}/scale`, {
         method: 'PATCH',
-        headers: { ...headers, 'content-type': 'application/merge-patch+json' },
+        headers: { ...headers(), 'content-type': 'application/merge-patch+json' },
         body: JSON.stringify({ spec: { replicas } }),
         signal,
       }),
       `PATCH ${base}/scale`,
     );
   const get = async <T>(url: string, signal: AbortSignal): Promise<T> => {
-    const res = await fetch(url, { headers, signal });
+    const res = await fetch(url, { headers: headers(), signal });
     if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
     return (await res.json()) as T;
   };

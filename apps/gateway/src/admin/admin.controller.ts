@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { Controller, Get, Header, Headers, Inject } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { ApiError } from '@spot/contract';
-import { ModelCatalog } from '@spot/tiers';
+import { ModelCatalog, tierKeys } from '@spot/tiers';
 import { REDIS, RedisKeys } from '@spot/redis';
 import type { Redis } from 'ioredis';
 import { TierWaker } from '../routing/tier-waker';
@@ -29,7 +29,11 @@ export class AdminController {
     this.token = config.ADMIN_TOKEN ? digest(config.ADMIN_TOKEN) : null;
   }
 
-  /** Every tier with its endpoints as this gateway sees them: circuit state, load, failures, ejections. */
+  /**
+   * Every tier with its state (awake, waking, asleep, or unhealthy when every endpoint is ejected), its endpoints
+   * as this gateway sees them (circuit state, load, failures, ejections) and, for tiers that sleep, the shared
+   * history of wakes and sleeps, newest first.
+   */
   @Get('tiers')
   @Header('cache-control', 'no-store')
   async tiers(@Headers('authorization') authorization: string | undefined) {
@@ -39,7 +43,7 @@ export class AdminController {
       this.catalog.tiers().map((t) =>
         t.wake === null
           ? Promise.resolve([] as string[])
-          : this.redis.lrange(this.keys.key(`tier:${t.name}:history`), 0, 49).catch(() => [] as string[]),
+          : this.redis.lrange(this.keys.key(tierKeys.history(t.name)), 0, 49).catch(() => [] as string[]),
       ),
     );
     return {
@@ -67,6 +71,9 @@ export class AdminController {
           models: t.models,
           state,
           since: sleepy ? new Date(sleepy.since).toISOString() : null,
+          reason: sleepy?.reason ?? null,
+          waiting: sleepy?.waiters ?? 0,
+          lastUsedAt: sleepy && sleepy.lastUsedAt > 0 ? new Date(sleepy.lastUsedAt).toISOString() : null,
           wake: t.wake === null ? null : { driver: t.wake.driver, deadlineS: t.wake.deadline_s, idleSleepS: t.idleSleepS },
           endpoints,
           history: histories[i].map((h) => JSON.parse(h) as unknown),

@@ -24,6 +24,11 @@ export interface ExchangeContext {
   readonly routeDeadlineMs: number;
   /** A tier that may sleep answered 503: it may have been put to sleep behind our back. */
   readonly tierRefused: (tier: string) => void;
+  /**
+   * Every candidate failed before the first byte: candidates on a tier of the model that was asleep (woken for
+   * this request; the promise rejects with the 503 to answer past its deadline), or null when there is none.
+   */
+  readonly wakeFallback: (model: string, tried: readonly Candidate[]) => Promise<readonly Candidate[]> | null;
   /** Settles the request's budget reservation with what it cost (called once, when it ends). */
   readonly settleBudget: (key: AuthedKey, hold: BudgetHold, costNanos: number) => void;
 }
@@ -98,6 +103,8 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
   private heldHeaders: Record<string, string | string[] | undefined> | null = null;
   private heldError: Error | null = null;
   private corked = false;
+  /** A stream's head waits for its first event: until then nothing reached the client, and a failure is retried. */
+  private headPending = false;
   private readonly onDrain: () => void;
   private readonly uncork: () => void;
   private readonly startedAtEpoch = Date.now();
@@ -109,7 +116,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     private readonly key: AuthedKey,
     private readonly kind: ProxyKind,
     private readonly req: CheckedRequest,
-    private readonly candidates: readonly Candidate[],
+    private candidates: readonly Candidate[],
     private readonly startedAt: number,
   ) {
     this.onDrain = () => this.controller?.resume();
@@ -227,12 +234,9 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     if (this.clientGone) return;
     this.corkUntilNextTurn();
     if (this.req.stream) {
-      this.res.writeHead(statusCode, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache',
-        'x-request-id': this.requestId,
-      });
-      this.res.flushHeaders(); // leaves with the first events of this turn, or alone at its end
+      // engines answer 200 before queueing and prefill: a replica lost meanwhile (spot preemption) must not
+      // have sent the client anything yet, so the head leaves with the first event (see write)
+      this.headPending = true;
     } else {
       const out: Record<string, string> = {
         'content-type': (headers['content-type'] as string | undefined) ?? 'application/json',
@@ -291,10 +295,12 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     if (!this.sawDone) {
       this.ctx.metrics.upstreamErrors.labels(this.candidate.route.tier, 'midstream').inc();
       this.endpointFailed('status', 'stream ended before [DONE]');
+      if (this.headPending && this.retryUnsent()) return;
       this.failMidstream('The engine ended the stream before it was complete.');
       return;
     }
     this.recordOnce(this.errorFrameStatus || this.upstreamStatus);
+    if (this.headPending) this.sendStreamHead();
     this.res.end();
     this.finish(this.errorFrameStatus || this.upstreamStatus);
   }
@@ -329,6 +335,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
         this.next();
         return;
       }
+      if (!timeout && RETRYABLE_CODES.has(code) && this.wakeFallback()) return;
       this.ctx.onError(`engine ${endpoint.origin} (tier ${route.tier}) failed before responding: ${code || err.message}`);
       const status = timeout ? 504 : 502;
       const message = timeout
@@ -345,6 +352,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     this.ctx.metrics.upstreamErrors.labels(route.tier, 'midstream').inc();
     this.endpointFailed(RETRYABLE_CODES.has(code) ? 'connect' : 'status', `mid-response: ${code || err.message}`);
     this.ctx.onError(`engine ${endpoint.origin} failed mid-response: ${code || err.message}`);
+    if (this.headPending && RETRYABLE_CODES.has(code) && this.retryUnsent()) return;
     if (this.req.stream) this.failMidstream(`The engine failed mid-stream (${code || err.message}).`);
     else {
       this.res.destroy(err);
@@ -408,7 +416,44 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
   private write(buf: Buffer): void {
     if (this.clientGone) return;
     this.corkUntilNextTurn();
+    if (this.headPending) this.sendStreamHead();
     this.res.write(buf);
+  }
+
+  private sendStreamHead(): void {
+    this.headPending = false;
+    this.res.writeHead(this.upstreamStatus, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      'x-request-id': this.requestId,
+    });
+  }
+
+  /**
+   * A stream's engine failed before any byte of it reached the client: the next candidate, or a woken tier,
+   * gets the request, as for a failure before the response. False when there is neither.
+   */
+  private retryUnsent(): boolean {
+    if (this.mayRetry()) {
+      this.ctx.metrics.retries.labels(this.candidate.route.tier).inc();
+      this.resetUnsent();
+      this.phase = Phase.Waiting;
+      this.next();
+      return true;
+    }
+    if (!this.wakeFallback()) return false;
+    this.resetUnsent();
+    return true;
+  }
+
+  private resetUnsent(): void {
+    this.headPending = false;
+    this.carry = null;
+    this.usage = null;
+    this.sawDone = false;
+    this.errorFrameStatus = 0;
+    this.contentEvents = 0;
+    this.firstByteAt = 0;
   }
 
   /**
@@ -424,6 +469,12 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
   }
 
   private failMidstream(message: string): void {
+    if (this.headPending) {
+      // nothing reached the client yet: a plain error response, which the SDKs retry
+      this.headPending = false;
+      this.respondError(502, errorBody(502, message, 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
+      return;
+    }
     const frame = midstreamErrorFrame(message);
     // no terminating chunk: the connection is cut after the frame, so no client can take this for a clean end
     this.res.write(frame, () => this.res.destroy());
@@ -438,6 +489,43 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
       this.gate !== Gate.Refused &&
       performance.now() - this.startedAt < this.ctx.routeDeadlineMs
     );
+  }
+
+  /**
+   * Out of candidates with nothing sent yet (e.g. a preempted spot tier with the on-demand tier asleep): waits for
+   * a sleeping tier of the model to wake and tries there. False when there is none, time is up, or nobody waits.
+   */
+  private wakeFallback(): boolean {
+    if (this.clientGone || this.gate === Gate.Refused || performance.now() - this.startedAt >= this.ctx.routeDeadlineMs) return false;
+    const more = this.ctx.wakeFallback(this.req.model, this.candidates.slice(0, this.attemptIndex + 1));
+    if (more === null) return false;
+    this.controller = null; // a client that leaves meanwhile ends the exchange (see the constructor)
+    this.phase = Phase.Waiting;
+    this.errorChunks = [];
+    this.errorBytes = 0;
+    more.then(
+      (candidates) => {
+        if (this.phase === Phase.Done) return;
+        if (candidates.length === 0) {
+          this.respondError(503, errorBody(503, 'No engine serving this model is available. Please retry shortly.', 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
+          return;
+        }
+        this.candidates = candidates;
+        this.attemptIndex = -1;
+        this.next();
+      },
+      (err: unknown) => {
+        if (this.phase === Phase.Done) return;
+        const e = err as Partial<ApiError>;
+        if (typeof e.toBody === 'function' && typeof e.status === 'number') {
+          this.respondError(e.status, JSON.stringify(e.toBody()), (e.headers as Record<string, string> | null | undefined) ?? {});
+        } else {
+          this.ctx.onError(`waking a fallback tier failed: ${String(err)}`);
+          this.respondError(503, errorBody(503, 'No engine serving this model is available. Please retry shortly.', 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
+        }
+      },
+    );
+    return true;
   }
 
   /** Marks the current endpoint failed (ejecting it if its breaker says so). */
@@ -462,6 +550,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
         this.next();
         return;
       }
+      if (this.wakeFallback()) return;
     }
     const raw = Buffer.concat(this.errorChunks).toString('utf8');
     const status = clientStatusForUpstream(this.upstreamStatus || 502);

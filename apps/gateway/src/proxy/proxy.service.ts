@@ -64,6 +64,11 @@ export class ProxyService {
       settleBudget: (key, hold, costNanos) => limiter.settle(key, hold, costNanos),
       routeDeadlineMs: config.ROUTE_DEADLINE_MS,
       tierRefused: (tier) => waker.refused(tier),
+      wakeFallback: (model, tried) => {
+        const routes = catalog.routesFor(model);
+        const more = routes === undefined ? null : waker.wakeFallback(model, routes, tried);
+        return more === null ? null : more.then((usable) => pool.candidates(usable));
+      },
     };
   }
 

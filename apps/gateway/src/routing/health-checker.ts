@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplica
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { ModelCatalog } from '@spot/tiers';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
+import { TierWaker } from './tier-waker';
 import { type Endpoint, UpstreamPool } from './upstream-pool';
 
 const CHECK_TIMEOUT_MS = 2_000;
@@ -23,6 +24,7 @@ export class HealthChecker implements OnApplicationBootstrap, OnApplicationShutd
     @Inject(ModelCatalog) private readonly catalog: ModelCatalog,
     private readonly pool: UpstreamPool,
     private readonly metrics: GatewayMetrics,
+    private readonly waker: TierWaker,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -48,6 +50,9 @@ export class HealthChecker implements OnApplicationBootstrap, OnApplicationShutd
   }
 
   private async check(e: Endpoint): Promise<void> {
+    // a sleeping tier's engines may be down on purpose (scaled to 0); its wake checks them again
+    const sleepy = this.waker.stateOf(e.tier);
+    if (sleepy !== undefined && sleepy.state !== 'awake') return;
     let healthy = false;
     let reason = '';
     try {
@@ -59,6 +64,8 @@ export class HealthChecker implements OnApplicationBootstrap, OnApplicationShutd
       reason = `health check: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
     }
     if (!healthy) {
+      // a tier that may sleep and stops answering may have been put to sleep behind our back: probe it
+      this.waker.refused(e.tier);
       if (e.failed('connect', reason, Date.now())) {
         this.metrics.ejections.labels(e.tier, e.origin).inc();
         this.logger.warn(`engine ${e.origin} (tier ${e.tier}) ejected: ${reason}`);

@@ -42,6 +42,22 @@ describe('Endpoint circuit breaker', () => {
     expect(e.available(3_500)).toBe(false);
   });
 
+  it('usable() answers like available() without turning an open circuit half-open; uses counts attempts', () => {
+    const e = make();
+    expect(e.usable(0)).toBe(true);
+    e.failed('connect', 'ECONNREFUSED', 0);
+    expect(e.usable(999)).toBe(false);
+    expect(e.usable(1_000)).toBe(true);
+    expect(e.state).toBe('open');
+    expect(e.available(1_000)).toBe(true);
+    e.taken();
+    expect(e.usable(1_000)).toBe(false); // its one probe is out
+    e.released();
+    e.taken();
+    e.released();
+    expect(e.uses).toBe(2);
+  });
+
   it('a probe abandoned by its client frees the next one', () => {
     const e = make();
     e.failed('connect', 'x', 0);

@@ -24,6 +24,8 @@ export class Endpoint {
   probing = false;
   ejections = 0;
   lastError: string | null = null;
+  /** Attempts sent here, ever: the tier's idle tracking compares it between reports (no clock read per request). */
+  uses = 0;
 
   constructor(
     readonly origin: string,
@@ -43,9 +45,17 @@ export class Endpoint {
     return !this.probing;
   }
 
+  /** Whether {@link available} would let a request through now, without changing state. */
+  usable(now: number): boolean {
+    if (this.state === 'closed') return true;
+    if (this.state === 'open') return now - this.openedAt >= this.breaker.cooldownMs;
+    return !this.probing;
+  }
+
   /** Called when a request is sent to this endpoint. */
   taken(): void {
     this.inflight++;
+    this.uses++;
     if (this.state === 'half-open') this.probing = true;
   }
 
