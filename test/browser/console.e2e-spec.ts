@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import OpenAI from 'openai';
@@ -21,8 +22,10 @@ describe('console in Chromium', () => {
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (.ci/run does)`);
     mkdirSync(ARTIFACTS, { recursive: true });
-    consoleStack = await startConsoleStack({}, { consentPage: true });
-    gateway = await startGatewayStack({ REDIS_PREFIX: consoleStack.config.REDIS_PREFIX });
+    // one Redis prefix: the gateway hears the console's revocations; the console shows the gateway's URL
+    const prefix = `test:${randomUUID()}:`;
+    gateway = await startGatewayStack({ REDIS_PREFIX: prefix });
+    consoleStack = await startConsoleStack({ REDIS_PREFIX: prefix, GATEWAY_PUBLIC_URL: gateway.baseURL.replace(/\/v1$/, '') }, { consentPage: true });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -38,7 +41,7 @@ describe('console in Chromium', () => {
   it('sign in, create an org, mint a key, call the API with it, revoke it, get 401', async () => {
     const user = newGitHubUser('browser');
     consoleStack.github.addUser(user);
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, permissions: ['clipboard-read', 'clipboard-write'] });
     page.setDefaultTimeout(15_000);
 
     await page.goto(`${consoleStack.base}/`);
@@ -61,8 +64,15 @@ describe('console in Chromium', () => {
     expect(key).toMatch(/^sk-spot-/);
     await expect(page.getByText('you will not see it again').count()).resolves.toBe(1);
     await page.screenshot({ path: join(ARTIFACTS, 'console-key-created.png'), fullPage: true });
+    // the progressive-enhancement copy button puts the whole key on the clipboard
+    await page.getByRole('button', { name: 'Copy' }).click();
+    await page.getByRole('button', { name: 'Copied' }).waitFor();
+    await expect(page.evaluate('navigator.clipboard.readText()')).resolves.toBe(key);
 
-    const client = new OpenAI({ baseURL: gateway.baseURL, apiKey: key, maxRetries: 0 });
+    // what a customer pastes into an SDK: the base URL and key as the page shows them
+    const baseURL = /OPENAI_BASE_URL=(\S+)/.exec(await page.locator('pre').first().innerText())![1];
+    expect(baseURL).toBe(gateway.baseURL);
+    const client = new OpenAI({ baseURL, apiKey: key, maxRetries: 0 });
     const answer = await client.chat.completions.create({ model: CHAT_MODEL, messages });
     expect(answer.choices[0].message.content).toEqual(expect.any(String));
 
@@ -71,7 +81,15 @@ describe('console in Chromium', () => {
     await expect(page.content()).resolves.not.toContain(key);
     await page.screenshot({ path: join(ARTIFACTS, 'console-keys.png'), fullPage: true });
 
-    await page.getByRole('link', { name: 'Revoke…' }).click();
+    await page.getByRole('link', { name: 'Edit from-chromium' }).click();
+    await page.getByLabel('Requests per minute').fill('600');
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    await expect(page.getByRole('status').textContent()).resolves.toContain('Saved.');
+    await expect(page.getByLabel('Requests per minute').inputValue()).resolves.toBe('600');
+    await page.screenshot({ path: join(ARTIFACTS, 'console-key-settings.png'), fullPage: true });
+
+    await page.getByRole('link', { name: 'API keys' }).click();
+    await page.getByRole('link', { name: 'Revoke from-chromium' }).click();
     await page.getByRole('button', { name: 'Revoke key' }).click();
     await page.waitForURL(`${consoleStack.base}/orgs/${slug}/keys`);
     await expect(page.locator('table').getByText('revoked').count()).resolves.toBe(1);

@@ -92,6 +92,34 @@ describe('console → two gateway processes', () => {
     }
   });
 
+  it('a monthly budget set in the console is enforced by both gateways, and raising it lets requests through again', async () => {
+    const orgSlug = `budget-${Math.random().toString(36).slice(2, 10)}`;
+    expect((await owner.api('POST', '/api/orgs', { slug: orgSlug, name: 'Budget' })).status).toBe(201);
+    const created = await j(owner.api('POST', `/api/orgs/${orgSlug}/keys`, { name: 'budgeted' }));
+    const clients = gateways.map((baseURL) => new OpenAI({ baseURL, apiKey: created.key, maxRetries: 0 }));
+    const outcome = (c: OpenAI) =>
+      c.chat.completions.create({ model: CHAT_MODEL, messages, max_tokens: 8 }).then(
+        () => ({ status: 200, code: null as string | null, retry: null as string | null }),
+        (e: { status?: number; code?: string; headers?: Headers }) => ({ status: e.status ?? 0, code: e.code ?? null, retry: e.headers?.get('x-should-retry') ?? null }),
+      );
+    /** Polls a gateway until `done` holds (a change is pushed, not waited out: this takes well under a second). */
+    const until = async (c: OpenAI, done: (o: Awaited<ReturnType<typeof outcome>>) => boolean) => {
+      const deadline = Date.now() + 5_000;
+      for (;;) {
+        const o = await outcome(c);
+        if (done(o) || Date.now() > deadline) return o;
+      }
+    };
+    for (const c of clients) expect((await outcome(c)).status).toBe(200);
+
+    expect(await j(owner.api('PATCH', `/api/orgs/${orgSlug}`, { monthlyBudgetUsd: 0 }))).toMatchObject({ monthlyBudgetUsd: 0 });
+    for (const c of clients) {
+      expect(await until(c, (o) => o.status === 429)).toEqual({ status: 429, code: 'insufficient_quota', retry: 'false' });
+    }
+    expect((await owner.api('PATCH', `/api/orgs/${orgSlug}`, { monthlyBudgetUsd: 100 })).status).toBe(200);
+    for (const c of clients) expect(await until(c, (o) => o.status === 200)).toMatchObject({ status: 200 });
+  });
+
   it('an RPM limit set in the console holds across both gateways, exactly', async () => {
     const created = await j(owner.api('POST', `/api/orgs/${slug}/keys`, { name: 'limited' }));
     const clients = gateways.map((baseURL) => new OpenAI({ baseURL, apiKey: created.key, maxRetries: 0 }));

@@ -1,12 +1,21 @@
 import { PrismaService } from '@spot/db';
-import { ORG_CHANGED_CHANNEL } from '@spot/keys';
+import { KEY_CHANGED_CHANNEL, KEY_REVOCATION_CHANNEL, ORG_CHANGED_CHANNEL } from '@spot/keys';
 import { Redis } from 'ioredis';
-import { Browser, type ConsoleStack, newGitHubUser, oauthDance, startConsoleStack } from '../support/console-stack';
+import { createSignedInUser } from '../factories/users.factory';
+import { Browser, type ConsoleRoute, type ConsoleStack, newGitHubUser, oauthDance, startConsoleStack } from '../support/console-stack';
 import { CHAT_MODEL } from '../support/gateway-stack';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const j = async (r: Response | Promise<Response>): Promise<any> => (await r).json();
 const slugOf = (tag: string) => `${tag}-${Math.random().toString(36).slice(2, 10)}`;
+const STATE_CHANGING = new Set(['POST', 'PATCH', 'PUT', 'DELETE']);
+/** Routes a session does not authenticate: signed by Stripe, not sent by browsers. */
+const NOT_COOKIE_AUTHENTICATED = new Set(['POST /stripe/webhook']);
+
+/** A route's URL with its parameters filled in (`:org`, `:id`, `:login`, `:flash`, anything else: x). */
+function fill(route: ConsoleRoute, params: Record<string, string>): string {
+  return route.url.replace(/:(\w+)/g, (_m, name: string) => encodeURIComponent(params[name] ?? 'x'.repeat(22)));
+}
 
 describe('console: GitHub sign-in', () => {
   let s: ConsoleStack;
@@ -63,6 +72,17 @@ describe('console: GitHub sign-in', () => {
     expect(await j(replay)).toMatchObject({ error: { code: 'unauthenticated' } });
   });
 
+  it('an expired session is refused: 401 for the API, sign-in for pages', async () => {
+    const live = await createSignedInUser(prisma, { tag: 'live' });
+    const expired = await createSignedInUser(prisma, { tag: 'expired', expiresAt: new Date(Date.now() - 1000) });
+    const me = await fetch(`${s.base}/api/me`, { headers: { cookie: live.cookie } });
+    expect(await j(me)).toMatchObject({ user: { login: live.login }, csrfToken: live.csrfToken });
+    expect((await fetch(`${s.base}/api/me`, { headers: { cookie: expired.cookie } })).status).toBe(401);
+    const page = await fetch(`${s.base}/orgs`, { headers: { cookie: expired.cookie, accept: 'text/html' }, redirect: 'manual' });
+    expect(page.status).toBe(303);
+    expect(page.headers.get('location')).toBe('/signin?next=%2Forgs');
+  });
+
   it('sets Secure cookies when the console is served over https', async () => {
     const https = await startConsoleStack({ CONSOLE_PUBLIC_URL: 'https://console.example.test' });
     try {
@@ -76,6 +96,31 @@ describe('console: GitHub sign-in', () => {
       expect(browser.lastSetCookies.find((c) => c.startsWith('spot_session='))).toMatch(/;\s*Secure/i);
     } finally {
       await https.close();
+    }
+  });
+
+  it('with a GitHub OAuth app configured, signs in at github.com and labels nothing as a demo', async () => {
+    const real = await startConsoleStack({
+      GITHUB_CLIENT_ID: 'Iv1.realclientid',
+      GITHUB_AUTHORIZE_URL: 'https://github.com/login/oauth/authorize',
+      GITHUB_TOKEN_URL: 'https://github.com/login/oauth/access_token',
+      GITHUB_API_URL: 'https://api.github.com',
+    });
+    try {
+      const signin = await (await fetch(`${real.base}/signin`)).text();
+      expect(/<main[\s\S]*<\/main>/.exec(signin)![0]).not.toMatch(/demo/i);
+      const start = await new Browser(real.base).fetch('/auth/github');
+      const to = new URL(start.headers.get('location')!);
+      expect(`${to.origin}${to.pathname}`).toBe('https://github.com/login/oauth/authorize');
+      expect(Object.fromEntries(to.searchParams)).toMatchObject({
+        client_id: 'Iv1.realclientid',
+        response_type: 'code',
+        scope: 'read:user,user:email',
+        redirect_uri: `${real.base}/auth/github/callback`,
+        code_challenge_method: 'S256',
+      });
+    } finally {
+      await real.close();
     }
   });
 
@@ -93,13 +138,13 @@ describe('console: GitHub sign-in', () => {
     forged.searchParams.set('state', 'forged-state-value-0123456789');
     const r1 = await victim.fetch(`${forged.pathname}${forged.search}`);
     expect(r1.status).toBe(303);
-    expect(r1.headers.get('location')).toMatch(/^\/signin\?error=/);
+    expect(r1.headers.get('location')).toBe('/signin?error=state');
     expect(victim.cookies.has('spot_session')).toBe(false);
 
     // login CSRF: the attacker's valid callback URL opened in another browser (no nonce cookie)
     const attacker = new Browser(s.base);
     const r2 = await attacker.fetch(`${cb.pathname}${cb.search}`);
-    expect(r2.headers.get('location')).toMatch(/^\/signin\?error=/);
+    expect(r2.headers.get('location')).toBe('/signin?error=state');
     expect(attacker.cookies.has('spot_session')).toBe(false);
     expect(await prisma.user.count({ where: { githubId: BigInt(gh.id) } })).toBe(0);
   });
@@ -112,10 +157,11 @@ describe('console: GitHub sign-in', () => {
     const res = await oauthDance(browser, gh.login);
     expect(res.status).toBe(303);
     const location = res.headers.get('location')!;
-    expect(location).toMatch(/^\/signin\?error=/);
+    expect(location).toBe('/signin?error=denied');
     expect(browser.cookies.has('spot_session')).toBe(false);
     const page = await (await browser.fetch(location)).text();
-    expect(page).toContain('role="alert"');
+    expect(page).toMatch(/<p class="error" role="alert">Sign-in was cancelled/);
+    expect(await prisma.user.count({ where: { githubId: BigInt(gh.id) } })).toBe(0);
   });
 
   it('GitHub failing at the token endpoint ends on the sign-in page with an error, not a crash', async () => {
@@ -124,8 +170,43 @@ describe('console: GitHub sign-in', () => {
     s.github.faults.tokenError(500);
     const browser = new Browser(s.base);
     const res = await oauthDance(browser, gh.login);
-    expect(res.headers.get('location')).toMatch(/^\/signin\?error=GitHub%20sign-in%20failed/);
+    expect(res.headers.get('location')).toBe('/signin?error=github');
     expect(browser.cookies.has('spot_session')).toBe(false);
+  });
+
+  it('after signing in, the browser lands on the page that asked for it; only local paths are followed', async () => {
+    const gh = newGitHubUser('next');
+    s.github.addUser(gh);
+    const browser = new Browser(s.base);
+    const asked = await browser.fetch('/orgs/some-org/members?x=1', { headers: { accept: 'text/html' } });
+    expect(asked.headers.get('location')).toBe('/signin?next=%2Forgs%2Fsome-org%2Fmembers%3Fx%3D1');
+    const signin = await (await browser.fetch(asked.headers.get('location')!)).text();
+    expect(signin).toContain('href="/auth/github?next=%2Forgs%2Fsome-org%2Fmembers%3Fx%3D1"');
+    const start = await browser.fetch('/auth/github?next=%2Forgs%2Fsome-org%2Fmembers%3Fx%3D1');
+    const authorize = new URL(start.headers.get('location')!);
+    authorize.searchParams.set('login', gh.login);
+    const cb = new URL((await fetch(authorize, { redirect: 'manual' })).headers.get('location')!);
+    const done = await browser.fetch(`${cb.pathname}${cb.search}`);
+    expect(done.headers.get('location')).toBe('/orgs/some-org/members?x=1');
+    // signed in already: the sign-in page sends the browser on
+    expect((await browser.fetch('/signin?next=%2Ftiers')).headers.get('location')).toBe('/tiers');
+    expect((await browser.fetch('/signin')).headers.get('location')).toBe('/orgs');
+
+    for (const evil of ['//evil.example/x', '/\\evil.example/x', 'https://evil.example/', '/auth/logout']) {
+      const b = new Browser(s.base);
+      expect(await (await b.fetch(`/signin?next=${encodeURIComponent(evil)}`)).text()).toContain('href="/auth/github"');
+      const st = await b.fetch(`/auth/github?next=${encodeURIComponent(evil)}`);
+      const az = new URL(st.headers.get('location')!);
+      az.searchParams.set('login', gh.login);
+      const back = new URL((await fetch(az, { redirect: 'manual' })).headers.get('location')!);
+      expect({ evil, location: (await b.fetch(`${back.pathname}${back.search}`)).headers.get('location') }).toEqual({ evil, location: '/orgs' });
+    }
+  });
+
+  it('the sign-in page shows fixed messages for error codes, never text from the URL', async () => {
+    const page = await (await fetch(`${s.base}/signin?error=${encodeURIComponent('Your account is locked: call +1 555 0100')}`)).text();
+    expect(page).not.toContain('555');
+    expect(page).toContain('Sign-in did not complete');
   });
 
   it('pages need a session: a signed-out browser is sent to sign in; the API answers 401', async () => {
@@ -135,6 +216,9 @@ describe('console: GitHub sign-in', () => {
     expect(page.headers.get('location')).toBe('/signin?next=%2Forgs');
     expect((await b.fetch('/api/orgs')).status).toBe(401);
     expect((await b.fetch('/healthz')).status).toBe(200);
+    const unknown = await b.fetch('/api/no-such-route');
+    expect(unknown.status).toBe(404);
+    expect(await j(unknown)).toEqual({ error: { message: 'Not found.', code: 'not_found', param: null } });
   });
 });
 
@@ -206,33 +290,42 @@ describe('console: orgs, members, keys', () => {
     expect(bad.status).toBe(400);
   });
 
-  it('isolates tenants on every route: the other org answers 404 and nothing changes', async () => {
-    const routes: Array<[string, string, unknown?]> = [
-      ['GET', `/api/orgs/${orgA}`],
-      ['PATCH', `/api/orgs/${orgA}`, { monthlyBudgetUsd: 1 }],
-      ['GET', `/api/orgs/${orgA}/members`],
-      ['POST', `/api/orgs/${orgA}/members`, { login: bobUser.login, role: 'owner' }],
-      ['PATCH', `/api/orgs/${orgA}/members/${aliceUser.login}`, { role: 'member' }],
-      ['DELETE', `/api/orgs/${orgA}/members/${aliceUser.login}`],
-      ['GET', `/api/orgs/${orgA}/keys`],
-      ['POST', `/api/orgs/${orgA}/keys`, { name: 'intruder' }],
-      ['GET', `/api/orgs/${orgA}/keys/${keyA.id}`],
-      ['PATCH', `/api/orgs/${orgA}/keys/${keyA.id}`, { rpmLimit: 1 }],
-      ['DELETE', `/api/orgs/${orgA}/keys/${keyA.id}`],
-      // org A's key through bob's own org
-      ['GET', `/api/orgs/${orgB}/keys/${keyA.id}`],
-      ['PATCH', `/api/orgs/${orgB}/keys/${keyA.id}`, { name: 'stolen' }],
-      ['DELETE', `/api/orgs/${orgB}/keys/${keyA.id}`],
-    ];
-    for (const [method, path, body] of routes) {
-      const res = await bob.api(method, path, body);
-      expect({ method, path, status: res.status }).toEqual({ method, path, status: 404 });
+  /** Valid JSON bodies for API routes whose schema needs fields (so a 404 is not hidden behind a 400). */
+  const apiBodies: Record<string, unknown> = {
+    'PATCH /api/orgs/:org': { monthlyBudgetUsd: 1 },
+    'POST /api/orgs/:org/members': { role: 'owner', login: 'intruder-login' },
+    'PATCH /api/orgs/:org/members/:login': { role: 'member' },
+    'POST /api/orgs/:org/keys': { name: 'intruder' },
+    'PATCH /api/orgs/:org/keys/:id': { name: 'stolen', rpmLimit: 1 },
+  };
+  const formBody = (token: string | null) => {
+    const form: Record<string, string> = { name: 'intruder', login: 'intruder-login', role: 'owner', monthlyBudgetUsd: '1', rpmLimit: '1', slug: slugOf('f') };
+    if (token !== null) form._csrf = token;
+    return form;
+  };
+  /** Sends `route` as bob would, with his CSRF token unless told otherwise (null: none): JSON for /api, forms for pages. */
+  const asBob = (route: ConsoleRoute, url: string, token: string | null = bob.csrfToken) => {
+    const headers: Record<string, string> = { accept: url.startsWith('/api/') ? 'application/json' : 'text/html' };
+    if (!STATE_CHANGING.has(route.method)) return bob.fetch(url, { method: route.method, headers });
+    if (url.startsWith('/api/') || url.startsWith('/auth/')) {
+      if (token !== null) headers['x-csrf-token'] = token;
+      return bob.fetch(url, { method: route.method, headers, json: apiBodies[`${route.method} ${route.url}`] ?? {} });
     }
-    const pages = [`/orgs/${orgA}/keys`, `/orgs/${orgA}/members`, `/orgs/${orgA}/limits`, `/orgs/${orgA}/keys/${keyA.id}/revoke`];
-    for (const path of pages) expect({ path, status: (await bob.fetch(path, { headers: { accept: 'text/html' } })).status }).toEqual({ path, status: 404 });
-    for (const path of [`/orgs/${orgA}/keys/${keyA.id}/revoke`, `/orgs/${orgB}/keys/${keyA.id}/revoke`, `/orgs/${orgA}/budget`]) {
-      const res = await bob.fetch(path, { method: 'POST', form: { _csrf: bob.csrfToken, monthlyBudgetUsd: '1' }, headers: { accept: 'text/html' } });
-      expect({ path, status: res.status }).toEqual({ path, status: 404 });
+    return bob.fetch(url, { method: route.method, headers, form: formBody(token) });
+  };
+
+  it('isolates tenants on every org-scoped route (all of them, as registered): the other org answers 404 and nothing changes', async () => {
+    const scoped = s.routes.filter((r) => r.url.includes(':org'));
+    expect(scoped.length).toBeGreaterThan(25);
+    // org A's slug, ids and logins, from a member of org B only
+    for (const route of scoped) {
+      const res = await asBob(route, fill(route, { org: orgA, id: keyA.id, login: aliceUser.login }));
+      expect({ route, status: res.status }).toEqual({ route, status: 404 });
+    }
+    // org A's key ids and members through bob's own org
+    for (const route of scoped.filter((r) => r.url.includes(':id') || r.url.includes(':login'))) {
+      const res = await asBob(route, fill(route, { org: orgB, id: keyA.id, login: aliceUser.login }));
+      expect({ route, status: res.status }).toEqual({ route, status: 404 });
     }
 
     const key = await prisma.apiKey.findUniqueOrThrow({ where: { id: keyA.id } });
@@ -244,30 +337,23 @@ describe('console: orgs, members, keys', () => {
     expect(org.invitations).toHaveLength(0);
   });
 
-  it('refuses state-changing calls without the CSRF token, or with a wrong one', async () => {
-    const routes: Array<[string, string, unknown?]> = [
-      ['POST', '/api/orgs', { slug: slugOf('csrf'), name: 'x' }],
-      ['PATCH', `/api/orgs/${orgB}`, { monthlyBudgetUsd: 5 }],
-      ['POST', `/api/orgs/${orgB}/members`, { login: 'someone' }],
-      ['PATCH', `/api/orgs/${orgB}/members/${bobUser.login}`, { role: 'member' }],
-      ['DELETE', `/api/orgs/${orgB}/members/${bobUser.login}`],
-      ['POST', `/api/orgs/${orgB}/keys`, { name: 'x' }],
-      ['PATCH', `/api/orgs/${orgB}/keys/${keyB.id}`, { name: 'x' }],
-      ['DELETE', `/api/orgs/${orgB}/keys/${keyB.id}`],
-      ['POST', '/auth/logout'],
-    ];
-    for (const token of [undefined, 'wrong-token']) {
-      for (const [method, path, body] of routes) {
-        const headers: Record<string, string> = token ? { 'x-csrf-token': token } : {};
-        const res = await bob.fetch(path, { method, json: body, headers });
-        expect({ token, method, path, status: res.status }).toEqual({ token, method, path, status: 403 });
-      }
-      for (const path of [`/orgs/${orgB}/keys`, `/orgs/${orgB}/keys/${keyB.id}/revoke`, `/orgs/${orgB}/budget`, '/orgs']) {
-        const form: Record<string, string> = { name: 'x', slug: slugOf('f'), monthlyBudgetUsd: '5' };
-        if (token) form._csrf = token;
-        expect({ path, status: (await bob.fetch(path, { method: 'POST', form })).status }).toEqual({ path, status: 403 });
+  it('refuses every state-changing route (all of them, as registered) without the CSRF token or with a wrong one', async () => {
+    const routes = s.routes.filter((r) => STATE_CHANGING.has(r.method) && !NOT_COOKIE_AUTHENTICATED.has(`${r.method} ${r.url}`));
+    expect(routes.length).toBeGreaterThan(15);
+    for (const token of [null, 'wrong-token', `${bob.csrfToken.slice(0, -1)}${bob.csrfToken.endsWith('x') ? 'y' : 'x'}`]) {
+      for (const route of routes) {
+        const res = await asBob(route, fill(route, { org: orgB, id: keyB.id, login: bobUser.login }), token);
+        expect({ token, route, status: res.status }).toEqual({ token, route, status: 403 });
       }
     }
+    // alice's token is not bob's
+    const other = routes.find((r) => r.url === '/api/orgs/:org/keys' && r.method === 'POST')!;
+    expect((await asBob(other, `/api/orgs/${orgB}/keys`, alice.csrfToken)).status).toBe(403);
+    const members = await prisma.membership.count({ where: { org: { slug: orgB } } });
+    expect(members).toBe(1);
+    expect(await prisma.invitation.count({ where: { org: { slug: orgB } } })).toBe(0);
+    expect((await prisma.apiKey.findUniqueOrThrow({ where: { id: keyB.id } })).name).toBe('b-key');
+    expect((await bob.fetch('/api/me')).status).toBe(200);
     const org = await prisma.org.findUniqueOrThrow({ where: { slug: orgB }, include: { apiKeys: true } });
     expect(org.monthlyBudgetMicros).toBeNull();
     expect(org.apiKeys).toHaveLength(1);
@@ -323,15 +409,65 @@ describe('console: orgs, members, keys', () => {
     }
   });
 
-  it('key settings: PATCH changes limits and allowed models; DELETE revokes and the key stays listed as revoked', async () => {
-    const k = await j(bob.api('POST', `/api/orgs/${orgB}/keys`, { name: 'patchme', allowedModels: [CHAT_MODEL], rpmLimit: 5 }));
-    expect(k).toMatchObject({ allowedModels: [CHAT_MODEL], rpmLimit: 5, tpmLimit: null });
-    const patched = await j(bob.api('PATCH', `/api/orgs/${orgB}/keys/${k.id}`, { rpmLimit: null, tpmLimit: 1000, name: 'patched' }));
-    expect(patched).toMatchObject({ name: 'patched', rpmLimit: null, tpmLimit: 1000, allowedModels: [CHAT_MODEL] });
-    const revoked = await j(bob.api('DELETE', `/api/orgs/${orgB}/keys/${k.id}`));
-    expect(revoked.revokedAt).toEqual(expect.any(String));
-    const list = await j(bob.fetch(`/api/orgs/${orgB}/keys`));
-    expect(list.find((x: { id: string }) => x.id === k.id).revokedAt).toBe(revoked.revokedAt);
+  it('key settings: PATCH changes limits and allowed models, DELETE revokes (the key stays listed as revoked); each is announced to the gateways', async () => {
+    const sub = new Redis(s.config.REDIS_URL);
+    try {
+      const heard: Array<[string, string]> = [];
+      await sub.subscribe(`${s.config.REDIS_PREFIX}${KEY_CHANGED_CHANNEL}`, `${s.config.REDIS_PREFIX}${KEY_REVOCATION_CHANNEL}`);
+      sub.on('message', (channel: string, m: string) => heard.push([channel.slice(s.config.REDIS_PREFIX.length), m]));
+      const k = await j(bob.api('POST', `/api/orgs/${orgB}/keys`, { name: 'patchme', allowedModels: [CHAT_MODEL], rpmLimit: 5 }));
+      expect(k).toMatchObject({ allowedModels: [CHAT_MODEL], rpmLimit: 5, tpmLimit: null });
+      const patched = await j(bob.api('PATCH', `/api/orgs/${orgB}/keys/${k.id}`, { rpmLimit: null, tpmLimit: 1000, name: 'patched' }));
+      expect(patched).toMatchObject({ name: 'patched', rpmLimit: null, tpmLimit: 1000, allowedModels: [CHAT_MODEL] });
+      const revoked = await j(bob.api('DELETE', `/api/orgs/${orgB}/keys/${k.id}`));
+      expect(revoked.revokedAt).toEqual(expect.any(String));
+      const list = await j(bob.fetch(`/api/orgs/${orgB}/keys`));
+      expect(list.find((x: { id: string }) => x.id === k.id).revokedAt).toBe(revoked.revokedAt);
+
+      const { secretHash } = await prisma.apiKey.findUniqueOrThrow({ where: { id: k.id } });
+      const message = JSON.stringify({ secretHash, keyId: k.id });
+      for (let i = 0; i < 100 && heard.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(heard).toEqual([
+        [KEY_CHANGED_CHANNEL, message],
+        [KEY_REVOCATION_CHANNEL, message],
+      ]);
+    } finally {
+      await sub.quit();
+    }
+  });
+
+  it('pages work without JavaScript: edit a key (name, models, limits, expiry) and change a member\'s role by form', async () => {
+    const k = await j(bob.api('POST', `/api/orgs/${orgB}/keys`, { name: 'edit-me', allowedModels: [CHAT_MODEL] }));
+    const page = await (await bob.fetch(`/orgs/${orgB}/keys/${k.id}`)).text();
+    expect(page).toContain('value="edit-me"');
+    expect(page).toMatch(new RegExp(`value="${CHAT_MODEL}"[^>]*checked`));
+    const saved = await bob.fetch(`/orgs/${orgB}/keys/${k.id}`, {
+      method: 'POST',
+      form: { _csrf: bob.csrfToken, name: 'edited', modelsShown: '1', rpmLimit: '9', tpmLimit: '', expires: '30' },
+    });
+    expect(saved.status).toBe(303);
+    expect(saved.headers.get('location')).toBe(`/orgs/${orgB}/keys/${k.id}?saved=1`);
+    expect(await (await bob.fetch(saved.headers.get('location')!)).text()).toContain('role="status">Saved.');
+    const row = await prisma.apiKey.findUniqueOrThrow({ where: { id: k.id } });
+    expect(row).toMatchObject({ name: 'edited', allowedModels: [], rpmLimit: 9, tpmLimit: null });
+    expect(row.expiresAt!.getTime() - row.createdAt.getTime()).toBeGreaterThan(29 * 86_400_000);
+    // "keep" leaves the expiry alone; without the model checkboxes the allow-list is left alone too
+    await bob.api('PATCH', `/api/orgs/${orgB}/keys/${k.id}`, { allowedModels: [CHAT_MODEL] });
+    await bob.fetch(`/orgs/${orgB}/keys/${k.id}`, { method: 'POST', form: { _csrf: bob.csrfToken, name: 'edited', rpmLimit: '', tpmLimit: '5', expires: 'keep' } });
+    expect(await prisma.apiKey.findUniqueOrThrow({ where: { id: k.id } })).toMatchObject({ allowedModels: [CHAT_MODEL], rpmLimit: null, tpmLimit: 5, expiresAt: row.expiresAt });
+
+    const dave = newGitHubUser('dave');
+    expect((await bob.api('POST', `/api/orgs/${orgB}/members`, { login: dave.login })).status).toBe(201);
+    await s.signIn(dave);
+    const members = await (await bob.fetch(`/orgs/${orgB}/members`)).text();
+    expect(members).toContain(`action="/orgs/${orgB}/members/${dave.login}/role"`);
+    const changed = await bob.fetch(`/orgs/${orgB}/members/${dave.login}/role`, { method: 'POST', form: { _csrf: bob.csrfToken, role: 'admin' } });
+    expect(changed.status).toBe(303);
+    const m = await prisma.membership.findFirstOrThrow({ where: { org: { slug: orgB }, user: { login: dave.login } } });
+    expect(m.role).toBe('admin');
+    const removed = await bob.fetch(`/orgs/${orgB}/members/${dave.login}/remove`, { method: 'POST', form: { _csrf: bob.csrfToken } });
+    expect(removed.status).toBe(303);
+    expect(await prisma.membership.count({ where: { org: { slug: orgB }, user: { login: dave.login } } })).toBe(0);
   });
 
   it('pages work without JavaScript: create a key by form, see it once, revoke it after confirming', async () => {

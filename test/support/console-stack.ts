@@ -54,8 +54,16 @@ export class Browser {
   }
 }
 
+/** A route the console serves, as Fastify registered it (`/api/orgs/:org/keys/:id`). */
+export interface ConsoleRoute {
+  method: string;
+  url: string;
+}
+
 export interface ConsoleStack {
   app: NestFastifyApplication;
+  /** Every route the console registered (HEAD routes left out): tests walk them all. */
+  routes: ConsoleRoute[];
   config: AppConfig;
   github: FakeGitHub;
   base: string;
@@ -97,10 +105,16 @@ export async function startConsoleStack(env: Record<string, string> = {}, opts: 
     ...env,
   });
   const app = await createConsoleApp(config, { logger: false });
+  const routes: ConsoleRoute[] = [];
+  // Nest registers its routes at init (inside listen), after this hook
+  app.getHttpAdapter().getInstance().addHook('onRoute', (r: { method: string | string[]; url: string }) => {
+    for (const method of [r.method].flat()) if (method !== 'HEAD') routes.push({ method, url: r.url });
+  });
   await app.listen(port, '127.0.0.1');
   const base = `http://127.0.0.1:${port}`;
   return {
     app,
+    routes,
     config,
     github,
     base,

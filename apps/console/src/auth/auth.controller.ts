@@ -6,7 +6,7 @@ import { OrgsService } from '../orgs/orgs.service';
 import { OAUTH_COOKIE, type ConsoleSession } from './console-session';
 import { CsrfGuard } from './csrf.guard';
 import { CurrentSession } from './current-user.decorator';
-import { GitHubOAuthService } from './github-oauth.service';
+import { GitHubOAuthService, safeNext } from './github-oauth.service';
 import { SessionGuard } from './session.guard';
 import { SessionService } from './session.service';
 
@@ -20,13 +20,17 @@ export class AuthController {
     private readonly orgs: OrgsService,
   ) {}
 
-  /** Starts the OAuth web flow: binds a nonce to this browser, then redirects to GitHub's authorize page. */
+  /**
+   * Starts the OAuth web flow: binds a nonce to this browser, then redirects to GitHub's authorize page.
+   * `?next=/local/path` is where the browser lands after signing in (kept with the state, local paths only).
+   */
   @Get('auth/github')
   async start(@Req() req: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     const nonce = randomBytes(16).toString('base64url');
-    const outcome = await this.oauth.run({ query: {}, headers: req.headers, nonce });
+    const next = safeNext((req.query as Record<string, unknown>).next);
+    const outcome = await this.oauth.run({ query: {}, headers: req.headers, nonce, next });
     if (outcome.kind !== 'redirect') {
-      void reply.status(303).header('location', `/signin?error=${encodeURIComponent(outcome.kind === 'refused' ? outcome.message : 'GitHub is unreachable; try again.')}`).send();
+      void reply.status(303).header('location', `/signin?error=${outcome.kind === 'refused' ? outcome.reason : 'github'}`).send();
       return;
     }
     reply.setCookie(OAUTH_COOKIE, nonce, { httpOnly: true, sameSite: 'lax', secure: this.sessions.secureCookies, path: '/auth/github', maxAge: 600 });
@@ -40,14 +44,14 @@ export class AuthController {
     const outcome = await this.oauth.run({ query, headers: req.headers, nonce: req.cookies[OAUTH_COOKIE] });
     reply.clearCookie(OAUTH_COOKIE, { path: '/auth/github' });
     if (outcome.kind !== 'signed-in') {
-      const message =
-        outcome.kind === 'refused' ? outcome.message : 'GitHub sign-in failed (GitHub did not answer as expected). Please try again.';
-      void reply.status(303).header('location', `/signin?error=${encodeURIComponent(message)}`).send();
+      // a callback without code or state (kind 'redirect') is an incomplete sign-in, not a new one
+      const reason = outcome.kind === 'refused' ? outcome.reason : outcome.kind === 'error' ? 'github' : 'incomplete';
+      void reply.status(303).header('location', `/signin?error=${reason}`).send();
       return;
     }
     const { user } = await this.users.signIn(outcome.identity);
     await this.sessions.signIn(req, reply, user);
-    void reply.status(303).header('location', '/orgs').send();
+    void reply.status(303).header('location', outcome.next ?? '/orgs').send();
   }
 
   /** Ends the session. JSON callers get 204; forms are sent to the sign-in page. */

@@ -8,12 +8,25 @@ import { type GitHubProfile, Strategy as GitHubStrategy } from 'passport-github2
 
 const STATE_TTL_S = 600;
 
+/**
+ * Why a sign-in did not happen, as a stable code: the sign-in page shows a fixed message per code (never text
+ * taken from the URL, so a crafted link cannot put words on our page).
+ */
+export type SignInFailure = 'denied' | 'state' | 'github' | 'unconfigured' | 'incomplete';
+
 /** What one step of the OAuth dance asks of the controller. */
 export type OAuthOutcome =
   | { kind: 'redirect'; url: string }
-  | { kind: 'signed-in'; identity: GitHubIdentity }
-  | { kind: 'refused'; message: string }
+  | { kind: 'signed-in'; identity: GitHubIdentity; next: string | null }
+  | { kind: 'refused'; reason: SignInFailure }
   | { kind: 'error'; error: Error };
+
+/** A local path to return to after sign-in, or null: no scheme, no host, no `//` or `/\\`, not /auth/*. */
+export function safeNext(next: unknown): string | null {
+  if (typeof next !== 'string' || next.length > 500) return null;
+  if (!/^\/(?![/\\])[\x21-\x5b\x5d-\x7e]*$/.test(next) || next.startsWith('/auth/')) return null;
+  return next;
+}
 
 /** The parts of a request the strategy reads, plus the browser's binding nonce (from its cookie). */
 export interface OAuthRequest {
@@ -21,9 +34,14 @@ export interface OAuthRequest {
   headers: Record<string, string | string[] | undefined>;
   /** The random value of this browser's `spot_oauth` cookie: state is only valid in the browser that started. */
   nonce: string | undefined;
+  /** Where to go after signing in (kept with the state at the start). */
+  next?: string | null;
 }
 
 type Callback = (err: Error | null, ok?: string | false, state?: unknown) => void;
+
+/** What the strategy's `fail` carries when our state store refuses the callback. */
+const STATE_REFUSED = { message: 'state refused', reason: 'state' } as const;
 
 /**
  * passport-oauth2's state store (the PKCE variant): the `state` sent to GitHub is a random handle; Redis keeps
@@ -42,21 +60,21 @@ class RedisStateStore {
     }
     const handle = randomBytes(24).toString('base64url');
     this.redis
-      .set(this.keys.key(`oauth:${handle}`), JSON.stringify({ verifier, nonce: req.nonce }), 'EX', STATE_TTL_S)
+      .set(this.keys.key(`oauth:${handle}`), JSON.stringify({ verifier, nonce: req.nonce, next: req.next ?? null }), 'EX', STATE_TTL_S)
       .then(() => callback(null, handle), (err: Error) => callback(err));
   }
 
   verify(req: OAuthRequest, handle: string | undefined, callback: Callback): void {
-    const refuse = () => callback(null, false, { message: 'Sign-in could not be verified (expired, reused or forged state). Please try again.' });
+    const refuse = () => callback(null, false, STATE_REFUSED);
     if (typeof handle !== 'string' || handle.length > 100 || !req.nonce) {
       refuse();
       return;
     }
     this.redis.getdel(this.keys.key(`oauth:${handle}`)).then(
       (raw) => {
-        const saved = raw === null ? null : (JSON.parse(raw) as { verifier: string; nonce: string });
+        const saved = raw === null ? null : (JSON.parse(raw) as { verifier: string; nonce: string; next: string | null });
         if (saved === null || saved.nonce !== req.nonce) refuse();
-        else callback(null, saved.verifier);
+        else callback(null, saved.verifier, { next: saved.next });
       },
       (err: Error) => callback(err),
     );
@@ -72,11 +90,14 @@ class RedisStateStore {
 export class GitHubOAuthService {
   private readonly logger = new Logger('GitHubOAuth');
   private readonly strategy: GitHubStrategy | null;
-  /** True when the endpoints are not github.com's: the labelled local demo identity provider. */
+  /**
+   * True when the authorize endpoint is on this machine: the local demo identity provider (`npm start`
+   * without credentials), which the sign-in page labels as such. GitHub Enterprise hosts are not demos.
+   */
   readonly demo: boolean;
 
   constructor(@Inject(APP_CONFIG) config: AppConfig, @Inject(REDIS) redis: Redis, keys: RedisKeys) {
-    this.demo = new URL(config.GITHUB_AUTHORIZE_URL).hostname !== 'github.com';
+    this.demo = ['localhost', '127.0.0.1', '[::1]'].includes(new URL(config.GITHUB_AUTHORIZE_URL).hostname);
     if (!config.GITHUB_CLIENT_ID || !config.GITHUB_CLIENT_SECRET) {
       this.strategy = null;
       return;
@@ -115,18 +136,19 @@ export class GitHubOAuthService {
   /** Runs one step: the start (a redirect to GitHub) or the callback (code → token → profile). */
   run(req: OAuthRequest): Promise<OAuthOutcome> {
     const strategy = this.strategy;
-    if (strategy === null) return Promise.resolve({ kind: 'refused', message: 'GitHub sign-in is not configured on this console.' });
+    if (strategy === null) return Promise.resolve({ kind: 'refused', reason: 'unconfigured' });
     return new Promise<OAuthOutcome>((resolve) => {
       const step = Object.create(strategy) as GitHubStrategy & Record<string, unknown>;
       step.redirect = (url: string) => resolve({ kind: 'redirect', url });
-      step.success = (identity: GitHubIdentity) => resolve({ kind: 'signed-in', identity });
-      step.fail = (challenge?: { message?: string } | string) =>
-        resolve({ kind: 'refused', message: (typeof challenge === 'string' ? challenge : challenge?.message) || 'Sign-in was cancelled.' });
+      step.success = (identity: GitHubIdentity, info?: { state?: { next?: unknown } }) =>
+        resolve({ kind: 'signed-in', identity, next: safeNext(info?.state?.next) });
+      // passport-oauth2 fails for two reasons: our store refused the state, or the user denied consent
+      step.fail = (challenge?: unknown) => resolve({ kind: 'refused', reason: challenge === STATE_REFUSED ? 'state' : req.query.error === 'access_denied' ? 'denied' : 'incomplete' });
       step.error = (error: Error) => {
         this.logger.warn(`GitHub sign-in failed: ${error.message}`);
         resolve({ kind: 'error', error });
       };
-      step.pass = () => resolve({ kind: 'refused', message: 'Sign-in was not completed.' });
+      step.pass = () => resolve({ kind: 'refused', reason: 'incomplete' });
       step.authenticate(req);
     });
   }

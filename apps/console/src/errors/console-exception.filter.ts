@@ -34,7 +34,8 @@ export class ConsoleExceptionFilter implements ExceptionFilter {
       return;
     }
     if (status === 401) {
-      void reply.status(303).header('location', `/signin?next=${encodeURIComponent(req.url)}`).send();
+      // back to this page after signing in; a form post has no page to return to
+      void reply.status(303).header('location', req.method === 'GET' ? `/signin?next=${encodeURIComponent(req.url)}` : '/signin').send();
       return;
     }
     void reply.status(status).header('content-type', 'text/html; charset=utf-8').send(errorPage(status, message));

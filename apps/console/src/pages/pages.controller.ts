@@ -7,15 +7,15 @@ import { Redis } from 'ioredis';
 import type { ConsoleSession } from '../auth/console-session';
 import { CsrfGuard } from '../auth/csrf.guard';
 import { CurrentSession } from '../auth/current-user.decorator';
-import { GitHubOAuthService } from '../auth/github-oauth.service';
+import { GitHubOAuthService, safeNext } from '../auth/github-oauth.service';
 import { SessionGuard } from '../auth/session.guard';
 import { SessionService } from '../auth/session.service';
 import { invalid } from '../errors/console.errors';
 import { ConsoleKeysService } from '../keys/console-keys.service';
-import { createOrgSchema, inviteSchema, loginSchema, parseBody } from '../orgs/orgs.dto';
+import { createOrgSchema, inviteSchema, loginSchema, memberChangeSchema, parseBody } from '../orgs/orgs.dto';
 import { OrgsService } from '../orgs/orgs.service';
 import { UsageService } from '../usage/usage.service';
-import { keyCreatedPage, keyGonePage, keysPage, limitsPage, membersPage, orgsPage, revokePage, signInPage, usagePage } from './views';
+import { keyCreatedPage, keyGonePage, keyPage, keysPage, limitsPage, membersPage, orgsPage, revokePage, signInPage, usagePage } from './views';
 
 const HTML = 'text/html; charset=utf-8';
 const FLASH_TTL_S = 300;
@@ -63,10 +63,16 @@ export class PagesController {
     void reply.status(303).header('location', session ? '/orgs' : '/signin').send();
   }
 
+  /** The sign-in page; a browser already signed in goes on to `next` (or its orgs). */
   @Get('signin')
-  @Header('content-type', HTML)
-  signIn(@Query('error') error?: string, @Query('signedOut') signedOut?: string): string {
-    return signInPage({ error: error?.slice(0, 300), signedOut: signedOut === '1', configured: this.oauth.configured, demo: this.oauth.demo });
+  async signIn(@Req() req: FastifyRequest, @Res() reply: FastifyReply, @Query() q: Record<string, string | undefined>): Promise<void> {
+    const next = safeNext(q.next);
+    if (!q.error && (await this.sessions.current(req)) !== null) {
+      this.see(reply, next ?? '/orgs');
+      return;
+    }
+    const page = signInPage({ error: q.error, next, signedOut: q.signedOut === '1', configured: this.oauth.configured, demo: this.oauth.demo });
+    void reply.header('content-type', HTML).send(page);
   }
 
   @Get('orgs')
@@ -146,6 +152,31 @@ export class PagesController {
     this.see(reply, `/orgs/${encodeURIComponent(slug)}/keys`);
   }
 
+  @Get('orgs/:org/keys/:id')
+  @UseGuards(SessionGuard)
+  @Header('content-type', HTML)
+  async keyDetails(@CurrentSession() s: ConsoleSession, @Param('org') slug: string, @Param('id') id: string, @Query('saved') saved?: string): Promise<string> {
+    const ctx = await this.context(s, slug);
+    return keyPage(ctx, await this.keys.get(s.user, slug, id), this.keys.modelIds(), saved === '1');
+  }
+
+  @Post('orgs/:org/keys/:id')
+  @UseGuards(SessionGuard, CsrfGuard)
+  async saveKey(@CurrentSession() s: ConsoleSession, @Param('org') slug: string, @Param('id') id: string, @Body() form: Form, @Res() reply: FastifyReply): Promise<void> {
+    const expires = text(form, 'expires') ?? 'keep';
+    if (expires !== 'keep' && expires !== 'never' && !/^\d{1,4}$/.test(expires)) throw invalid('expires', 'expected keep, never or a number of days');
+    const models = form.allowedModels === undefined ? [] : [form.allowedModels].flat();
+    await this.keys.update(s.user, slug, id, {
+      name: text(form, 'name'),
+      // no checkboxes were shown (model list unavailable): leave the allow-list alone
+      allowedModels: text(form, 'modelsShown') === '1' ? models : undefined,
+      rpmLimit: formNumber(form, 'rpmLimit'),
+      tpmLimit: formNumber(form, 'tpmLimit'),
+      expiresAt: expires === 'keep' ? undefined : expires === 'never' ? null : new Date(Date.now() + Number(expires) * 86_400_000).toISOString(),
+    });
+    this.see(reply, `/orgs/${encodeURIComponent(slug)}/keys/${encodeURIComponent(id)}?saved=1`);
+  }
+
   @Post('orgs/:org/keys/:id/limits')
   @UseGuards(SessionGuard, CsrfGuard)
   async keyLimits(@CurrentSession() s: ConsoleSession, @Param('org') slug: string, @Param('id') id: string, @Body() form: Form, @Res() reply: FastifyReply): Promise<void> {
@@ -165,6 +196,14 @@ export class PagesController {
   @UseGuards(SessionGuard, CsrfGuard)
   async invite(@CurrentSession() s: ConsoleSession, @Param('org') slug: string, @Body() form: Form, @Res() reply: FastifyReply): Promise<void> {
     await this.orgs.invite(s.user, slug, parseBody(inviteSchema, { login: text(form, 'login'), role: text(form, 'role') }));
+    this.see(reply, `/orgs/${encodeURIComponent(slug)}/members`);
+  }
+
+  @Post('orgs/:org/members/:login/role')
+  @UseGuards(SessionGuard, CsrfGuard)
+  async changeRole(@CurrentSession() s: ConsoleSession, @Param('org') slug: string, @Param('login') login: string, @Body() form: Form, @Res() reply: FastifyReply): Promise<void> {
+    const { role } = parseBody(memberChangeSchema, { role: text(form, 'role') });
+    await this.orgs.changeMember(s.user, slug, parseBody(loginSchema, login), role);
     this.see(reply, `/orgs/${encodeURIComponent(slug)}/members`);
   }
 

@@ -1,76 +1,15 @@
-import type { User } from '@spot/db';
 import type { KeyView } from '../keys/console-keys.service';
 import type { OrgView } from '../orgs/orgs.service';
 import type { UsageReport } from '../usage/usage.service';
+import { escapeHtml, type PageContext, renderPage } from './layout';
 
-/** Escapes text for HTML content and attribute values. */
-export function escapeHtml(value: unknown): string {
-  return String(value ?? '')
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;')
-    .replace(/'/g, '&#39;');
-}
+// Pages of other features import the layout from here too.
+export { escapeHtml, type PageContext, renderPage };
 
 const e = escapeHtml;
 
-const STYLE = `
-body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2433;background:#f7f8fa}
-header{background:#1d2433;color:#fff;padding:.6rem 1.5rem;display:flex;gap:1.5rem;align-items:center;flex-wrap:wrap}
-header a{color:#fff}header nav{display:flex;gap:1rem;flex-wrap:wrap}header form{margin:0 0 0 auto}
-main{max-width:64rem;margin:1.5rem auto;padding:0 1.5rem}
-table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:.45rem .6rem;border-bottom:1px solid #e3e6ec;vertical-align:top}
-fieldset{border:1px solid #d5dae3;background:#fff;margin:1rem 0;padding:1rem}label{display:block;margin:.4rem 0 .15rem;font-weight:600}
-input[type=text],input[type=number],select{padding:.35rem;border:1px solid #b8bfcc;border-radius:4px;min-width:16rem}
-button,.button{background:#2456d6;color:#fff;border:0;border-radius:4px;padding:.45rem .9rem;cursor:pointer;font:inherit;text-decoration:none;display:inline-block}
-button.danger{background:#b42318}.muted{color:#5b6578}.notice{background:#fff6d6;border:1px solid #e9c46a;padding:.8rem 1rem}
-.error{background:#fde8e8;border:1px solid #e3a0a0;padding:.8rem 1rem}code,pre{background:#eef1f6;padding:.1rem .3rem;border-radius:3px}
-pre{padding:.8rem;overflow:auto}.secret{font-size:1.1rem;word-break:break-all}.badge{font-size:.8rem;padding:.05rem .4rem;border-radius:3px;background:#e3e6ec}
-.demo{background:#ffe08a;color:#1d2433;padding:.1rem .5rem;border-radius:3px;font-weight:700}
-`;
-
-export interface PageContext {
-  title: string;
-  user?: User | null;
-  csrfToken?: string;
-  org?: OrgView | null;
-  orgs?: OrgView[];
-  active?: 'keys' | 'members' | 'limits' | 'usage' | 'bill' | 'orgs' | 'tiers';
-  body: string;
-}
-
-/** A whole page: header with the org switcher and sections, then `body`. */
-export function renderPage(p: PageContext): string {
-  const nav: string[] = [];
-  if (p.user) {
-    nav.push(`<a href="/orgs"${p.active === 'orgs' ? ' aria-current="page"' : ''}>Orgs</a>`);
-    nav.push(`<a href="/tiers"${p.active === 'tiers' ? ' aria-current="page"' : ''}>Tiers</a>`);
-    if (p.org) {
-      const base = `/orgs/${encodeURIComponent(p.org.slug)}`;
-      for (const [key, label] of [['keys', 'API keys'], ['members', 'Members'], ['limits', 'Limits'], ['usage', 'Usage'], ['billing', 'Bill']] as const) {
-        const current = p.active === key || (key === 'billing' && p.active === 'bill');
-        nav.push(`<a href="${base}/${key}"${current ? ' aria-current="page"' : ''}>${label}</a>`);
-      }
-    }
-  }
-  const switcher =
-    p.user && p.orgs && p.orgs.length > 0
-      ? `<nav aria-label="Your orgs">${p.orgs
-          .map((o) => `<a href="/orgs/${encodeURIComponent(o.slug)}/keys"${p.org?.slug === o.slug ? ' aria-current="true"' : ''}>${e(o.name)}</a>`)
-          .join(' · ')}</nav>`
-      : '';
-  const account = p.user
-    ? `<form method="post" action="/auth/logout"><input type="hidden" name="_csrf" value="${e(p.csrfToken)}"><span>${e(p.user.login)}</span> <button type="submit">Sign out</button></form>`
-    : '';
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>${e(p.title)} · spotinference</title><style>${STYLE}</style></head>
-<body><header><strong><a href="/">spotinference</a></strong>${switcher}<nav aria-label="Sections">${nav.join('')}</nav>${account}</header>
-<main id="main"><h1>${e(p.title)}</h1>
-${p.body}
-</main></body></html>`;
-}
+/** The layout's context for a page of one of the user's orgs (its role and budget are shown). */
+type ViewContext = Omit<PageContext, 'title' | 'body' | 'org'> & { org?: OrgView | null };
 
 export function errorPage(status: number, message: string): string {
   return renderPage({
@@ -79,9 +18,18 @@ export function errorPage(status: number, message: string): string {
   });
 }
 
-export function signInPage(opts: { error?: string; signedOut?: boolean; configured: boolean; demo: boolean }): string {
+/** The sign-in page's message per failure code (the URL carries only the code). */
+const SIGN_IN_ERRORS: Record<string, string> = {
+  denied: 'Sign-in was cancelled: access was not granted at GitHub. Nothing was changed.',
+  state: 'Sign-in could not be verified (the link expired, was used already, or did not start in this browser). Please try again.',
+  github: 'GitHub sign-in failed: GitHub did not answer as expected. Please try again in a moment.',
+  unconfigured: 'GitHub sign-in is not configured on this console.',
+  incomplete: 'Sign-in did not complete. Please try again.',
+};
+
+export function signInPage(opts: { error?: string; next?: string | null; signedOut?: boolean; configured: boolean; demo: boolean }): string {
   const parts: string[] = [];
-  if (opts.error) parts.push(`<p class="error" role="alert">${e(opts.error)}</p>`);
+  if (opts.error) parts.push(`<p class="error" role="alert">${e(SIGN_IN_ERRORS[opts.error] ?? SIGN_IN_ERRORS.incomplete)}</p>`);
   if (opts.signedOut) parts.push(`<p class="notice" role="status">You are signed out.</p>`);
   if (!opts.configured) {
     parts.push(`<p class="error">GitHub sign-in is not configured: set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET (or start with <code>npm start</code>, which runs a local demo identity provider).</p>`);
@@ -91,13 +39,14 @@ export function signInPage(opts: { error?: string; signedOut?: boolean; configur
         `<p class="notice"><span class="demo">DEMO</span> Sign-in goes to a <strong>local demo identity provider</strong>, not GitHub: it runs on this machine and lets you pick a demo account. Set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET to use GitHub.</p>`,
       );
     }
-    parts.push(`<p><a class="button" href="/auth/github">Sign in with GitHub${opts.demo ? ' (demo)' : ''}</a></p>`);
+    const start = opts.next ? `/auth/github?next=${encodeURIComponent(opts.next)}` : '/auth/github';
+    parts.push(`<p><a class="button" href="${e(start)}">Sign in with GitHub${opts.demo ? ' (demo)' : ''}</a></p>`);
     parts.push(`<p class="muted">We ask GitHub for your public profile and email address (scopes read:user, user:email).</p>`);
   }
   return renderPage({ title: 'Sign in', body: parts.join('\n') });
 }
 
-export function orgsPage(ctx: Omit<PageContext, 'title' | 'body'>, orgs: OrgView[]): string {
+export function orgsPage(ctx: ViewContext, orgs: OrgView[]): string {
   const list =
     orgs.length === 0
       ? `<p>You do not belong to any org yet. Create one, or ask an owner to invite your GitHub login.</p>`
@@ -117,13 +66,17 @@ function date(iso: string | null): string {
   return iso ? `<time datetime="${e(iso)}">${e(iso.slice(0, 16).replace('T', ' '))} UTC</time>` : '<span class="muted">never</span>';
 }
 
-export function keysPage(ctx: Omit<PageContext, 'title' | 'body'>, keys: KeyView[], models: string[], gatewayUrl: string): string {
+export function keysPage(ctx: ViewContext, keys: KeyView[], models: string[], gatewayUrl: string): string {
   const org = ctx.org!;
   const base = `/orgs/${encodeURIComponent(org.slug)}`;
   const rows = keys
     .map((k) => {
       const status = k.revokedAt ? '<span class="badge">revoked</span>' : k.expiresAt && k.expiresAt < new Date().toISOString() ? '<span class="badge">expired</span>' : '<span class="badge">active</span>';
-      const action = k.revokedAt ? '' : `<a href="${base}/keys/${e(k.id)}/revoke">Revoke…</a>`;
+      const mayChange = org.role !== 'member' || k.createdBy === ctx.user?.login;
+      const action =
+        k.revokedAt || !mayChange
+          ? ''
+          : `<a href="${base}/keys/${e(k.id)}" aria-label="${e(`Edit ${k.name}`)}">Edit</a> · <a href="${base}/keys/${e(k.id)}/revoke" aria-label="${e(`Revoke ${k.name}`)}">Revoke…</a>`;
       return `<tr><td>${e(k.name)}</td><td><code>${e(k.prefix)}…</code></td><td>${status}</td><td>${k.allowedModels.length ? k.allowedModels.map((m) => `<code>${e(m)}</code>`).join(' ') : 'all'}</td><td>${k.rpmLimit ?? '–'} / ${k.tpmLimit ?? '–'}</td><td>${e(k.createdBy ?? 'CLI')}</td><td>${date(k.lastUsedAt)}</td><td>${date(k.expiresAt)}</td><td>${action}</td></tr>`;
     })
     .join('');
@@ -146,7 +99,7 @@ const client = new OpenAI({ baseURL: '${e(gatewayUrl)}', apiKey: process.env.SPO
   return renderPage({ ...ctx, title: 'API keys', active: 'keys', body: table + form + usage });
 }
 
-export function keyCreatedPage(ctx: Omit<PageContext, 'title' | 'body'>, key: string, name: string, gatewayUrl: string): string {
+export function keyCreatedPage(ctx: ViewContext, key: string, name: string, gatewayUrl: string): string {
   const base = `/orgs/${encodeURIComponent(ctx.org!.slug)}`;
   return renderPage({
     ...ctx,
@@ -162,7 +115,7 @@ export OPENAI_API_KEY=${e(key)}</pre>
   });
 }
 
-export function keyGonePage(ctx: Omit<PageContext, 'title' | 'body'>): string {
+export function keyGonePage(ctx: ViewContext): string {
   const base = `/orgs/${encodeURIComponent(ctx.org!.slug)}`;
   return renderPage({
     ...ctx,
@@ -172,7 +125,56 @@ export function keyGonePage(ctx: Omit<PageContext, 'title' | 'body'>): string {
   });
 }
 
-export function revokePage(ctx: Omit<PageContext, 'title' | 'body'>, key: KeyView): string {
+/** Expiry choices of the key form: keep what it is, never, or a number of days from now. */
+const EXPIRY_CHOICES: Array<[string, string]> = [
+  ['never', 'Never'],
+  ['7', 'In 7 days'],
+  ['30', 'In 30 days'],
+  ['90', 'In 90 days'],
+  ['365', 'In a year'],
+];
+
+/** /orgs/:org/keys/:id: a key's settings (name, allowed models, limits, expiry), saved with POST/redirect/GET. */
+export function keyPage(ctx: ViewContext, key: KeyView, models: string[], saved: boolean): string {
+  const base = `/orgs/${encodeURIComponent(ctx.org!.slug)}`;
+  const status = key.revokedAt ? `revoked ${date(key.revokedAt)}` : 'active';
+  const facts = `<table><caption class="sr-only">About this key</caption><tbody>
+<tr><th scope="row">Key</th><td><code>${e(key.prefix)}…</code> (${status})</td></tr>
+<tr><th scope="row">Created</th><td>${date(key.createdAt)} by ${e(key.createdBy ?? 'the CLI')}</td></tr>
+<tr><th scope="row">Last used</th><td>${date(key.lastUsedAt)}</td></tr>
+<tr><th scope="row">Expires</th><td>${date(key.expiresAt)}</td></tr></tbody></table>`;
+  if (key.revokedAt) {
+    return renderPage({ ...ctx, title: `Key ${key.name}`, active: 'keys', body: `${facts}<p>A revoked key cannot be changed.</p><p><a href="${base}/keys">Back to the keys</a></p>` });
+  }
+  // models the key allows but the tiers no longer serve stay listed, so a save does not drop them silently
+  const all = [...new Set([...models, ...key.allowedModels])].sort();
+  const boxes = all
+    .map(
+      (m, i) =>
+        `<label style="font-weight:400"><input type="checkbox" name="allowedModels" value="${e(m)}" id="edit-model-${i}"${key.allowedModels.includes(m) ? ' checked' : ''}> ${e(m)}${models.includes(m) ? '' : ' <span class="muted">(not served now)</span>'}</label>`,
+    )
+    .join('');
+  const expiry = [['keep', key.expiresAt ? `Keep (${key.expiresAt.slice(0, 16).replace('T', ' ')} UTC)` : 'Keep (never)'], ...EXPIRY_CHOICES]
+    .map(([v, label]) => `<option value="${v}"${v === 'keep' ? ' selected' : ''}>${e(label)}</option>`)
+    .join('');
+  const form = `<form method="post" action="${base}/keys/${e(key.id)}"><fieldset><legend>Settings</legend>
+<input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}">
+<label for="edit-name">Name</label><input type="text" id="edit-name" name="name" required maxlength="100" value="${e(key.name)}">
+${all.length ? `<input type="hidden" name="modelsShown" value="1"><fieldset><legend>Allowed models (none checked: all)</legend>${boxes}</fieldset>` : '<p class="muted">Allowed models: the model list is unavailable; they stay as they are.</p>'}
+<label for="edit-rpm">Requests per minute (empty: no limit)</label><input type="number" id="edit-rpm" name="rpmLimit" min="1" value="${key.rpmLimit ?? ''}">
+<label for="edit-tpm">Tokens per minute (empty: no limit)</label><input type="number" id="edit-tpm" name="tpmLimit" min="1" value="${key.tpmLimit ?? ''}">
+<label for="edit-expiry">Expiry</label><select id="edit-expiry" name="expires">${expiry}</select>
+<p><button type="submit">Save changes</button> <a href="${base}/keys">Cancel</a></p></fieldset></form>`;
+  const notice = saved ? '<p class="notice" role="status">Saved. Every gateway applies the change within a second.</p>' : '';
+  return renderPage({
+    ...ctx,
+    title: `Key ${key.name}`,
+    active: 'keys',
+    body: `${notice}${facts}${form}<p><a href="${base}/keys/${e(key.id)}/revoke" class="button danger" style="background:#b42318">Revoke this key…</a></p>`,
+  });
+}
+
+export function revokePage(ctx: ViewContext, key: KeyView): string {
   const base = `/orgs/${encodeURIComponent(ctx.org!.slug)}`;
   return renderPage({
     ...ctx,
@@ -185,16 +187,28 @@ export function revokePage(ctx: Omit<PageContext, 'title' | 'body'>, key: KeyVie
 }
 
 export function membersPage(
-  ctx: Omit<PageContext, 'title' | 'body'>,
+  ctx: ViewContext,
   data: { members: Array<{ login: string; name: string | null; role: string; joinedAt: string }>; invitations: Array<{ login: string; role: string; invitedAt: string }> },
 ): string {
   const org = ctx.org!;
   const base = `/orgs/${encodeURIComponent(org.slug)}`;
   const manage = org.role !== 'member';
+  const owner = org.role === 'owner';
   const removeForm = (login: string, label: string) =>
-    `<form method="post" action="${base}/members/${encodeURIComponent(login)}/remove" style="display:inline"><input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}"><button type="submit" class="danger">${label}</button></form>`;
+    `<form method="post" action="${base}/members/${encodeURIComponent(login)}/remove" style="display:inline" onsubmit="return confirm(${e(JSON.stringify(`${label} ${login}?`))})"><input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}"><button type="submit" class="danger" aria-label="${e(`${label} ${login}`)}">${label}</button></form>`;
+  // admins change members and admins; owners anyone (the last owner is refused by the service)
+  const roleForm = (m: { login: string; role: string }, i: number) =>
+    manage && (owner || m.role !== 'owner')
+      ? `<form method="post" action="${base}/members/${encodeURIComponent(m.login)}/role" style="display:inline"><input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}">
+<label for="role-${i}" class="sr-only">Role of ${e(m.login)}</label><select id="role-${i}" name="role">${(owner ? ['member', 'admin', 'owner'] : ['member', 'admin'])
+          .map((r) => `<option${r === m.role ? ' selected' : ''}>${r}</option>`)
+          .join('')}</select> <button type="submit">Change role</button></form> `
+      : '';
   const members = `<table><caption class="muted">Members</caption><thead><tr><th scope="col">GitHub login</th><th scope="col">Name</th><th scope="col">Role</th><th scope="col">Joined</th><th scope="col"><span class="muted">Actions</span></th></tr></thead><tbody>${data.members
-    .map((m) => `<tr><td>${e(m.login)}</td><td>${e(m.name ?? '')}</td><td>${e(m.role)}</td><td>${date(m.joinedAt)}</td><td>${manage || m.login === ctx.user?.login ? removeForm(m.login, m.login === ctx.user?.login ? 'Leave' : 'Remove') : ''}</td></tr>`)
+    .map((m, i) => {
+      const self = m.login === ctx.user?.login;
+      return `<tr><td>${e(m.login)}</td><td>${e(m.name ?? '')}</td><td>${e(m.role)}</td><td>${date(m.joinedAt)}</td><td>${roleForm(m, i)}${manage || self ? removeForm(m.login, self ? 'Leave' : 'Remove') : ''}</td></tr>`;
+    })
     .join('')}</tbody></table>`;
   const invites = data.invitations.length
     ? `<h2>Pending invitations</h2><ul>${data.invitations.map((i) => `<li>${e(i.login)} as ${e(i.role)} ${manage ? removeForm(i.login, 'Withdraw') : ''}</li>`).join('')}</ul>`
@@ -208,7 +222,7 @@ export function membersPage(
   return renderPage({ ...ctx, title: 'Members', active: 'members', body: members + invites + form });
 }
 
-export function limitsPage(ctx: Omit<PageContext, 'title' | 'body'>, keys: KeyView[]): string {
+export function limitsPage(ctx: ViewContext, keys: KeyView[]): string {
   const org = ctx.org!;
   const base = `/orgs/${encodeURIComponent(org.slug)}`;
   const admin = org.role !== 'member';
@@ -257,7 +271,7 @@ function dailyChart(report: UsageReport): string {
 </svg><figcaption class="muted">Bars: tokens per day. Red line: cost per day.</figcaption></figure>`;
 }
 
-export function usagePage(ctx: Omit<PageContext, 'title' | 'body'>, report: UsageReport): string {
+export function usagePage(ctx: ViewContext, report: UsageReport): string {
   const base = `/orgs/${encodeURIComponent(ctx.org!.slug)}`;
   const q = (group: string) => `?group=${group}&from=${encodeURIComponent(report.from.slice(0, 10))}&to=${encodeURIComponent(report.to)}`;
   const groups = (['day', 'model', 'tier', 'key'] as const)

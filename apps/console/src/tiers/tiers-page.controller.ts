@@ -7,7 +7,7 @@ import type { ConsoleSession } from '../auth/console-session';
 import { CurrentSession } from '../auth/current-user.decorator';
 import { SessionGuard } from '../auth/session.guard';
 import { OrgsService } from '../orgs/orgs.service';
-import { escapeHtml as e, renderPage } from '../pages/views';
+import { escapeHtml as e, renderPage } from '../pages/layout';
 
 /**
  * The GPU tiers and their state, for signed-in users: each tier's kind, models and wake settings, and for
@@ -55,7 +55,7 @@ export class TiersPageController {
         return `<tr><th scope="row">${e(t.name)}</th><td>${e(t.kind)}</td><td>${t.models.map((m) => `<code>${e(m)}</code>`).join(' ')}</td><td>${t.endpoints.length}</td><td>${wake}</td><td><span class="badge" data-state="${e(state)}">${e(state)}</span>${latest ? ` since <time datetime="${e(latest.at)}">${e(latest.at.slice(0, 19).replace('T', ' '))}</time>` : ''}${history}</td></tr>`;
       })
       .join('');
-    const body = `<table><caption class="muted">Tiers serve models; spot before on-demand. A sleeping tier wakes on the next request.</caption>
+    const body = `<table><caption class="muted">Tiers serve models, spot before on-demand unless a model's preference says otherwise. A sleeping tier wakes on the next request.</caption>
 <thead><tr><th scope="col">Tier</th><th scope="col">Kind</th><th scope="col">Models</th><th scope="col">Replicas</th><th scope="col">Wake</th><th scope="col">State</th></tr></thead><tbody>${rows}</tbody></table>`;
     return renderPage({ title: 'GPU tiers', user: s.user, csrfToken: s.csrfToken, orgs: await this.orgs.list(s.user), active: 'tiers', body });
   }

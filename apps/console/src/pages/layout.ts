@@ -1,0 +1,91 @@
+/** Escapes text for HTML content and attribute values. */
+export function escapeHtml(value: unknown): string {
+  return String(value ?? '')
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&#39;');
+}
+
+const e = escapeHtml;
+
+const STYLE = `
+body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2433;background:#f7f8fa}
+header{background:#1d2433;color:#fff;padding:.6rem 1.5rem;display:flex;gap:1.5rem;align-items:center;flex-wrap:wrap}
+header a{color:#fff}header nav{display:flex;gap:1rem;flex-wrap:wrap}header form{margin:0 0 0 auto}
+main{max-width:64rem;margin:1.5rem auto;padding:0 1.5rem}
+table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:.45rem .6rem;border-bottom:1px solid #e3e6ec;vertical-align:top}
+fieldset{border:1px solid #d5dae3;background:#fff;margin:1rem 0;padding:1rem}label{display:block;margin:.4rem 0 .15rem;font-weight:600}
+input[type=text],input[type=number],select{padding:.35rem;border:1px solid #b8bfcc;border-radius:4px;min-width:16rem}
+button,.button{background:#2456d6;color:#fff;border:0;border-radius:4px;padding:.45rem .9rem;cursor:pointer;font:inherit;text-decoration:none;display:inline-block}
+button.danger{background:#b42318}.muted{color:#5b6578}.notice{background:#fff6d6;border:1px solid #e9c46a;padding:.8rem 1rem}
+.error{background:#fde8e8;border:1px solid #e3a0a0;padding:.8rem 1rem}code,pre{background:#eef1f6;padding:.1rem .3rem;border-radius:3px}
+pre{padding:.8rem;overflow:auto}.secret{font-size:1.1rem;word-break:break-all}.badge{font-size:.8rem;padding:.05rem .4rem;border-radius:3px;background:#e3e6ec}
+.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+.skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:.5rem;background:#fff;padding:.3rem .6rem;z-index:1}
+.demo{background:#ffe08a;color:#1d2433;padding:.1rem .5rem;border-radius:3px;font-weight:700}
+`;
+
+/** Who is signed in, as the header shows it (a `User` row or `@CurrentUser()` both fit). */
+export interface PageUser {
+  login: string;
+  name?: string | null;
+  avatarUrl?: string | null;
+}
+
+/** An org as the header shows it (an `OrgView` or an `orgs` row both fit). */
+export interface PageOrg {
+  slug: string;
+  name: string;
+}
+
+/** What every page needs: its title and body, and for signed-in pages the user, org and CSRF token. */
+export interface PageContext {
+  title: string;
+  user?: PageUser | null;
+  /** The session's CSRF token: the sign-out form posts it. */
+  csrfToken?: string;
+  /** The org the page is about: adds its sections (Keys, Members, Limits, Usage, Bill) to the header. */
+  org?: PageOrg | null;
+  /** The user's orgs, for the org switcher. */
+  orgs?: PageOrg[];
+  active?: 'keys' | 'members' | 'limits' | 'usage' | 'bill' | 'orgs' | 'tiers';
+  body: string;
+}
+
+/**
+ * A whole page: a skip link, the header (org switcher, sections of the current org, Tiers, sign-out), then
+ * `<main>` with the title as its `<h1>` and `body` (HTML: escape what you put in it with {@link escapeHtml}).
+ */
+export function renderPage(p: PageContext): string {
+  const nav: string[] = [];
+  if (p.user) {
+    nav.push(`<a href="/orgs"${p.active === 'orgs' ? ' aria-current="page"' : ''}>Orgs</a>`);
+    nav.push(`<a href="/tiers"${p.active === 'tiers' ? ' aria-current="page"' : ''}>Tiers</a>`);
+    if (p.org) {
+      const base = `/orgs/${encodeURIComponent(p.org.slug)}`;
+      for (const [key, label] of [['keys', 'API keys'], ['members', 'Members'], ['limits', 'Limits'], ['usage', 'Usage'], ['billing', 'Bill']] as const) {
+        const current = p.active === key || (key === 'billing' && p.active === 'bill');
+        nav.push(`<a href="${base}/${key}"${current ? ' aria-current="page"' : ''}>${label}</a>`);
+      }
+    }
+  }
+  const switcher =
+    p.user && p.orgs && p.orgs.length > 0
+      ? `<nav aria-label="Your orgs">${p.orgs
+          .map((o) => `<a href="/orgs/${encodeURIComponent(o.slug)}/keys"${p.org?.slug === o.slug ? ' aria-current="true"' : ''}>${e(o.name)}</a>`)
+          .join(' · ')}</nav>`
+      : '';
+  const account = p.user
+    ? `<form method="post" action="/auth/logout"><input type="hidden" name="_csrf" value="${e(p.csrfToken)}"><span>${e(p.user.login)}</span> <button type="submit">Sign out</button></form>`
+    : '';
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>${e(p.title)} · spotinference</title><style>${STYLE}</style></head>
+<body><a class="skip" href="#main">Skip to content</a><header><strong><a href="/">spotinference</a></strong>${switcher}<nav aria-label="Sections">${nav.join('')}</nav>${account}</header>
+<main id="main"><h1>${e(p.title)}</h1>
+${p.body}
+</main></body></html>`;
+}
+
