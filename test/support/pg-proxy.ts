@@ -1,12 +1,18 @@
 import net from 'node:net';
 
 /**
- * A TCP proxy in front of Postgres, to simulate an outage: {@link cut} destroys every connection and resets
- * new ones (clients see ECONNRESET, as when Postgres goes down), {@link restore} lets them through again.
+ * A TCP proxy in front of Postgres or Redis, to simulate an outage two ways: {@link cut} destroys every
+ * connection and resets new ones (clients see ECONNRESET, as when the server goes down); {@link blackhole}
+ * keeps connections open and accepts new ones, but nothing is forwarded either way (a server that stops
+ * answering: clients wait). {@link restore} lets traffic through again (a blackholed connection stays dead:
+ * only new connections pass, as after a real network partition heals with lost state).
  */
 export class PgProxy {
   private readonly sockets = new Set<net.Socket>();
   private down = false;
+  private holed = false;
+  /** Connections accepted while blackholed (never forwarded), closed on restore/close. */
+  private readonly held = new Set<net.Socket>();
 
   private constructor(
     private readonly server: net.Server,
@@ -40,18 +46,43 @@ export class PgProxy {
     this.sockets.clear();
   }
 
+  /** The server "stops answering": bytes are swallowed both ways; connections stay open, new ones hang. */
+  blackhole(): void {
+    this.holed = true;
+    for (const socket of this.sockets) {
+      socket.unpipe();
+      socket.pause();
+    }
+  }
+
   restore(): void {
     this.down = false;
+    if (this.holed) {
+      this.holed = false;
+      // the swallowed connections cannot resume mid-protocol: end them so clients reconnect
+      for (const socket of [...this.sockets, ...this.held]) socket.destroy();
+      this.sockets.clear();
+      this.held.clear();
+    }
   }
 
   async close(): Promise<void> {
     this.cut();
+    for (const socket of this.held) socket.destroy();
+    this.held.clear();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
   private accept(client: net.Socket, target: { host: string; port: number }): void {
     if (this.down) {
       client.resetAndDestroy();
+      return;
+    }
+    if (this.holed) {
+      this.held.add(client);
+      client.on('error', () => undefined);
+      client.on('close', () => this.held.delete(client));
+      client.pause();
       return;
     }
     const upstream = net.connect(target.port, target.host);
