@@ -165,6 +165,35 @@ describe('gateway: the OpenAI contract through the official SDK', () => {
       expect(row).toMatchObject({ model: OTHER_MODEL, completionTokens: 5, estimated: false });
     });
 
+    it('streamed chunks carry no usage key unless the client asked for usage (the engine sends "usage":null in each)', async () => {
+      const events = async (body: Record<string, unknown>): Promise<Record<string, unknown>[]> => {
+        const res = await fetch(`${s.baseURL}/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${s.key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: OTHER_MODEL, prompt: 'Say hi', max_tokens: 6, stream: true, ...body }),
+        });
+        expect(res.status).toBe(200);
+        const text = await res.text();
+        const frames = text.split('\n\n').filter(Boolean);
+        expect(frames[frames.length - 1]).toBe('data: [DONE]');
+        return frames.slice(0, -1).map((f) => JSON.parse(f.slice(6)) as Record<string, unknown>);
+      };
+      // vLLM's completion chunks say "usage":null once include_usage is on, which the gateway always asks for
+      s.sim.received.length = 0;
+      const plain = await events({});
+      expect(lastReceived(s).body).toMatchObject({ stream_options: { include_usage: true } });
+      expect(plain.length).toBe(6);
+      for (const chunk of plain) {
+        expect(chunk).not.toHaveProperty('usage');
+        expect(chunk.object).toBe('text_completion');
+      }
+      expect(plain.map((c) => (c.choices as Array<{ text: string }>)[0].text).join('').length).toBeGreaterThan(0);
+      // asked for: OpenAI's shape, usage null on every chunk and the totals in a last choices-less chunk
+      const asked = await events({ stream_options: { include_usage: true } });
+      expect(asked.slice(0, -1).every((c) => c.usage === null)).toBe(true);
+      expect(asked[asked.length - 1]).toMatchObject({ choices: [], usage: { completion_tokens: 6 } });
+    });
+
     it('passes embeddings through (base64 as the SDK asks) and bills their prompt tokens', async () => {
       const { data, request_id } = await s.client.embeddings.create({ model: EMBED_MODEL, input: ['one two three', 'four'] }).withResponse();
       expect(data.data).toHaveLength(2);

@@ -8,7 +8,7 @@ import type { BudgetHold } from '../limits/rate-limiter';
 import type { GatewayMetrics } from '../metrics/gateway-metrics';
 import type { Candidate, FailureKind } from '../routing/upstream-pool';
 import { type CheckedRequest, type ProxyKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
-import { classifyFrame, ERROR_KEY, eventEnd, FrameKind, midstreamErrorFrame, parseFrame, rewriteErrorFrame, USAGE_KEY } from './sse-frames';
+import { classifyFrame, ERROR_KEY, eventEnd, FrameKind, midstreamErrorFrame, parseFrame, rewriteErrorFrame, USAGE_KEY, USAGE_NULL_KEY, usageNullSpan } from './sse-frames';
 import { type TokenUsage, usageFromJsonTail, usageFromObject } from './token-usage';
 
 /** Per-process collaborators of every exchange (singletons, so an exchange holds one reference). */
@@ -371,12 +371,22 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     let eventStart = 0;
     let usageAt = buf.indexOf(USAGE_KEY);
     let errorAt = buf.indexOf(ERROR_KEY);
+    // one memmem per read, only for clients that did not ask for usage (their chunks must carry no usage key)
+    let nullAt = this.req.clientWantsUsage ? -1 : buf.indexOf(USAGE_NULL_KEY);
     let sep: number;
     while ((sep = eventEnd(buf, eventStart)) !== -1) {
       const next = sep + 2;
       const kind = classifyFrame(buf, eventStart, sep, usageAt, errorAt);
       if (kind === FrameKind.Content) {
         if (this.contentEvents++ === 0 && this.firstByteAt === 0) this.firstByteAt = performance.now();
+        while (nullAt >= eventStart && nullAt < sep) {
+          const span = usageNullSpan(buf, eventStart, sep, nullAt);
+          if (span !== null) {
+            if (span.from > flushFrom) this.write(buf.subarray(flushFrom, span.from));
+            flushFrom = span.to;
+          }
+          nullAt = buf.indexOf(USAGE_NULL_KEY, nullAt + USAGE_NULL_KEY.length);
+        }
       } else if (kind === FrameKind.Done) {
         this.sawDone = true;
       } else if (kind === FrameKind.Usage) {
@@ -399,6 +409,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
       }
       if (usageAt >= 0 && usageAt < next) usageAt = buf.indexOf(USAGE_KEY, next);
       if (errorAt >= 0 && errorAt < next) errorAt = buf.indexOf(ERROR_KEY, next);
+      if (nullAt >= 0 && nullAt < next) nullAt = buf.indexOf(USAGE_NULL_KEY, next);
       eventStart = next;
     }
     if (eventStart > flushFrom) this.write(buf.subarray(flushFrom, eventStart));

@@ -1,4 +1,4 @@
-import { classifyEvent, eventEnd, FrameKind, midstreamErrorFrame, parseFrame, rewriteErrorFrame } from './sse-frames';
+import { classifyEvent, eventEnd, FrameKind, midstreamErrorFrame, parseFrame, rewriteErrorFrame, USAGE_NULL_KEY, usageNullSpan } from './sse-frames';
 
 function classify(event: string): FrameKind {
   const buf = Buffer.from(`xx${event}\n\n`);
@@ -51,5 +51,19 @@ describe('SSE frames', () => {
   it('builds a mid-stream error frame in the envelope', () => {
     const text = midstreamErrorFrame('engine died').toString();
     expect(JSON.parse(text.slice(6)).error).toEqual({ message: 'engine died', type: 'server_error', param: null, code: 'upstream_error' });
+  });
+
+  it('finds the "usage":null member with its joining comma, so cutting it leaves valid JSON', () => {
+    const cut = (event: string): string | null => {
+      const buf = Buffer.from(event);
+      const at = buf.indexOf(USAGE_NULL_KEY);
+      const span = usageNullSpan(buf, 0, buf.length, at);
+      return span === null ? null : buf.toString('utf8', 0, span.from) + buf.toString('utf8', span.to);
+    };
+    expect(cut('data: {"id":"c","choices":[{"text":"a"}],"usage":null}')).toBe('data: {"id":"c","choices":[{"text":"a"}]}');
+    expect(cut('data: {"usage":null,"id":"c"}')).toBe('data: {"id":"c"}');
+    expect(JSON.parse(cut('data: {"id":"c","usage":null,"choices":[]}')!.slice(6))).toEqual({ id: 'c', choices: [] });
+    // not a whole member: left alone
+    expect(cut('data: {"usage":null}')).toBeNull();
   });
 });

@@ -17,6 +17,11 @@ export enum FrameKind {
 const DATA = Buffer.from('data: ');
 /** Keys searched for once per chunk read, not once per event (most chunks have neither). */
 export const USAGE_KEY = Buffer.from('"usage":{');
+/**
+ * `"usage":null`, which engines put in every chunk once `include_usage` is on (vLLM's completions always). OpenAI
+ * sends no usage key at all when the client did not ask for usage, so the relay cuts it out then.
+ */
+export const USAGE_NULL_KEY = Buffer.from('"usage":null');
 /** Matches both error shapes: `{"error":{...}}` and the flat `"object":"error"`. */
 export const ERROR_KEY = Buffer.from('"error"');
 
@@ -60,6 +65,19 @@ export function classifyEvent(buf: Buffer, start: number, end: number): FrameKin
   const u = event.indexOf(USAGE_KEY);
   const e = event.indexOf(ERROR_KEY);
   return classifyFrame(buf, start, end, u < 0 ? -1 : start + u, e < 0 ? -1 : start + e);
+}
+
+/**
+ * The span to cut to remove the `"usage":null` member at `at` (a position in `buf` inside the event
+ * `[start, end)`), with the comma that joins it to its neighbour: `[from, to)`. Null when the key is not a
+ * whole member there (never the case in an engine's JSON, whose strings escape their quotes).
+ */
+export function usageNullSpan(buf: Buffer, start: number, end: number, at: number): { from: number; to: number } | null {
+  const after = at + USAGE_NULL_KEY.length;
+  if (at <= start || after > end) return null;
+  if (buf[at - 1] === 44 /* , */) return { from: at - 1, to: after }; // {...,"usage":null}
+  if (buf[after] === 44) return { from: at, to: after + 1 }; // {"usage":null,...}
+  return null;
 }
 
 /** The JSON payload of a `data: ` event, parsed; null when it is not JSON. */
