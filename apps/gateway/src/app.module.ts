@@ -19,6 +19,7 @@ import { ProxyService } from './proxy/proxy.service';
 import { V1Routes } from './proxy/v1-routes';
 import { modelCatalogProvider } from './routing/model-catalog.provider';
 import { HealthChecker } from './routing/health-checker';
+import { PoisonGuard } from './routing/poison-guard';
 import { TierWaker } from './routing/tier-waker';
 import { UpstreamPool } from './routing/upstream-pool';
 
@@ -39,6 +40,7 @@ export class GatewayModule {
         UpstreamPool,
         HealthChecker,
         TierWaker,
+        PoisonGuard,
         ProxyService,
         ModelsService,
         OpenAIExceptionFilter,

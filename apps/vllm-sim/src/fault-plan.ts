@@ -13,6 +13,8 @@ const match = {
   count,
   /** Extra delay before anything is sent (the request counts as waiting meanwhile). */
   delayMs: z.number().int().nonnegative().optional(),
+  /** Only requests whose raw body contains this text (e.g. a marker in a prompt). */
+  bodyContains: z.string().min(1).optional(),
 };
 const errorFields = {
   status: z.number().int().min(400).max(599).optional(),
@@ -40,6 +42,11 @@ export const faultSpecSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('drop'), ...match, afterTokens: z.number().int().nonnegative() }),
   z.object({ kind: z.literal('slow-start'), ...match, delayMs: z.number().int().nonnegative() }),
   z.object({ kind: z.literal('hang'), ...match }),
+  /**
+   * The engine dies on this request (a poisonous input that crashes the process): every connection is cut and
+   * the port stops listening, as when vLLM's process exits. A sim run as a process exits with status 1.
+   */
+  z.object({ kind: z.literal('crash'), ...match }),
 ]);
 
 /** A fault to inject into the next matching request(s). */
@@ -85,14 +92,15 @@ export class FaultController {
     return this.queue.length;
   }
 
-  /** Takes the fault for a request, if any. */
-  take(path: string, model: string | undefined): ParsedFault | undefined {
+  /** Takes the fault for a request, if any (`body`: the raw request body, for `bodyContains`). */
+  take(path: string, model: string | undefined, body?: string): ParsedFault | undefined {
     if (this.queue.length === 0) return undefined;
     for (let i = 0; i < this.queue.length; i++) {
       const q = this.queue[i]!;
       const s = q.spec;
       if (s.path !== undefined ? s.path !== path : !INFERENCE_PATHS.includes(path)) continue;
       if (s.model !== undefined && s.model !== model) continue;
+      if (s.bodyContains !== undefined && (body === undefined || !body.includes(s.bodyContains))) continue;
       if (--q.remaining <= 0) this.queue.splice(i, 1);
       return s;
     }

@@ -67,7 +67,13 @@ function parseOptions(argv: string[]): SimOptions {
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
-  const sim = await startSim(opts);
+  const sim = await startSim({
+    ...opts,
+    onCrash: () => {
+      process.stderr.write('vllm-sim: crashed (a crash fault matched the request)\n');
+      process.exit(1);
+    },
+  });
   process.stdout.write(`vllm-sim listening on ${sim.url} (models: ${opts.models.join(', ')})\n`);
   const stop = (): void => {
     sim.close().then(

@@ -14,6 +14,8 @@ export interface SimStats {
   failed: number;
   /** Connections the sim destroyed on purpose (`drop` faults). */
   dropped: number;
+  /** Times a `crash` fault killed the engine. */
+  crashes: number;
   /** Prompt tokens of requests that started generating. */
   promptTokens: number;
   /** Tokens actually emitted (partial streams count what was sent). */
@@ -22,7 +24,7 @@ export interface SimStats {
 
 export function emptyStats(): SimStats {
   return {
-    requests: 0, running: 0, waiting: 0, aborted: 0, completed: 0, failed: 0, dropped: 0,
+    requests: 0, running: 0, waiting: 0, aborted: 0, completed: 0, failed: 0, dropped: 0, crashes: 0,
     promptTokens: 0, generationTokens: 0,
   };
 }

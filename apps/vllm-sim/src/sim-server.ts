@@ -21,6 +21,8 @@ export type { SimStats } from './sim-metrics';
 export interface SimOptions {
   /** 0 (default) picks a free port. */
   port?: number;
+  /** What a `crash` fault does; default: cut every connection and stop listening (a process exits instead). */
+  onCrash?: () => void;
   /** Default 127.0.0.1. */
   host?: string;
   /** Served model names; the first one answers requests that name no model. */
@@ -110,6 +112,17 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
     void reply.code(404).type('application/json').send('{"detail":"Not Found"}');
   });
 
+  /** A poisonous request killed the engine: every connection goes, the port stops listening. */
+  const crash = (): void => {
+    stats.crashes++;
+    if (opts.onCrash) {
+      opts.onCrash();
+      return;
+    }
+    app.server.closeAllConnections();
+    void app.close();
+  };
+
   const server: SimServer = {
     url: '',
     port: 0,
@@ -156,6 +169,9 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
         return true;
       case 'slow-start':
         return false;
+      case 'crash':
+        crash();
+        return true;
     }
   };
 
@@ -209,7 +225,7 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
     record(req.method, path, req.headers, body);
     const model = typeof body.model === 'string' ? body.model : ctx.defaultModel;
     ex.model = models.get(model);
-    const fault = faults.take(path, model);
+    const fault = faults.size > 0 ? faults.take(path, model, typeof req.body === 'string' ? req.body : undefined) : undefined;
     const run = (): void => {
       try {
         generate(ex, kind, body, req.headers, fault);

@@ -92,6 +92,8 @@ export const configSchema = z.object({
   BREAKER_COOLDOWN_MS: positiveInt.default(5_000),
   /** Total time a request may spend on retries and waiting for a tier before the client gets an error. */
   ROUTE_DEADLINE_MS: positiveInt.default(60_000),
+  /** A request body that failed two engines after being sent to them is refused (502) for this long, in seconds. */
+  POISON_TTL_S: positiveInt.default(300),
   /** Requests held per tier while it wakes; more get 503 at once. */
   WAKE_QUEUE_MAX: positiveInt.default(1_000),
   TIER_IDLE_CHECK_MS: positiveInt.default(10_000),

@@ -45,6 +45,12 @@ export class GatewayMetrics {
     labelNames: ['tier'] as const,
     registers: [this.registry],
   });
+  readonly poison = new Counter({
+    name: 'gateway_poison_requests_total',
+    help: 'Request bodies that failed engines after being sent to them: struck (one failure), detected (refused from now on), refused (answered 502 without touching an engine)',
+    labelNames: ['event'] as const,
+    registers: [this.registry],
+  });
   readonly tierWakes = new Counter({
     name: 'gateway_tier_wakes_total',
     help: 'Wakes of sleeping tiers seen by this gateway, by tier and outcome (awake, deadline, error)',

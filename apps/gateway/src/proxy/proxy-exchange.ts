@@ -6,6 +6,7 @@ import type { Dispatcher } from 'undici';
 import type { AuthedKey } from '../auth/authed-key';
 import type { BudgetHold } from '../limits/rate-limiter';
 import type { GatewayMetrics } from '../metrics/gateway-metrics';
+import { POISON_STRIKES, type PoisonGuard } from '../routing/poison-guard';
 import type { Candidate, FailureKind } from '../routing/upstream-pool';
 import { type CheckedRequest, type ProxyKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
 import { classifyFrame, ERROR_KEY, eventEnd, FrameKind, midstreamErrorFrame, parseFrame, rewriteErrorFrame, USAGE_KEY, USAGE_NULL_KEY, usageNullSpan } from './sse-frames';
@@ -31,6 +32,10 @@ export interface ExchangeContext {
   readonly wakeFallback: (model: string, tried: readonly Candidate[]) => Promise<readonly Candidate[]> | null;
   /** Settles the request's budget reservation with what it cost (called once, when it ends). */
   readonly settleBudget: (key: AuthedKey, hold: BudgetHold, costNanos: number) => void;
+  /** Bodies that failed engines after being sent: at most {@link POISON_STRIKES} engine incidents each. */
+  readonly poison: PoisonGuard;
+  /** POISON_TTL_S, for the message of the 502. */
+  readonly poisonTtlS: number;
 }
 
 const enum Phase {
@@ -54,6 +59,15 @@ const RETRYABLE_CODES = new Set([
   'UND_ERR_SOCKET',
   'UND_ERR_CLOSED',
 ]);
+
+/** Failures where the request never reached the engine (nothing was sent): any other replica may take it freely. */
+const UNSENT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/** What a failure after the request was sent looked like, in the words of the 502 (and the log). */
+function sentFailure(code: string): string {
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') return 'the engine timed out while holding the request';
+  return `the engine's connection was lost after the request was sent (${code})`;
+}
 
 class ClientGoneError extends Error {
   readonly code = 'client_gone';
@@ -108,6 +122,8 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
   private readonly onDrain: () => void;
   private readonly uncork: () => void;
   private readonly startedAtEpoch = Date.now();
+  /** The body's fingerprint, computed on the first failure after sending (see {@link PoisonGuard}). */
+  private fingerprint: string | null = null;
 
   constructor(
     private readonly ctx: ExchangeContext,
@@ -330,12 +346,15 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
       this.ctx.metrics.upstreamErrors.labels(route.tier, timeout ? 'timeout' : 'connect').inc();
       // an engine that refuses or resets connections has vanished (spot preemption): ejected at once
       this.endpointFailed(timeout ? 'status' : 'connect', code || err.message);
-      if (!timeout && RETRYABLE_CODES.has(code) && this.mayRetry()) {
+      // nothing sent: any replica may take it; sent and lost: the request may be what killed the engine
+      const retryable = timeout || RETRYABLE_CODES.has(code);
+      if (retryable && !UNSENT_CODES.has(code) && this.poisoned(sentFailure(code))) return;
+      if (retryable && this.mayRetry()) {
         this.ctx.metrics.retries.labels(route.tier).inc();
         this.next();
         return;
       }
-      if (!timeout && RETRYABLE_CODES.has(code) && this.wakeFallback()) return;
+      if (retryable && this.wakeFallback()) return;
       this.ctx.onError(`engine ${endpoint.origin} (tier ${route.tier}) failed before responding: ${code || err.message}`);
       const status = timeout ? 504 : 502;
       const message = timeout
@@ -352,6 +371,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     this.ctx.metrics.upstreamErrors.labels(route.tier, 'midstream').inc();
     this.endpointFailed(RETRYABLE_CODES.has(code) ? 'connect' : 'status', `mid-response: ${code || err.message}`);
     this.ctx.onError(`engine ${endpoint.origin} failed mid-response: ${code || err.message}`);
+    if (RETRYABLE_CODES.has(code) && this.poisoned(sentFailure(code))) return;
     if (this.headPending && RETRYABLE_CODES.has(code) && this.retryUnsent()) return;
     if (this.req.stream) this.failMidstream(`The engine failed mid-stream (${code || err.message}).`);
     else {
@@ -490,6 +510,31 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     // no terminating chunk: the connection is cut after the frame, so no client can take this for a clean end
     this.res.write(frame, () => this.res.destroy());
     this.finish(502);
+  }
+
+  /**
+   * Counts a failure of the current engine while it held the request. On the body's second engine incident the
+   * request is not tried again (it may be what kills them): a stream not yet begun and any other response get a
+   * 502 `upstream_error` naming the failure, a stream under way its error frame; true then. False: carry on.
+   */
+  private poisoned(failure: string): boolean {
+    if (this.clientGone || this.gate === Gate.Refused) return false;
+    this.fingerprint ??= this.ctx.poison.fingerprint(this.req.body);
+    const strikes = this.ctx.poison.strike(this.fingerprint, this.candidate.endpoint.origin);
+    if (strikes < POISON_STRIKES) {
+      this.ctx.metrics.poison.labels('struck').inc();
+      return false;
+    }
+    this.ctx.metrics.poison.labels('detected').inc();
+    this.ctx.onError(`request ${this.requestId}: ${failure} on a second engine; identical requests are refused for ${this.ctx.poisonTtlS} s`);
+    const message = `The request failed on two engines in a row (${failure}), so it is not retried again; identical requests are refused for ${this.ctx.poisonTtlS} seconds.`;
+    if (this.res.headersSent) {
+      this.failMidstream(message);
+      return true;
+    }
+    this.headPending = false;
+    this.respondError(502, errorBody(502, message, 'upstream_error', null, 'server_error'), { 'x-should-retry': 'false' });
+    return true;
   }
 
   /** Whether a failed attempt may move on: another candidate left, time left, nobody waiting on a refusal. */

@@ -7,6 +7,7 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { ApiKeyAuthService } from '../auth/api-key-auth.service';
 import { RateLimiter } from '../limits/rate-limiter';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
+import { PoisonGuard } from '../routing/poison-guard';
 import { TierWaker } from '../routing/tier-waker';
 import { UpstreamPool } from '../routing/upstream-pool';
 import { checkRequest, type ProxyKind } from './openai-request';
@@ -35,6 +36,7 @@ export class ProxyService {
   private readonly live = new Set<ProxyExchange>();
   private readonly ctx: ExchangeContext;
   private readonly billingBlocked: ApiError;
+  private readonly poisonRefused: ApiError;
   private idleWaiters: Array<() => void> = [];
 
   constructor(
@@ -43,7 +45,8 @@ export class ProxyService {
     @Inject(ModelCatalog) private readonly catalog: ModelCatalog,
     private readonly pool: UpstreamPool,
     private readonly waker: TierWaker,
-    metrics: GatewayMetrics,
+    private readonly poison: PoisonGuard,
+    private readonly metrics: GatewayMetrics,
     recorder: UsageRecorder,
     @Inject(APP_CONFIG) config: AppConfig,
   ) {
@@ -55,8 +58,18 @@ export class ProxyService {
       null,
       { 'x-should-retry': 'false' },
     );
+    this.poisonRefused = new ApiError(
+      502,
+      'server_error',
+      `An identical request failed on two engines in a row (their connection was lost while they held it), so it is refused for up to ${config.POISON_TTL_S} seconds without being sent to an engine.`,
+      'upstream_error',
+      null,
+      { 'x-should-retry': 'false' },
+    );
     this.ctx = {
       metrics,
+      poison,
+      poisonTtlS: config.POISON_TTL_S,
       timers: { chat: metrics.routeTimers('chat'), completions: metrics.routeTimers('completions'), embeddings: metrics.routeTimers('embeddings') },
       recorder,
       onSettled: (x) => this.settled(x),
@@ -95,6 +108,11 @@ export class ProxyService {
     if (key.billingBlockedAtMs !== null && Date.now() >= key.billingBlockedAtMs) throw this.billingBlocked;
     const refused = this.limiter.refusedNow(key);
     if (refused !== null) throw refused;
+    // only while some body has failed an engine after being sent to it: never on a quiet day
+    if (this.poison.active && this.poison.isPoisoned(this.poison.fingerprint(req.body))) {
+      this.metrics.poison.labels('refused').inc();
+      throw this.poisonRefused;
+    }
     const routable = this.waker.route(req.model, routes);
     const usable = Array.isArray(routable) ? (routable as readonly ModelRoute[]) : await routable;
     takeOver?.();
