@@ -1,4 +1,5 @@
-import { type ChromiumFacts, type CommandRunner, DEBIAN_CHROMIUM, chromiumPath, decideChromium, ensureChromium, osFamilies } from './chromium';
+import { osFamilies } from '../../bench/support/apt-get';
+import { type ChromiumFacts, type CommandRunner, DEBIAN_CHROMIUM, chromiumPath, decideChromium, ensureChromium } from './chromium';
 
 const DEBIAN = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nID=debian\n';
 const UBUNTU = 'NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\n';
