@@ -2,7 +2,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
-import { LOOP_DELAY_PROBE } from './loop-delay';
+import { LOOP_DELAY_ENV, LOOP_DELAY_PROBE } from './loop-delay';
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -26,7 +26,7 @@ export interface StartOptions {
 export function startNode(name: string, file: string, args: string[], env: NodeJS.ProcessEnv, options: StartOptions = {}): ChildProcess {
   const nodeArgs = [...(options.nodeArgs ?? []), ...(options.probeLoop ? ['-r', LOOP_DELAY_PROBE] : [])];
   const child = spawn(process.execPath, [...nodeArgs, file, ...args], {
-    env,
+    env: options.probeLoop ? { ...env, [LOOP_DELAY_ENV]: '1' } : env,
     stdio: options.probeLoop ? ['ignore', 'ignore', 'pipe', 'ipc'] : ['ignore', 'ignore', 'pipe'],
   });
   child.stderr?.on('data', (d: Buffer) => process.stderr.write(`[${name}] ${d}`));

@@ -1,14 +1,16 @@
 /**
  * Preloaded into a process a bench starts (`node -r dist/bench/support/loop-delay-probe.js main.js`, with an
  * IPC channel): samples that process's own event-loop delay (perf_hooks.monitorEventLoopDelay) and answers
- * the bench's `{ type: 'loop-delay' }` messages with it (see loop-delay.ts). Inert without an IPC channel and in
- * cluster workers, whose channel belongs to their primary.
+ * the bench's `{ type: 'loop-delay' }` messages with it (see loop-delay.ts). Active only in the process the bench
+ * started (marked by BENCH_LOOP_PROBE, removed here so that workers it forks, which inherit the preload and
+ * have IPC channels of their own to it, leave their channels alone).
  */
-import cluster from 'node:cluster';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { LOOP_DELAY_RESOLUTION_MS, type LoopDelayReply, type LoopDelayRequest } from './loop-delay';
+import { LOOP_DELAY_ENV, LOOP_DELAY_RESOLUTION_MS, type LoopDelayReply, type LoopDelayRequest } from './loop-delay';
 
-if (typeof process.send === 'function' && !cluster.isWorker) {
+const marked = process.env[LOOP_DELAY_ENV] === '1';
+delete process.env[LOOP_DELAY_ENV];
+if (marked && typeof process.send === 'function') {
   const histogram = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   histogram.enable();
   // the sampling timer fires every RESOLUTION ms when idle; what is late beyond that is the delay

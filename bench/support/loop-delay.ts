@@ -4,6 +4,9 @@ import path from 'node:path';
 /** Sampling interval of the probe's histogram, in ms. */
 export const LOOP_DELAY_RESOLUTION_MS = 10;
 
+/** Marks the process the bench started (its descendants do not inherit it). */
+export const LOOP_DELAY_ENV = 'BENCH_LOOP_PROBE';
+
 /** The preload that samples a child's event loop (the built file: benches run from dist/). */
 export const LOOP_DELAY_PROBE = path.join(__dirname, 'loop-delay-probe.js');
 
