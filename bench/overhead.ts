@@ -1,20 +1,22 @@
 /**
  * Gateway overhead: open-loop streaming load at a fixed rate, alternating requests sent straight to
  * vllm-sim and through the gateway (auth, rate limits and usage recording on), each in its own process.
- * Prints P50/P95/P99 of time to first byte and of total time for both paths and their difference, and
- * writes bench/results/overhead-<date>.json.
+ * Prints P50/P95/P99 of time to first byte and of total time for both paths and their difference, the event-loop
+ * delay of the gateway process after warm-up (P50/P99/max, sampled inside that process by a preloaded probe:
+ * bench/support/loop-delay-probe.ts), and writes bench/results/overhead-<date>.json.
  *
  *   npm run bench:overhead -- [--rate 200] [--duration 20] [--warmup 3] [--tokens 16] [--limits on|off] [--via gateway|naive]
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { Pool } from 'undici';
+import { benchTiersYaml, cli, migrate } from './support/bench-org';
+import { freePort, percentile as pct, startNode, waitForPort, waitForUrl } from './support/child-processes';
+import { type LoopDelay, LOOP_DELAY_RESOLUTION_MS, loopDelay } from './support/loop-delay';
 
 const root = path.resolve(__dirname, '../..');
 const dist = path.join(root, 'dist');
@@ -46,56 +48,12 @@ interface Sample {
   ok: boolean;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-function start(name: string, file: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): ChildProcess {
-  const child = spawn(process.execPath, [...nodeArgs, file, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr?.on('data', (d: Buffer) => process.stderr.write(`[${name}] ${d}`));
-  return child;
-}
-
-async function waitFor(url: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const res = await fetch(url);
-      if (res.ok) return;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) throw new Error(`${url} did not come up`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function cli(args: string[], env: NodeJS.ProcessEnv): string {
-  const out = execFileSync(process.execPath, [path.join(dist, 'apps/cli/src/main.js'), ...args], { env, encoding: 'utf8' });
-  return out.trim().split('\n').pop() ?? '';
-}
-
-function pct(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
 async function main(): Promise<void> {
   const simPort = await freePort();
   const gwPort = await freePort();
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'bench-overhead-'));
   const tiersFile = path.join(tmp, 'tiers.yaml');
-  writeFileSync(
-    tiersFile,
-    `tiers:\n  - name: bench\n    kind: spot\n    endpoints: [http://127.0.0.1:${simPort}]\n    models:\n      - id: bench-model\n        upstream: bench-upstream\n        price: { input_per_mtok: 0.05, output_per_mtok: 0.10 }\n`,
-  );
+  writeFileSync(tiersFile, benchTiersYaml(`http://127.0.0.1:${simPort}`));
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     DATABASE_URL,
@@ -107,7 +65,7 @@ async function main(): Promise<void> {
     LOG_LEVEL: 'warn',
     NODE_ENV: 'production',
   };
-  execFileSync(process.execPath, [path.join(root, 'scripts/prisma-wasm-migrate.mjs'), 'deploy'], { env, stdio: 'ignore' });
+  migrate(env);
   const slug = `bench-${randomUUID().slice(0, 8)}`;
   cli(['org', 'create', slug], env);
   // limits on (default): high enough never to refuse, so the limiter runs on every request without refusing
@@ -116,16 +74,18 @@ async function main(): Promise<void> {
   const db = new pg.Client({ connectionString: DATABASE_URL });
   await db.connect();
 
-  const sim = start('sim', path.join(dist, 'apps/vllm-sim/src/main.js'), ['--port', String(simPort), '--models', 'bench-upstream', '--output-tokens', String(TOKENS)], env);
+  const sim = startNode('sim', path.join(dist, 'apps/vllm-sim/src/main.js'), ['--port', String(simPort), '--models', 'bench-upstream', '--output-tokens', String(TOKENS)], env);
   const profileDir = values['profile-gateway'];
   const naive = values.via === 'naive';
+  // the probe samples the proxy's own event loop, inside its process
+  const startOptions = { nodeArgs: profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [], probeLoop: true };
   const gateway = naive
-    ? start('naive', path.join(dist, 'bench/naive-proxy.js'), [String(gwPort), `http://127.0.0.1:${simPort}`, 'bench-upstream'], env, profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])
-    : start('gateway', path.join(dist, 'apps/gateway/src/main.js'), [], env, profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []);
+    ? startNode('naive', path.join(dist, 'bench/naive-proxy.js'), [String(gwPort), `http://127.0.0.1:${simPort}`, 'bench-upstream'], env, startOptions)
+    : startNode('gateway', path.join(dist, 'apps/gateway/src/main.js'), [], env, startOptions);
   try {
-    await waitFor(`http://127.0.0.1:${simPort}/health`);
-    if (naive) await new Promise((r) => setTimeout(r, 1000));
-    else await waitFor(`http://127.0.0.1:${gwPort}/readyz`);
+    await waitForUrl(`http://127.0.0.1:${simPort}/health`);
+    if (naive) await waitForPort(gwPort);
+    else await waitForUrl(`http://127.0.0.1:${gwPort}/readyz`);
 
     const direct = new Pool(`http://127.0.0.1:${simPort}`, { connections: 128 });
     const viaGateway = new Pool(`http://127.0.0.1:${gwPort}`, { connections: 128 });
@@ -156,6 +116,9 @@ async function main(): Promise<void> {
     const total = Math.round(RATE * (DURATION_S + WARMUP_S));
     const interval = 1000 / RATE;
     const t0 = performance.now() + 50;
+    // the event-loop window starts when the warm-up ends, as the measured samples do
+    let loopReset: Promise<LoopDelay> | null = null;
+    const warmupTimer = setTimeout(() => (loopReset = loopDelay(gateway, true)), t0 + WARMUP_S * 1000 - performance.now());
     const pending: Promise<Sample>[] = [];
     let maxLag = 0;
     for (let i = 0; i < total; i++) {
@@ -166,7 +129,12 @@ async function main(): Promise<void> {
       // latency counts from the scheduled time (open loop: no coordinated omission)
       pending.push(one(i % 2 === 0 ? 'direct' : 'gateway', scheduled));
     }
-    const samples = (await Promise.all(pending)).filter((s) => s.at >= t0 + WARMUP_S * 1000);
+    const all = await Promise.all(pending);
+    clearTimeout(warmupTimer);
+    if (loopReset === null) await loopDelay(gateway, true);
+    else await loopReset;
+    const gatewayLoop = await loopDelay(gateway);
+    const samples = all.filter((s) => s.at >= t0 + WARMUP_S * 1000);
     if (process.env.BENCH_DUMP) writeFileSync(process.env.BENCH_DUMP, JSON.stringify(samples.map((x) => ({ ...x, at: x.at - t0 }))));
     await direct.close();
     await viaGateway.close();
@@ -206,6 +174,9 @@ async function main(): Promise<void> {
     console.log(
       `added     ${''.padStart(6)} ${''.padStart(5)} ${f(diff.ttfb.p50)}  ${f(diff.ttfb.p95)}  ${f(diff.ttfb.p99)}  ${f(diff.total.p50)}  ${f(diff.total.p95)}  ${f(diff.total.p99)}`,
     );
+    console.log(
+      `\nevent-loop delay of the ${naive ? 'naive proxy' : 'gateway'} process after warm-up: p50 ${gatewayLoop.p50.toFixed(2)} ms, p99 ${gatewayLoop.p99.toFixed(2)} ms, max ${gatewayLoop.max.toFixed(2)} ms (${gatewayLoop.samples} samples, one per ${LOOP_DELAY_RESOLUTION_MS} ms)`,
+    );
 
     // graceful stop flushes usage: every gateway request must be in usage_events
     gateway.kill('SIGTERM');
@@ -226,6 +197,7 @@ async function main(): Promise<void> {
       direct: d,
       gateway: g,
       addedMs: diff,
+      gatewayLoopDelayMs: gatewayLoop,
       usageEvents: naive ? null : { recorded: Number(counted[0].n), expected: gatewaySent },
     };
     const outDir = path.join(root, 'bench/results');

@@ -1,18 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import OpenAI from 'openai';
 import { type Browser, chromium } from 'playwright-core';
+import { chromiumPath } from '../support/chromium';
 import { type ConsoleStack, newGitHubUser, startConsoleStack } from '../support/console-stack';
 import { CHAT_MODEL, type GatewayStack, startGatewayStack } from '../support/gateway-stack';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = resolve(__dirname, '../artifacts');
 const messages = [{ role: 'user' as const, content: 'hi' }];
 
 /**
- * The whole customer journey in a real browser (Debian's chromium, driven by playwright-core): sign in through
- * the fake GitHub's consent page, create an org, mint a key, use it with the openai SDK, revoke it, see 401.
+ * The whole customer journey in a real browser (Debian's chromium or CHROMIUM_PATH, driven by playwright-core): sign
+ * in through the fake GitHub's consent page, create an org, mint a key, use it with the openai SDK, revoke it, see 401.
  */
 describe('console in Chromium', () => {
   let consoleStack: ConsoleStack;
@@ -20,14 +20,15 @@ describe('console in Chromium', () => {
   let browser: Browser;
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (.ci/run does)`);
+    // the browser project's global setup found or installed it; a missing browser fails here, never skips
+    const executablePath = chromiumPath();
     mkdirSync(ARTIFACTS, { recursive: true });
     // one Redis prefix: the gateway hears the console's revocations; the console shows the gateway's URL
     const prefix = `test:${randomUUID()}:`;
     gateway = await startGatewayStack({ REDIS_PREFIX: prefix });
     consoleStack = await startConsoleStack({ REDIS_PREFIX: prefix, GATEWAY_PUBLIC_URL: gateway.baseURL.replace(/\/v1$/, '') }, { consentPage: true });
     browser = await chromium.launch({
-      executablePath: CHROMIUM,
+      executablePath,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
   }, 60_000);

@@ -86,6 +86,8 @@ export const configSchema = z.object({
   // --- tiers: health, failover, wake (issue 5) ---
   /** Bearer token for the gateway's /admin routes; unset = those routes answer 404. */
   ADMIN_TOKEN: z.string().min(16).optional(),
+  /** Bearer token the gateway's /metrics asks for; unset = /metrics is open (keep it off the public network). */
+  METRICS_TOKEN: z.string().min(16).optional(),
   HEALTH_CHECK_INTERVAL_MS: positiveInt.default(5_000),
   /** Consecutive failures that open an endpoint's circuit, and how long before a half-open probe. */
   BREAKER_FAILURES: positiveInt.default(3),

@@ -1,14 +1,12 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { Controller, Get, Header, Headers, Inject } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { ApiError } from '@spot/contract';
 import { ModelCatalog, tierKeys } from '@spot/tiers';
 import { REDIS, RedisKeys } from '@spot/redis';
 import type { Redis } from 'ioredis';
+import { StaticBearerToken } from '../auth/static-bearer-token';
 import { TierWaker } from '../routing/tier-waker';
 import { UpstreamPool } from '../routing/upstream-pool';
-
-const digest = (s: string) => createHash('sha256').update(s).digest();
 
 /**
  * Operator views of the gateway, behind `Authorization: Bearer ADMIN_TOKEN`. Without ADMIN_TOKEN they do
@@ -16,7 +14,7 @@ const digest = (s: string) => createHash('sha256').update(s).digest();
  */
 @Controller('admin')
 export class AdminController {
-  private readonly token: Buffer | null;
+  private readonly token: StaticBearerToken | null;
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
@@ -26,7 +24,7 @@ export class AdminController {
     @Inject(REDIS) private readonly redis: Redis,
     private readonly keys: RedisKeys,
   ) {
-    this.token = config.ADMIN_TOKEN ? digest(config.ADMIN_TOKEN) : null;
+    this.token = config.ADMIN_TOKEN ? new StaticBearerToken(config.ADMIN_TOKEN) : null;
   }
 
   /**
@@ -84,8 +82,7 @@ export class AdminController {
 
   private authorize(authorization: string | undefined): void {
     if (this.token === null) throw new ApiError(404, 'invalid_request_error', 'Not found.', 'not_found');
-    const given = /^Bearer (.+)$/i.exec(authorization ?? '')?.[1] ?? '';
-    if (!timingSafeEqual(digest(given), this.token)) {
+    if (!this.token.matches(authorization)) {
       throw new ApiError(401, 'invalid_request_error', 'A valid admin token is required (Authorization: Bearer ADMIN_TOKEN).', 'invalid_admin_token');
     }
   }

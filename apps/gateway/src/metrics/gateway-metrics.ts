@@ -35,8 +35,8 @@ export class GatewayMetrics {
   });
   readonly ejections = new Counter({
     name: 'gateway_endpoint_ejections_total',
-    help: 'Engine endpoints taken out of rotation (circuit opened), by tier and endpoint',
-    labelNames: ['tier', 'endpoint'] as const,
+    help: 'Engine endpoints taken out of rotation (circuit opened), by tier and replica (index in the tier\'s endpoints)',
+    labelNames: ['tier', 'replica'] as const,
     registers: [this.registry],
   });
   readonly retries = new Counter({

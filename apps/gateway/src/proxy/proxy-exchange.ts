@@ -588,7 +588,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
   private endpointFailed(kind: FailureKind, message: string): void {
     const { route, endpoint } = this.candidate;
     if (endpoint.failed(kind, message, Date.now())) {
-      this.ctx.metrics.ejections.labels(route.tier, endpoint.origin).inc();
+      this.ctx.metrics.ejections.labels(endpoint.tier, endpoint.replica).inc();
       this.ctx.onError(`engine ${endpoint.origin} (tier ${route.tier}) ejected: ${message}`);
     }
   }

@@ -67,7 +67,7 @@ export class HealthChecker implements OnApplicationBootstrap, OnApplicationShutd
       // a tier that may sleep and stops answering may have been put to sleep behind our back: probe it
       this.waker.refused(e.tier);
       if (e.failed('connect', reason, Date.now())) {
-        this.metrics.ejections.labels(e.tier, e.origin).inc();
+        this.metrics.ejections.labels(e.tier, e.replica).inc();
         this.logger.warn(`engine ${e.origin} (tier ${e.tier}) ejected: ${reason}`);
       }
       return;

@@ -3,7 +3,7 @@ import { Endpoint } from './upstream-pool';
 
 describe('Endpoint circuit breaker', () => {
   const pool = {} as Pool;
-  const make = () => new Endpoint('http://e', 'spot', pool, { failures: 3, cooldownMs: 1_000 });
+  const make = () => new Endpoint('http://e', 'spot', '0', pool, { failures: 3, cooldownMs: 1_000 });
 
   it('opens after the configured run of failed responses, at once on a vanished engine', () => {
     const e = make();

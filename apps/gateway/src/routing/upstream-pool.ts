@@ -1,6 +1,6 @@
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
-import type { ModelRoute } from '@spot/tiers';
+import { ModelCatalog, type ModelRoute } from '@spot/tiers';
 import { Pool } from 'undici';
 
 /** Circuit state of an endpoint: closed (in use), open (ejected), half-open (one probe request allowed). */
@@ -30,6 +30,8 @@ export class Endpoint {
   constructor(
     readonly origin: string,
     readonly tier: string,
+    /** Its index among its tier's endpoints in the tiers file: what metrics name it by (never by URL). */
+    readonly replica: string,
     readonly pool: Pool,
     private readonly breaker: { failures: number; cooldownMs: number },
   ) {}
@@ -109,9 +111,15 @@ export interface Candidate {
 export class UpstreamPool implements OnApplicationShutdown {
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly breaker: { failures: number; cooldownMs: number };
+  /** `tier\0origin` → the origin's index in that tier's endpoints. */
+  private readonly replicas = new Map<string, string>();
 
-  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(ModelCatalog) catalog: ModelCatalog,
+  ) {
     this.breaker = { failures: config.BREAKER_FAILURES, cooldownMs: config.BREAKER_COOLDOWN_MS };
+    for (const t of catalog.tiers()) t.endpoints.forEach((origin, i) => this.replicas.set(`${t.name}\u0000${origin}`, String(i)));
   }
 
   endpoint(origin: string, tier = ''): Endpoint {
@@ -126,7 +134,7 @@ export class UpstreamPool implements OnApplicationShutdown {
         // a stream may pause between tokens for long (a queue on the engine); the client can abort
         bodyTimeout: this.config.UPSTREAM_HEADERS_TIMEOUT_MS,
       });
-      e = new Endpoint(origin, tier, pool, this.breaker);
+      e = new Endpoint(origin, tier, this.replicas.get(`${tier}\u0000${origin}`) ?? 'unlisted', pool, this.breaker);
       this.endpoints.set(origin, e);
     }
     return e;
