@@ -1,3 +1,4 @@
+export type { LiveUsage } from './progress-journal';
 export type { UsageEvent } from './usage-event';
 export { UsageRecorder, UsageSpoolError } from './usage-recorder';
 export type { UsageClock, UsageLogger, UsageRecorderOptions, UsageRecorderStats } from './usage-recorder';

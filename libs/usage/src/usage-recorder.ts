@@ -1,5 +1,6 @@
 import { closeSync, openSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { type LiveUsage, ProgressJournal } from './progress-journal';
 import { toUsageRow, type UsageEvent } from './usage-event';
 import type { UsageSink } from './usage-sink';
 import { UsageSpool, type ClaimedSegment, type RejectedLine } from './usage-spool';
@@ -40,6 +41,8 @@ export interface UsageRecorderOptions {
    * once their events are in Postgres or the spool, and a dead process's file is replayed like a spool segment.
    */
   journal?: boolean;
+  /** How often the progress of streams in flight is journaled (default 50 ms; only with the journal on). */
+  progressMs?: number;
   /**
    * A key's last_used_at is bumped at most once per this period per process (default 60 s): it is shown to
    * people, and one UPDATE per batch would double the statements the recorder sends.
@@ -171,6 +174,8 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
   /** Journal files closed by a rotation, deleted once every event they hold is durable elsewhere. */
   private sealed: string[] = [];
   private lastJournalTouch = 0;
+  /** Streams in flight, journaled as they go (with the journal on): a crash bills what their clients received. */
+  private readonly progress: ProgressJournal | null;
 
   constructor(
     private readonly sink: UsageSink,
@@ -192,6 +197,21 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
       staleClaimMs: options.staleClaimMs ?? 60_000,
       now: () => this.clock.now(),
     });
+    this.progress = this.journalOn ? new ProgressJournal(this.spool, { intervalMs: options.progressMs, logger: this.logger }) : null;
+  }
+
+  /**
+   * Journals a request in flight (a stream) as it goes, from admission to its final {@link record}: if this
+   * process dies meanwhile, whichever process replays the spool bills it what `live` last said. Costs a map
+   * insert; the writes happen on a timer, in one batch for all live requests.
+   */
+  follow(live: LiveUsage): void {
+    this.progress?.follow(live);
+  }
+
+  /** Ends {@link follow}: call right after the request's final {@link record}. */
+  unfollow(live: LiveUsage): void {
+    this.progress?.unfollow(live);
   }
 
   /**
@@ -255,6 +275,7 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
     if (now - this.lastJournalTouch < 5_000) return;
     this.lastJournalTouch = now;
     const at = new Date(now);
+    this.progress?.touch(at);
     for (const file of this.journalFile === null ? this.sealed : [...this.sealed, this.journalFile]) {
       try {
         utimesSync(file, at, at);
@@ -274,6 +295,7 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
     await this.spool.init();
     this.timer = setInterval(this.onTick, this.flushMs);
     this.timer.unref();
+    this.progress?.start();
     this.lastScanAt = this.clock.now();
     this.spoolDue = true;
     this.wake();
@@ -595,6 +617,8 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
       await this.drainOrSpill();
       // everything recorded is in Postgres or the spool now (drainOrSpill throws otherwise: journals stay)
       if (this.journalOn) this.dropSealed(this.sealed.length);
+      // requests still followed now were cut by the shutdown and record late (to the spool): progress is moot
+      this.progress?.close();
     } finally {
       clearInterval(keepAlive);
     }

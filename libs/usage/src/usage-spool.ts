@@ -33,12 +33,31 @@ interface Entry {
   token: string;
 }
 
-const SEGMENT = String.raw`usage-\d{13}-\d+-[0-9a-z]+-\d+\.ndjson`;
+/** `usage-<ms>-<pid>-<token>-<seq>.ndjson`; a progress journal's seq ends in `p` (see {@link isProgressSegment}). */
+const SEGMENT = String.raw`usage-\d{13}-\d+-[0-9a-z]+-\d+p?\.ndjson`;
+const WRITER = /^usage-\d{13}-(\d+-[0-9a-z]+)-/;
+
+/** Whether a segment is a progress journal (streams in flight), replayed after its writer's other files. */
+export function isProgressSegment(segment: string): boolean {
+  return segment.endsWith('p.ndjson');
+}
+
+/** The process (pid and token) that wrote a segment. */
+function writerOf(segment: string): string {
+  return WRITER.exec(segment)?.[1] ?? '';
+}
 const READY = new RegExp(`^(${SEGMENT})$`);
 const CLAIMED = new RegExp(`^(${SEGMENT})\\.claimed-(\\d+)-([0-9a-z]+)$`);
 const TMP = new RegExp(`^\\.(${SEGMENT})\\.tmp$`);
 /** A usage recorder's write-ahead journal; replayed like an abandoned temp file once its writer stops touching it. */
 const JOURNAL = new RegExp(`^\\.(${SEGMENT})\\.journal$`);
+
+/** A progress journal's rows, one per request: its last line, the furthest it got. */
+function lastPerRequest(rows: readonly UsageEvent[]): UsageEvent[] {
+  const last = new Map<string, UsageEvent>();
+  for (const row of rows) last.set(row.requestId, row);
+  return [...last.values()];
+}
 
 function errno(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
@@ -107,6 +126,15 @@ export class UsageSpool {
     return path.join(this.dir, `.${this.nextSegment()}.journal`);
   }
 
+  /**
+   * A fresh path for a progress journal (see ProgressJournal): a journal too, replayed like one once its writer
+   * dies, but only after every other file that writer left, and with one row per request (its last line).
+   */
+  progressPath(): string {
+    const name = this.nextSegment();
+    return path.join(this.dir, `.${name.slice(0, -'.ndjson'.length)}p.ndjson.journal`);
+  }
+
   /** {@link write}, blocking: for the rare event recorded after the recorder has stopped. */
   writeSync(rows: readonly UsageEvent[]): string {
     const segment = this.nextSegment();
@@ -146,6 +174,8 @@ export class UsageSpool {
         return { segment: entry.segment, file: entry.file };
       }
       if (entry.kind !== 'ready' && !(await this.isAbandoned(entry))) continue;
+      // a dead writer's progress goes last: its final events (journals, spilled segments) win over progress
+      if (isProgressSegment(entry.segment) && this.writerLeftOthers(entry, entries)) continue;
       const file = `${entry.segment}.claimed-${process.pid}-${this.token}`;
       const target = path.join(this.dir, file);
       try {
@@ -160,6 +190,14 @@ export class UsageSpool {
       return { segment: entry.segment, file };
     }
     return null;
+  }
+
+  /** Whether `progress`'s writer left files that must be replayed first: any but an older progress journal. */
+  private writerLeftOthers(progress: Entry, entries: readonly Entry[]): boolean {
+    const writer = writerOf(progress.segment);
+    return entries.some(
+      (e) => e !== progress && writerOf(e.segment) === writer && (!isProgressSegment(e.segment) || e.segment > progress.segment),
+    );
   }
 
   /** Parses a claimed segment. Lines that cannot become rows are returned as rejected, never thrown. */
@@ -187,6 +225,7 @@ export class UsageSpool {
       if (typeof row === 'string') rejected.push({ reason: row, line });
       else rows.push(row);
     }
+    if (isProgressSegment(claim.segment)) return { rows: lastPerRequest(rows), rejected, torn };
     return { rows, rejected, torn };
   }
 

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { type ApiError, errorBody, normalizeUpstreamError, clientStatusForUpstream } from '@spot/contract';
 import { costNanos } from '@spot/tiers';
-import type { UsageRecorder } from '@spot/usage';
+import type { LiveUsage, UsageEvent, UsageRecorder } from '@spot/usage';
 import type { Dispatcher } from 'undici';
 import type { AuthedKey } from '../auth/authed-key';
 import type { BudgetHold } from '../limits/rate-limiter';
@@ -92,7 +92,7 @@ const enum Gate {
  * ask for it) and error frames are rewritten. Attempts move to the next candidate only while nothing has
  * reached the client. Ends with exactly one usage event.
  */
-export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
+export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, LiveUsage {
   budgetKey: string | null = null;
   reservedNanos = 0;
   /** What the request cost once its usage is recorded; -1 before. */
@@ -149,10 +149,21 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     });
   }
 
-  /** Sends the first attempt. */
+  /** Sends the first attempt. A stream is journaled as it goes from now on (see {@link snapshot}). */
   start(): void {
     this.ctx.metrics.inflight.inc();
+    if (this.req.stream) this.ctx.recorder.follow(this);
     this.next();
+  }
+
+  /** Content events relayed to the client so far: what the usage journal follows. */
+  get progress(): number {
+    return this.contentEvents;
+  }
+
+  /** What this request would be billed if the process died now: the tokens its client has received. */
+  snapshot(): UsageEvent {
+    return this.usageEvent(502, performance.now()).event;
   }
 
   /**
@@ -636,6 +647,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     timers.duration.observe((now - this.startedAt) / 1000);
     if (this.firstByteAt > 0) timers.ttfb.observe((this.firstByteAt - this.startedAt) / 1000);
     const cost = billable ? this.recordOnce(status, now) : 0;
+    if (!billable && this.req.stream) this.ctx.recorder.unfollow(this);
     if (this.budgetKey !== null || this.key.budgetNanos !== null) this.ctx.settleBudget(this.key, this, cost);
     this.ctx.onSettled(this);
   }
@@ -653,6 +665,16 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
 
   /** Records the request's usage event; returns what it cost, in nano-USD. */
   private recordUsage(status: number, now: number): number {
+    const { event, cost } = this.usageEvent(status, now);
+    this.ctx.metrics.countTokens(this.req.model, event.tier, event.promptTokens, event.completionTokens);
+    this.ctx.recorder.record(event);
+    // journaled: the progress lines are no longer needed
+    if (this.req.stream) this.ctx.recorder.unfollow(this);
+    return cost;
+  }
+
+  /** The request's usage event as of now, and its cost in nano-USD. */
+  private usageEvent(status: number, now: number): { event: UsageEvent; cost: number } {
     const route = this.candidate.route;
     const reached = this.contentEvents > 0 || this.usage !== null || (status < 300 && status > 0);
     let prompt = 0;
@@ -669,9 +691,8 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
       prompt = this.req.promptTokensEstimate;
       completion = Math.max(0, this.contentEvents - this.req.choices);
     }
-    this.ctx.metrics.countTokens(this.req.model, route.tier, prompt, completion);
     const cost = costNanos(route.price, { promptTokens: prompt, completionTokens: completion, cachedTokens: cached });
-    this.ctx.recorder.record({
+    const event: UsageEvent = {
       requestId: this.requestId,
       createdAt: new Date(this.startedAtEpoch),
       orgId: this.key.orgId,
@@ -686,7 +707,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
       status,
       estimated,
       costNanos: cost,
-    });
-    return cost;
+    };
+    return { event, cost };
   }
 }
