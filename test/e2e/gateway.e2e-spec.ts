@@ -378,6 +378,31 @@ describe('gateway: the OpenAI contract through the official SDK', () => {
       expect(metrics).toMatch(/gateway_upstream_errors_total\{tier="test-spot",kind="midstream"\} \d+/);
     });
 
+    it('tells the gateway\'s own time on every proxied response: x-spot-overhead-ms and Server-Timing', async () => {
+      s.sim.faults.add({ kind: 'slow-start', delayMs: 60, count: 2 });
+      for (const stream of [false, true]) {
+        const started = performance.now();
+        const res = await fetch(`${s.baseURL}/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${s.key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: CHAT_MODEL, messages, stream }),
+        });
+        const headAt = performance.now() - started;
+        await res.text();
+        expect(res.status).toBe(200);
+        const overhead = Number(res.headers.get('x-spot-overhead-ms'));
+        expect(res.headers.get('x-spot-overhead-ms')).toMatch(/^\d+\.\d\d$/);
+        const timing = res.headers.get('server-timing') ?? '';
+        const m = /^gateway;dur=([\d.]+);desc="spotinference", upstream;dur=([\d.]+)$/.exec(timing);
+        expect(m).not.toBeNull();
+        expect(Number(m![1])).toBe(overhead);
+        // the engine's 60 ms before its first byte is the engine's, not ours; both fit in what the client waited
+        expect(Number(m![2])).toBeGreaterThanOrEqual(55);
+        expect(overhead).toBeGreaterThan(0);
+        expect(overhead + Number(m![2])).toBeLessThanOrEqual(headAt + 1);
+      }
+    });
+
     it('gives every response its own x-request-id', async () => {
       const ids = new Set<string>();
       for (const path of ['/healthz', '/v1/models', '/v1/nope', '/metrics']) {

@@ -122,6 +122,9 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
   private readonly onDrain: () => void;
   private readonly uncork: () => void;
   private readonly startedAtEpoch = Date.now();
+  /** When the first attempt went to an engine, and when the engine bytes that release the head arrived. */
+  private sentAt = 0;
+  private upstreamAt = 0;
   /** The body's fingerprint, computed on the first failure after sending (see {@link PoisonGuard}). */
   private fingerprint: string | null = null;
 
@@ -187,6 +190,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
   }
 
   private next(): void {
+    if (this.sentAt === 0) this.sentAt = performance.now();
     this.attemptIndex++;
     const { route, endpoint } = this.candidate;
     this.controller = null;
@@ -212,6 +216,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return; // 1xx informational
+    this.upstreamAt = performance.now();
     if (this.gate === Gate.Pending) {
       // the engine beat the limiter: hold its response (the parser stops until resumed)
       this.heldStatus = statusCode;
@@ -271,6 +276,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
       };
       const length = headers['content-length'];
       if (typeof length === 'string') out['content-length'] = length;
+      this.timingHeaders(out);
       this.res.writeHead(statusCode, out);
     }
   }
@@ -284,6 +290,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
       return;
     }
     if (this.phase !== Phase.Relaying || this.clientGone) return;
+    if (this.headPending) this.upstreamAt = performance.now();
     if (this.firstByteAt === 0) this.firstByteAt = performance.now();
     if (this.req.stream) this.relayEvents(chunk);
     else {
@@ -464,11 +471,25 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
 
   private sendStreamHead(): void {
     this.headPending = false;
-    this.res.writeHead(this.upstreamStatus, {
+    const out: Record<string, string> = {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
       'x-request-id': this.requestId,
-    });
+    };
+    this.timingHeaders(out);
+    this.res.writeHead(this.upstreamStatus, out);
+  }
+
+  /**
+   * `x-spot-overhead-ms`: the gateway's own time in this request as the head leaves (before the engine got it,
+   * plus from the engine's bytes to our head: admission wait and relay), and the same as `Server-Timing`
+   * beside the engine's time to those bytes. Failed attempts count as engine time.
+   */
+  private timingHeaders(out: Record<string, string>): void {
+    const now = performance.now();
+    const gateway = (this.sentAt - this.startedAt + (now - this.upstreamAt)).toFixed(2);
+    out['x-spot-overhead-ms'] = gateway;
+    out['server-timing'] = `gateway;dur=${gateway};desc="spotinference", upstream;dur=${(this.upstreamAt - this.sentAt).toFixed(2)}`;
   }
 
   /**
