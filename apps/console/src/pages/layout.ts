@@ -38,6 +38,17 @@ export interface PageUser {
 export interface PageOrg {
   slug: string;
   name: string;
+  /** Set when billing sync to Stripe fails for the org (owners and admins): every org page shows a banner. */
+  billingSync?: { reason: string; since: string | null; nextRetryAt: string | null } | null;
+}
+
+/** The banner of an org whose usage is not reaching Stripe: what is wrong, since when, and where to fix it. */
+function billingSyncBanner(org: PageOrg): string {
+  const f = org.billingSync;
+  if (!f) return '';
+  const since = f.since ? ` since ${e(f.since.slice(0, 16).replace('T', ' '))} UTC` : '';
+  const retry = f.nextRetryAt ? ` Next try: ${e(f.nextRetryAt.slice(0, 16).replace('T', ' '))} UTC.` : '';
+  return `<div class="error" role="alert" data-testid="billing-sync-failing"><strong>Billing sync to Stripe is failing for this org${since}.</strong> ${e(f.reason)}${retry} <a href="/orgs/${encodeURIComponent(org.slug)}/billing">Open the Bill page</a></div>`;
 }
 
 /** What every page needs: its title and body, and for signed-in pages the user, org and CSRF token. */
@@ -84,7 +95,7 @@ export function renderPage(p: PageContext): string {
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${e(p.title)} · spotinference</title><style>${STYLE}</style></head>
 <body><a class="skip" href="#main">Skip to content</a><header><strong><a href="/">spotinference</a></strong>${switcher}<nav aria-label="Sections">${nav.join('')}</nav>${account}</header>
-<main id="main"><h1>${e(p.title)}</h1>
+<main id="main">${p.org ? billingSyncBanner(p.org) : ''}<h1>${e(p.title)}</h1>
 ${p.body}
 </main></body></html>`;
 }
