@@ -5,6 +5,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { type AppConfig, loadConfig, nestLogLevels } from '@spot/config';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ConsoleModule } from './app.module';
+import { addSecurityHeaders } from './security-headers';
 
 const BODY_LIMIT = 1 << 20;
 
@@ -22,6 +23,7 @@ export async function createConsoleApp(
   });
   const fastify = app.getHttpAdapter().getInstance() as FastifyInstance;
   app.useBodyParser('application/json', { bodyLimit: BODY_LIMIT }, emptyJsonIsEmptyObject(fastify));
+  addSecurityHeaders(fastify);
   await app.register(fastifyCookie);
   return app;
 }
