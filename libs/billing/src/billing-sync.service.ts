@@ -44,6 +44,8 @@ export interface SyncPass {
   recoveredOrgs: string[];
   /** Events given back unsent because their org failed this pass. */
   held: number;
+  /** Every org of the account whose sync is failing after this pass (failed now, or waiting for its retry). */
+  failing: Array<{ slug: string; code: string; failures: number; retryAt: Date | null }>;
   ms: number;
 }
 
@@ -142,6 +144,7 @@ export class BillingSyncService {
       failedOrgs: [],
       recoveredOrgs: [],
       held: 0,
+      failing: [],
       ms: 0,
     };
     if (!this.stripe.enabled) return pass;
@@ -150,7 +153,13 @@ export class BillingSyncService {
     await this.plan(account, catalog, now, pass);
     await this.send(api, account, catalog, now, pass);
     pass.pending = (await this.outbox.countByStatus(account)).pending;
-    this.metrics.failingOrgs.set((await this.orgs.failingOrgs(account)).length);
+    pass.failing = (await this.orgs.failingOrgs(account)).map((o) => ({
+      slug: o.slug,
+      code: o.billingSyncErrorCode ?? 'unknown',
+      failures: o.billingSyncFailures,
+      retryAt: o.billingSyncRetryAt,
+    }));
+    this.metrics.failingOrgs.set(pass.failing.length);
     this.metrics.heldEvents.set(pass.held);
     pass.ms = Math.round(performance.now() - started);
     return pass;

@@ -66,7 +66,9 @@ export function orgFailureOf(err: unknown): OrgStripeFailure | null {
     return { code: err.code, detail: err.message };
   }
   const sdk = err instanceof BillingError ? err.cause : err;
-  if (sdk === undefined || sdk === null || typeof (sdk as SdkError).statusCode !== 'number') return null;
+  const status = (sdk as SdkError | null | undefined)?.statusCode;
+  // a 5xx, even one Stripe says not to retry, is Stripe's trouble, not the org's
+  if (typeof status !== 'number' || status < 400 || status >= 500) return null;
   const failure = classifyStripeError(sdk);
   if (failure.kind !== 'rejected') return null;
   const stripeCode = (sdk as { code?: unknown }).code;
