@@ -160,13 +160,23 @@ export class BillingSetupService {
    */
   async subscriptionProblem(subscriptionId: string, customerId: string): Promise<BillingError | null> {
     const { api } = this.stripe.require();
-    const sub = await this.call('read the subscription', () => api.subscriptions.retrieve(subscriptionId));
-    if (sub.status !== 'canceled' && sub.status !== 'incomplete_expired') return null;
-    const customer = await this.call('read the customer', () => api.customers.retrieve(customerId));
-    if ((customer as { deleted?: boolean }).deleted === true) {
-      return new BillingError('customer_deleted', `customer ${customerId} was deleted (subscription ${subscriptionId} is ${sub.status})`);
+    const sub = await this.unlessMissing(this.call('read the subscription', () => api.subscriptions.retrieve(subscriptionId)));
+    if (sub !== null && sub.status !== 'canceled' && sub.status !== 'incomplete_expired') return null;
+    const customer = await this.unlessMissing(this.call('read the customer', () => api.customers.retrieve(customerId)));
+    if (customer === null || (customer as { deleted?: boolean }).deleted === true) {
+      return new BillingError('customer_deleted', `customer ${customerId} was deleted (subscription ${subscriptionId} is ${sub?.status ?? 'gone'})`);
     }
-    return new BillingError('subscription_canceled', `subscription ${subscriptionId} is ${sub.status}`);
+    return new BillingError('subscription_canceled', `subscription ${subscriptionId} is ${sub?.status ?? 'gone from Stripe'}`);
+  }
+
+  /** The object, or null when Stripe says it does not exist (404 resource_missing); other failures are thrown. */
+  private async unlessMissing<T>(call: Promise<T>): Promise<T | null> {
+    try {
+      return await call;
+    } catch (err) {
+      if (err instanceof BillingError && (err.cause as { statusCode?: number } | undefined)?.statusCode === 404) return null;
+      throw err;
+    }
   }
 
   /** Throws {@link subscriptionProblem}'s answer, if any. */
