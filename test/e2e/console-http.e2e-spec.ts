@@ -45,6 +45,13 @@ describe('console over HTTP: empty JSON bodies, errors for non-browsers, securit
     expect(await j(del)).toMatchObject({ id: k.id, revokedAt: expect.any(String) });
     expect((await prisma.apiKey.findUniqueOrThrow({ where: { id: k.id } })).revokedAt).not.toBeNull();
 
+    const k2 = await j(alice.api('POST', `/api/orgs/${orgA}/keys`, { name: 'bodyless-charset' }));
+    const withCharset = await alice.fetch(`/api/orgs/${orgA}/keys/${k2.id}`, {
+      method: 'DELETE',
+      headers: { 'content-type': 'application/json; charset=utf-8', 'x-csrf-token': alice.csrfToken, accept: 'application/json' },
+    });
+    expect(withCharset.status).toBe(200);
+
     // still CSRF-checked, and a malformed body is still refused
     const noToken = await alice.fetch(`/api/orgs/${orgA}/keys/${keyA.id}`, { method: 'DELETE', headers: { 'content-type': 'application/json' } });
     expect(noToken.status).toBe(403);
