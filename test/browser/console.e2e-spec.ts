@@ -44,6 +44,17 @@ describe('console in Chromium', () => {
     consoleStack.github.addUser(user);
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, permissions: ['clipboard-read', 'clipboard-write'] });
     page.setDefaultTimeout(15_000);
+    // the Content-Security-Policy must not break the console: a blocked script or style shows up here (the fake
+    // GitHub's consent page is not the console's: its messages are left out)
+    const problems: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error' && m.location().url.startsWith(consoleStack.base)) problems.push(`console: ${m.text()} (${m.location().url})`);
+    });
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+    await page.exposeFunction('reportCspViolation', (v: string) => problems.push(`csp: ${v}`));
+    await page.addInitScript({
+      content: "document.addEventListener('securitypolicyviolation', (e) => { void window.reportCspViolation(e.violatedDirective + ' ' + e.blockedURI + ' at ' + e.documentURI); });",
+    });
 
     await page.goto(`${consoleStack.base}/`);
     await expect(page.getByText('local demo identity provider').count()).resolves.toBe(1);
@@ -104,5 +115,9 @@ describe('console in Chromium', () => {
     }
     expect(err).toBeInstanceOf(OpenAI.AuthenticationError);
     expect(err).toMatchObject({ status: 401, code: 'invalid_api_key' });
+
+    // the pages were styled by the served stylesheet (CSP: style-src 'self'), and nothing was blocked
+    await expect(page.evaluate('getComputedStyle(document.querySelector("header")).backgroundColor')).resolves.toBe('rgb(29, 36, 51)');
+    expect(problems).toEqual([]);
   }, 90_000);
 });

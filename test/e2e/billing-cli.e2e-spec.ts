@@ -1,3 +1,4 @@
+import { StripeClient } from '@spot/billing';
 import { PrismaService } from '@spot/db';
 import { loadConfig } from '@spot/config';
 import { runCli } from '../../apps/cli/src/cli';
@@ -62,6 +63,32 @@ describe('cli: billing enable, usage rollup, billing sync', () => {
     expect(billedTokens(stack.fake, customer)).toBe(await usageTokens(prisma, org.id));
     const idle = await cli(stack.env, 'billing', 'sync');
     expect(idle.lines[0]).toMatch(/^synced 0 rollups: 0 meter events queued, 0 accepted/);
+  });
+
+  it('billing sync with one org whose subscription is canceled: the others are billed, the failing one is named, exit 0; billing enable fixes it', async () => {
+    const healthy = await createOrg(prisma, 'cli-ok');
+    const broken = await createOrg(prisma, 'cli-cncl');
+    for (const org of [healthy, broken]) expect((await cli(stack.env, 'billing', 'enable', '--org', org.slug)).code).toBe(0);
+    await insertUsage(prisma, healthy.id, 40, { seed: 8 });
+    await insertUsage(prisma, broken.id, 40, { seed: 9 });
+    const brokenRow = await prisma.org.findUniqueOrThrow({ where: { id: broken.id } });
+    await stack.app.get(StripeClient).require().api.subscriptions.cancel(brokenRow.stripeSubscriptionId!);
+    await prisma.billingSubscriptionItem.deleteMany({ where: { orgId: broken.id } });
+
+    expect((await cli(stack.env, 'usage', 'rollup')).code).toBe(0);
+    const sync = await cli(stack.env, 'billing', 'sync');
+    expect({ code: sync.code, stderr: sync.stderr }).toEqual({ code: 0, stderr: expect.not.stringContaining('Error') });
+    expect(sync.lines).toEqual(
+      expect.arrayContaining([expect.stringMatching(new RegExp(`^failing org ${broken.slug}: Stripe subscription_canceled, 1 failure\\(s\\) in a row, usage held, next try after \\d{4}-`))]),
+    );
+    expect(billedTokens(stack.fake, (await prisma.org.findUniqueOrThrow({ where: { id: healthy.id } })).stripeCustomerId!)).toBe(await usageTokens(prisma, healthy.id));
+    expect(billedTokens(stack.fake, brokenRow.stripeCustomerId!)).toBe(0);
+
+    const fixed = await cli(stack.env, 'billing', 'enable', '--org', broken.slug);
+    expect(fixed.lines[0]).toMatch(new RegExp(`^billing enabled for ${broken.slug}: customer ${brokenRow.stripeCustomerId}, subscription sub_\\w+ \\(active\\)$`));
+    const after = await cli(stack.env, 'billing', 'sync');
+    expect(after.lines.filter((l) => l.startsWith('failing org'))).toEqual([]);
+    expect(billedTokens(stack.fake, brokenRow.stripeCustomerId!)).toBe(await usageTokens(prisma, broken.id));
   });
 
   it('fails cleanly: unknown org (1), missing --org (2), Stripe off (enable 1, sync says it is off)', async () => {

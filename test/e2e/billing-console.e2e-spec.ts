@@ -1,4 +1,4 @@
-import { BillingSyncService, UsageRollupService } from '@spot/billing';
+import { BillingSyncService, StripeClient, UsageRollupService } from '@spot/billing';
 import { PrismaService } from '@spot/db';
 import { ORG_CHANGED_CHANNEL } from '@spot/keys';
 import { Redis } from 'ioredis';
@@ -171,5 +171,61 @@ describe('console: Stripe billing (enable, bill beside Stripe preview, webhooks)
     late.created = (failed.created as number) + 3;
     expect(await j(deliver(late))).toMatchObject({ applied: false });
     expect((await status()).billingStatus).toBe('canceled');
+  });
+});
+
+describe('console: an org whose billing sync fails', () => {
+  let fake: FakeStripe;
+  let s: ConsoleStack;
+
+  beforeAll(async () => {
+    fake = await startFakeStripe({ apiKey: `sk_test_banner_${Date.now()}` });
+    s = await startConsoleStack({ STRIPE_SECRET_KEY: fake.apiKey, STRIPE_API_BASE: fake.url, STRIPE_TIMEOUT_MS: '3000', TIERS_FILE: writeTestTiers() });
+  });
+  afterAll(async () => {
+    await s?.close();
+    await fake?.close();
+  });
+
+  it('shows owners a banner on every org page saying why, in plain words, until billing enabled again lets the usage through', async () => {
+    const owner = await s.signIn(newGitHubUser('bannerowner'));
+    const memberUser = newGitHubUser('bannermember');
+    const slug = `sync-${Math.random().toString(36).slice(2, 10)}`;
+    await owner.api('POST', '/api/orgs', { slug, name: 'Failing sync' });
+    await owner.api('POST', `/api/orgs/${slug}/members`, { login: memberUser.login, role: 'member' });
+    const member = await s.signIn(memberUser);
+    const enabled = await j(owner.api('POST', `/api/orgs/${slug}/billing/enable`));
+    const prisma = s.app.get(PrismaService);
+    const orgId = (await prisma.org.findUniqueOrThrow({ where: { slug } })).id;
+    await insertUsage(prisma, orgId, 30, { seed: 3 });
+    // Stripe's side: the subscription is canceled, and the org needs items added to it
+    const sync = s.app.get(BillingSyncService);
+    await s.app.get(StripeClient).require().api.subscriptions.cancel(enabled.subscriptionId);
+    await prisma.billingSubscriptionItem.deleteMany({ where: { orgId } });
+    await s.app.get(UsageRollupService).runPass();
+    expect((await sync.runPass()).failedOrgs).toEqual([slug]);
+
+    const pages = [`/orgs/${slug}/keys`, `/orgs/${slug}/members`, `/orgs/${slug}/limits`, `/orgs/${slug}/usage`, `/orgs/${slug}/billing`];
+    for (const page of pages) {
+      const html = await (await owner.fetch(page, { headers: { accept: 'text/html' } })).text();
+      const banner = /<div class="error" role="alert" data-testid="billing-sync-failing">([\s\S]*?)<\/div>/.exec(html);
+      expect({ page, banner: banner?.[1] ?? null }).toEqual({ page, banner: expect.stringContaining('Billing sync to Stripe is failing for this org') });
+      expect(banner![1]).toContain('The Stripe subscription of this org was canceled, so its usage cannot be invoiced.');
+      expect(banner![1]).toMatch(/Next try: \d{4}-\d\d-\d\d \d\d:\d\d UTC/);
+      // members are not the ones who can fix it
+      expect(await (await member.fetch(page, { headers: { accept: 'text/html' } })).text()).not.toContain('billing-sync-failing');
+    }
+    expect((await j(owner.fetch(`/api/orgs/${slug}`))).billingSync).toMatchObject({ code: 'subscription_canceled', failures: 1 });
+
+    // the fix: billing enabled again from the Bill page; the next pass sends the held usage and the banner goes
+    const again = await owner.fetch(`/orgs/${slug}/billing/enable`, { method: 'POST', form: { _csrf: owner.csrfToken } });
+    expect(again.status).toBe(303);
+    const pass = await sync.runPass();
+    expect(pass.recoveredOrgs).toEqual([slug]);
+    const org = await prisma.org.findUniqueOrThrow({ where: { slug } });
+    expect(billedTokens(fake, org.stripeCustomerId!)).toBe(await usageTokens(prisma, orgId));
+    for (const page of pages) {
+      expect(await (await owner.fetch(page, { headers: { accept: 'text/html' } })).text()).not.toContain('billing-sync-failing');
+    }
   });
 });

@@ -10,6 +10,7 @@ import {
   usageTokens,
   waitUntil,
 } from '../fakes/stripe/billing-test-stack';
+import { freePort } from '../support/free-port';
 
 const MAIN = resolve(__dirname, '../../dist/apps/worker/src/main.js');
 const METER_EVENTS = '/v1/billing/meter_events';
@@ -76,4 +77,58 @@ describe('worker process: Stripe sync survives SIGKILL', () => {
     const identifiers = stack.fake.state.meterEvents.map((e) => e.identifier);
     expect(new Set(identifiers).size).toBe(identifiers.length);
   }, 180_000);
+});
+
+/** The built worker process, one org's subscription canceled beside a healthy org: flagged, logged, scraped. */
+describe('worker process: one failing org', () => {
+  let stack: BillingTestStack;
+  let child: ChildProcess | null = null;
+
+  beforeAll(async () => {
+    if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` (npm test does it)`);
+    stack = await startBillingStack();
+  });
+  afterAll(async () => {
+    if (child !== null && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await stack.close();
+  });
+
+  it('keeps billing the healthy org, logs the failing one by slug and Stripe code, and reports it on /metrics', async () => {
+    const healthy = await createOrg(stack.prisma, 'wok');
+    const broken = await createOrg(stack.prisma, 'wbad');
+    const ok = await stack.setup.enableOrg(healthy.id);
+    const bad = await stack.setup.enableOrg(broken.id);
+    await insertUsage(stack.prisma, healthy.id, 50, { seed: 1 });
+    await insertUsage(stack.prisma, broken.id, 50, { seed: 2 });
+    // the broken org's subscription is canceled, and it needs items added to it
+    const { default: Stripe } = await import('stripe');
+    const url = new URL(stack.fake.url);
+    await new Stripe(stack.fake.apiKey, { host: url.hostname, port: Number(url.port), protocol: 'http' }).subscriptions.cancel(bad.subscriptionId);
+    await stack.prisma.billingSubscriptionItem.deleteMany({ where: { orgId: broken.id } });
+
+    const port = await freePort();
+    let stderr = '';
+    child = spawn(process.execPath, [MAIN], {
+      env: { ...process.env, ...stack.env, USAGE_ROLLUP_EVERY_MS: '200', BILLING_SYNC_EVERY_MS: '200', LOG_LEVEL: 'warn', WORKER_METRICS_PORT: String(port), WORKER_METRICS_HOST: '127.0.0.1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const usage = await usageTokens(stack.prisma, healthy.id);
+    await waitUntil(
+      async () =>
+        billedTokens(stack.fake, ok.customerId) === usage &&
+        (await stack.prisma.org.findUniqueOrThrow({ where: { id: broken.id } })).billingSyncFailures > 0,
+      60_000,
+      'the healthy org billed and the broken one flagged',
+    );
+    expect(billedTokens(stack.fake, bad.customerId)).toBe(0);
+    expect(await stack.prisma.org.findUniqueOrThrow({ where: { id: broken.id } })).toMatchObject({ billingSyncErrorCode: 'subscription_canceled' });
+    await waitUntil(() => stderr.includes(`billing sync failing for org ${broken.slug}`), 10_000, 'the log line');
+    expect(stderr).toMatch(new RegExp(`billing sync failing for org ${broken.slug} \\(${broken.id}\\): Stripe subscription_canceled`));
+    expect(stderr).not.toContain(stack.fake.apiKey);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(/^billing_sync_failing_orgs 1$/m);
+    expect(metrics).toMatch(/^billing_sync_org_failures_total\{code="subscription_canceled"\} 1$/m);
+  }, 90_000);
 });

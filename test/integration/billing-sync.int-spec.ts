@@ -1,4 +1,4 @@
-import { BillingDisabledError, BillingSetupService, BillingSyncService, PriceBook, StripeClient } from '@spot/billing';
+import { BillingDisabledError, BillingSetupService, BillingSyncMetrics, BillingSyncService, PriceBook, StripeClient } from '@spot/billing';
 import { OrgChangePublisher } from '@spot/keys';
 import { loadConfig } from '@spot/config';
 import { BillingLinesRepository, BillingOutboxRepository, OrgBillingRepository, PrismaService } from '@spot/db';
@@ -205,9 +205,16 @@ describe('billing sync to Stripe (fake Stripe, real Postgres)', () => {
     expect(stripe.enabled).toBe(false);
     const prisma = new PrismaService(config);
     try {
-      const sync = new BillingSyncService(stripe, stack.app.get(PriceBook), stack.setup, new BillingOutboxRepository(prisma));
+      const sync = new BillingSyncService(stripe, stack.app.get(PriceBook), stack.setup, new BillingOutboxRepository(prisma), new OrgBillingRepository(prisma), new BillingSyncMetrics());
       expect(await sync.runPass()).toMatchObject({ enabled: false, queued: 0, accepted: 0 });
-      const setup = new BillingSetupService(stripe, stack.app.get(PriceBook), new BillingLinesRepository(prisma), new OrgBillingRepository(prisma), stack.app.get(OrgChangePublisher));
+      const setup = new BillingSetupService(
+        stripe,
+        stack.app.get(PriceBook),
+        new BillingLinesRepository(prisma),
+        new OrgBillingRepository(prisma),
+        stack.app.get(OrgChangePublisher),
+        new BillingOutboxRepository(prisma),
+      );
       const org = await createOrg(stack.prisma);
       await expect(setup.enableOrg(org.id)).rejects.toThrow(BillingDisabledError);
     } finally {

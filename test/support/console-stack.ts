@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { LoggerService } from '@nestjs/common';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { type AppConfig, loadConfig } from '@spot/config';
 import { createConsoleApp } from '../../apps/console/src/console-app';
@@ -85,8 +86,11 @@ export async function oauthDance(browser: Browser, login: string): Promise<Respo
   return browser.fetch(`${cb.pathname}${cb.search}`);
 }
 
-/** The console in this process (random port; `consentPage`: the fake GitHub asks, as for a first sign-in) over the real test Postgres and Redis, signing in at a fake GitHub. */
-export async function startConsoleStack(env: Record<string, string> = {}, opts: { consentPage?: boolean } = {}): Promise<ConsoleStack> {
+/**
+ * The console in this process (random port; `consentPage`: the fake GitHub asks, as for a first sign-in) over the
+ * real test Postgres and Redis, signing in at a fake GitHub. `logger` receives what the console logs (default: nothing).
+ */
+export async function startConsoleStack(env: Record<string, string> = {}, opts: { consentPage?: boolean; logger?: LoggerService } = {}): Promise<ConsoleStack> {
   const github = await startFakeGitHub({ autoApprove: !opts.consentPage });
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'console-stack-'));
@@ -104,7 +108,7 @@ export async function startConsoleStack(env: Record<string, string> = {}, opts: 
     CONSOLE_PUBLIC_URL: `http://127.0.0.1:${port}`,
     ...env,
   });
-  const app = await createConsoleApp(config, { logger: false });
+  const app = await createConsoleApp(config, { logger: opts.logger ?? false });
   const routes: ConsoleRoute[] = [];
   // Nest registers its routes at init (inside listen), after this hook
   app.getHttpAdapter().getInstance().addHook('onRoute', (r: { method: string | string[]; url: string }) => {
@@ -141,4 +145,37 @@ export function newGitHubUser(tag = 'u'): FakeGitHubUser {
   seq++;
   const id = 800_000_000 + Math.floor(Math.random() * 100_000_000) + seq;
   return { id, login: `${tag}-${id.toString(36)}`, name: `Test ${tag} ${seq}`, email: `${tag}${id}@example.com` };
+}
+
+/** One line a {@link CapturingLogger} received. */
+export interface LoggedLine {
+  level: 'log' | 'error' | 'warn' | 'debug' | 'verbose' | 'fatal';
+  text: string;
+}
+
+/** A Nest logger that keeps every line (message, stack, context) for a test to read. */
+export class CapturingLogger implements LoggerService {
+  readonly lines: LoggedLine[] = [];
+  log(message: unknown, ...rest: unknown[]): void {
+    this.keep('log', message, rest);
+  }
+  error(message: unknown, ...rest: unknown[]): void {
+    this.keep('error', message, rest);
+  }
+  warn(message: unknown, ...rest: unknown[]): void {
+    this.keep('warn', message, rest);
+  }
+  debug(message: unknown, ...rest: unknown[]): void {
+    this.keep('debug', message, rest);
+  }
+  verbose(message: unknown, ...rest: unknown[]): void {
+    this.keep('verbose', message, rest);
+  }
+  fatal(message: unknown, ...rest: unknown[]): void {
+    this.keep('fatal', message, rest);
+  }
+  private keep(level: LoggedLine['level'], message: unknown, rest: unknown[]): void {
+    const text = [message, ...rest].map((m) => (m instanceof Error ? (m.stack ?? m.message) : typeof m === 'string' ? m : JSON.stringify(m))).join(' ');
+    this.lines.push({ level, text });
+  }
 }

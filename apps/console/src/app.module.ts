@@ -22,6 +22,7 @@ import { KeysController } from './keys/keys.controller';
 import { OrgAccessService } from './orgs/org-access.service';
 import { OrgsController } from './orgs/orgs.controller';
 import { OrgsService } from './orgs/orgs.service';
+import { AssetsController } from './pages/assets.controller';
 import { PagesController } from './pages/pages.controller';
 import { TiersPageController } from './tiers/tiers-page.controller';
 import { UsageController } from './usage/usage.controller';
@@ -34,7 +35,7 @@ export class ConsoleModule {
     return {
       module: ConsoleModule,
       imports: [ConfigModule.forRoot(config), DbModule, RedisModule, KeysModule, BillingModule],
-      controllers: [HealthController, AuthController, OrgsController, KeysController, UsageController, BillingController, StripeWebhookController, BillingPagesController, TiersPageController, PagesController],
+      controllers: [HealthController, AuthController, OrgsController, KeysController, UsageController, BillingController, StripeWebhookController, BillingPagesController, TiersPageController, PagesController, AssetsController],
       providers: [
         { provide: APP_FILTER, useClass: ConsoleExceptionFilter },
         SessionService,

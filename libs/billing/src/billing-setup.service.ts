@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { type BillingLine, BillingLinesRepository, type BillingStatus, type Org, OrgBillingRepository } from '@spot/db';
+import { type BillingLine, BillingLinesRepository, BillingOutboxRepository, type BillingStatus, type Org, OrgBillingRepository } from '@spot/db';
 import { OrgChangePublisher } from '@spot/keys';
 import Stripe from 'stripe';
 import { BillingError } from './billing.errors';
@@ -58,6 +58,7 @@ export class BillingSetupService {
     private readonly lines: BillingLinesRepository,
     private readonly orgs: OrgBillingRepository,
     @Inject(OrgChangePublisher) private readonly orgChanges: OrgChangePublisher,
+    private readonly outbox: BillingOutboxRepository,
   ) {}
 
   /** The account's catalog, with every line of `wanted` created in Stripe if missing. Keyed by line key. */
@@ -85,19 +86,26 @@ export class BillingSetupService {
     const org = await this.orgs.findById(orgId);
     if (org === null) throw new BillingError('org_not_found', `no org with id ${orgId}`);
     const sameAccount = org.stripeAccount === account;
+    // a canceled subscription or a deleted customer (sync flags it, a webhook mirrors it) is replaced here
+    let replacing: { customer: string | null; subscription: string | null } | null = null;
     if (sameAccount && org.stripeCustomerId !== null && org.stripeSubscriptionId !== null) {
-      return { org, customerId: org.stripeCustomerId, subscriptionId: org.stripeSubscriptionId, created: false };
+      const broken = org.billingStatus === 'canceled' || org.billingSyncFailures > 0 ? await this.subscriptionProblem(org.stripeSubscriptionId, org.stripeCustomerId) : null;
+      if (broken === null) return { org, customerId: org.stripeCustomerId, subscriptionId: org.stripeSubscriptionId, created: false };
+      replacing = { customer: broken.code === 'customer_deleted' ? org.stripeCustomerId : null, subscription: org.stripeSubscriptionId };
     }
-    let customerId = sameAccount ? org.stripeCustomerId : null;
+    const customerGone = replacing !== null && replacing.customer !== null;
+    let customerId = sameAccount && !customerGone ? org.stripeCustomerId : null;
     if (customerId === null) {
       const customer = await this.call('create the customer', () =>
         api.customers.create(
           { name: org.name, description: `spotinference org ${org.slug}`, metadata: { org_id: org.id, org_slug: org.slug } },
-          { idempotencyKey: `spot-customer-${account}-${org.id}` },
+          // a new key when replacing a deleted customer: the old key would replay the deleted one
+          { idempotencyKey: `spot-customer-${account}-${org.id}${customerGone ? `-after-${org.stripeCustomerId}` : ''}` },
         ),
       );
       customerId = customer.id;
       await this.orgs.setCustomer(org.id, account, customerId);
+      if (replacing !== null) await this.outbox.moveUnsentToCustomer(org.id, account, customerId);
     }
 
     const catalog = await this.ensureCatalog();
@@ -119,11 +127,15 @@ export class BillingSetupService {
             proration_behavior: 'none',
             metadata: { org_id: org.id, org_slug: org.slug },
           },
-          { idempotencyKey: `spot-subscription-${account}-${org.id}-${since.toISOString().slice(0, 7)}` },
+          {
+            idempotencyKey: `spot-subscription-${account}-${org.id}-${since.toISOString().slice(0, 7)}${replacing?.subscription ? `-after-${replacing.subscription}` : ''}`,
+          },
         ),
       );
     }
     const byPrice = new Map(current.map((l) => [l.priceId, l]));
+    // the old subscription's items are not the new one's
+    if (replacing !== null) await this.lines.deleteItems(org.id, account);
     for (const item of subscription.items.data) {
       const line = byPrice.get(item.price.id);
       if (line !== undefined) await this.lines.insertItem(org.id, account, line.lineKey, item.id);
@@ -135,9 +147,42 @@ export class BillingSetupService {
       billingSince: since,
       status: billingStatusOf(subscription.status),
     });
+    // billing sync retries the org at its next pass; its failure is cleared when Stripe takes its usage
+    if (replacing !== null) await this.orgs.retrySyncNow(org.id);
     await this.orgChanges.published(org.id);
-    this.logger.log(`billing enabled for org ${org.slug}: ${customerId}, ${subscription.id}`);
+    this.logger.log(`billing ${replacing === null ? 'enabled' : 'enabled again'} for org ${org.slug}: ${customerId}, ${subscription.id}`);
     return { org: linked, customerId, subscriptionId: subscription.id, created: true };
+  }
+
+  /**
+   * Why the org's subscription cannot bill (canceled, its customer deleted), or null when it can. Stripe being
+   * unreachable or refusing the request is thrown as a {@link BillingError} (`stripe_failed`, with the cause).
+   */
+  async subscriptionProblem(subscriptionId: string, customerId: string): Promise<BillingError | null> {
+    const { api } = this.stripe.require();
+    const sub = await this.unlessMissing(this.call('read the subscription', () => api.subscriptions.retrieve(subscriptionId)));
+    if (sub !== null && sub.status !== 'canceled' && sub.status !== 'incomplete_expired') return null;
+    const customer = await this.unlessMissing(this.call('read the customer', () => api.customers.retrieve(customerId)));
+    if (customer === null || (customer as { deleted?: boolean }).deleted === true) {
+      return new BillingError('customer_deleted', `customer ${customerId} was deleted (subscription ${subscriptionId} is ${sub?.status ?? 'gone'})`);
+    }
+    return new BillingError('subscription_canceled', `subscription ${subscriptionId} is ${sub?.status ?? 'gone from Stripe'}`);
+  }
+
+  /** The object, or null when Stripe says it does not exist (404 resource_missing); other failures are thrown. */
+  private async unlessMissing<T>(call: Promise<T>): Promise<T | null> {
+    try {
+      return await call;
+    } catch (err) {
+      if (err instanceof BillingError && (err.cause as { statusCode?: number } | undefined)?.statusCode === 404) return null;
+      throw err;
+    }
+  }
+
+  /** Throws {@link subscriptionProblem}'s answer, if any. */
+  async assertSubscriptionBills(subscriptionId: string, customerId: string): Promise<void> {
+    const problem = await this.subscriptionProblem(subscriptionId, customerId);
+    if (problem !== null) throw problem;
   }
 
   /** Adds the subscription items an org lacks for `lineKeys` (lines it uses that were not on its subscription). */

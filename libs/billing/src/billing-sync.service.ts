@@ -5,6 +5,7 @@ import {
   BillingOutboxRepository,
   type ClaimedOutboxEvent,
   type NewOutboxEvent,
+  OrgBillingRepository,
   type RollupCursor,
   type RollupSyncPlan,
   type UnsyncedRollup,
@@ -13,10 +14,11 @@ import type Stripe from 'stripe';
 import { BillingError } from './billing.errors';
 import { METER_EVENT_MAX_AGE_MS, meterTimestamp } from './billing-calendar';
 import { BillingSetupService } from './billing-setup.service';
+import { BillingSyncMetrics } from './billing-sync-metrics';
 import { PriceBook } from './price-book';
 import { DIRECTIONS, type Direction, tokensByDirection } from './price-lines';
 import { StripeClient } from './stripe-client';
-import { backoffMs, classifyStripeError } from './stripe-failure';
+import { backoffMs, classifyStripeError, type OrgStripeFailure, orgFailureOf, plainWords } from './stripe-failure';
 
 /** What one sync pass did. */
 export interface SyncPass {
@@ -36,6 +38,14 @@ export interface SyncPass {
   pending: number;
   /** Rollups left unsynced because no price line exists for their model and tier. */
   unpriced: number;
+  /** Orgs whose sync failed this pass (slugs): their events are held, the other orgs' went on. */
+  failedOrgs: string[];
+  /** Orgs whose sync works again this pass (slugs): their failure is cleared. */
+  recoveredOrgs: string[];
+  /** Events given back unsent because their org failed this pass. */
+  held: number;
+  /** Every org of the account whose sync is failing after this pass (failed now, or waiting for its retry). */
+  failing: Array<{ slug: string; code: string; failures: number; retryAt: Date | null }>;
   ms: number;
 }
 
@@ -48,9 +58,40 @@ export interface SyncTuning {
   leaseMs: number;
   /** Tries per event within one pass before it is left for the next pass. */
   triesPerPass: number;
+  /** A failing org is retried after this, doubled at each failure in a row... */
+  orgRetryBaseMs: number;
+  /** ...up to this. */
+  orgRetryMaxMs: number;
 }
 
-const DEFAULT_TUNING: SyncTuning = { planBatch: 500, sendBatch: 200, concurrency: 8, leaseMs: 20_000, triesPerPass: 8 };
+const DEFAULT_TUNING: SyncTuning = {
+  planBatch: 500,
+  sendBatch: 200,
+  concurrency: 8,
+  leaseMs: 20_000,
+  triesPerPass: 8,
+  orgRetryBaseMs: 60_000,
+  orgRetryMaxMs: 3_600_000,
+};
+
+/** When a failing org is tried again: base·2^(failures-1), capped (no jitter: a failing org costs one probe per retry). */
+export function orgRetryDelayMs(failuresInARow: number, tuning: Pick<SyncTuning, 'orgRetryBaseMs' | 'orgRetryMaxMs'>): number {
+  const exponent = Math.min(Math.max(failuresInARow - 1, 0), 30);
+  return Math.min(tuning.orgRetryMaxMs, tuning.orgRetryBaseMs * 2 ** exponent);
+}
+
+/** The claimed events of one org, with what the batch says about the org. */
+interface OrgBatch {
+  orgId: string;
+  slug: string;
+  subscriptionId: string | null;
+  customerId: string;
+  /** The org's sync failed before, or its subscription is known canceled: ask Stripe before sending. */
+  suspect: boolean;
+  failures: number;
+  lines: Set<string>;
+  events: ClaimedOutboxEvent[];
+}
 
 /** The deterministic identifier of a rollup's delta on one line at one version (also its Idempotency-Key). */
 export function meterEventIdentifier(r: Pick<UnsyncedRollup, 'orgId' | 'keyId' | 'model' | 'tier' | 'hour' | 'version'>, direction: Direction): string {
@@ -79,6 +120,8 @@ export class BillingSyncService {
     private readonly priceBook: PriceBook,
     private readonly setup: BillingSetupService,
     private readonly outbox: BillingOutboxRepository,
+    private readonly orgs: OrgBillingRepository,
+    private readonly metrics: BillingSyncMetrics,
   ) {}
 
   /** Changes the tuning (tests, bench). */
@@ -89,13 +132,35 @@ export class BillingSyncService {
 
   async runPass(now: () => Date = () => new Date()): Promise<SyncPass> {
     const started = performance.now();
-    const pass: SyncPass = { enabled: this.stripe.enabled, rollups: 0, queued: 0, accepted: 0, duplicates: 0, rejected: 0, pending: 0, unpriced: 0, ms: 0 };
+    const pass: SyncPass = {
+      enabled: this.stripe.enabled,
+      rollups: 0,
+      queued: 0,
+      accepted: 0,
+      duplicates: 0,
+      rejected: 0,
+      pending: 0,
+      unpriced: 0,
+      failedOrgs: [],
+      recoveredOrgs: [],
+      held: 0,
+      failing: [],
+      ms: 0,
+    };
     if (!this.stripe.enabled) return pass;
     const { api, account } = this.stripe.require();
     const catalog = await this.setup.ensureCatalog();
     await this.plan(account, catalog, now, pass);
     await this.send(api, account, catalog, now, pass);
     pass.pending = (await this.outbox.countByStatus(account)).pending;
+    pass.failing = (await this.orgs.failingOrgs(account)).map((o) => ({
+      slug: o.slug,
+      code: o.billingSyncErrorCode ?? 'unknown',
+      failures: o.billingSyncFailures,
+      retryAt: o.billingSyncRetryAt,
+    }));
+    this.metrics.failingOrgs.set(pass.failing.length);
+    this.metrics.heldEvents.set(pass.held);
     pass.ms = Math.round(performance.now() - started);
     return pass;
   }
@@ -170,17 +235,23 @@ export class BillingSyncService {
 
   private async send(api: Stripe, account: string, catalog: Map<string, BillingLine>, now: () => Date, pass: SyncPass): Promise<void> {
     for (;;) {
-      const claimed = await this.outbox.claim(account, this.tuning.sendBatch, this.tuning.leaseMs);
+      const claimed = await this.outbox.claim(account, this.tuning.sendBatch, this.tuning.leaseMs, now());
       if (claimed.length === 0) return;
-      await this.ensureItems(claimed, catalog);
-      let progressed = 0;
+      const orgs = await this.checkOrgs(claimed, catalog, now, pass);
+      const sendable = orgs.flatMap((o) => o.events);
+      // events given back for a failing org left the claimable set: they count as progress
+      let progressed = claimed.length - sendable.length;
+      const through = new Set<string>();
       let next = 0;
       let failure: unknown = null;
       const sender = async (): Promise<void> => {
-        while (next < claimed.length && failure === null) {
-          const event = claimed[next++];
+        while (next < sendable.length && failure === null) {
+          const event = sendable[next++];
           try {
-            if (await this.sendOne(api, event, now, pass)) progressed++;
+            if (await this.sendOne(api, event, now, pass)) {
+              progressed++;
+              through.add(event.orgId);
+            }
           } catch (err) {
             // Postgres gone, or Stripe refusing our key: stop every sender; unsent events keep their lease
             failure ??= err;
@@ -188,25 +259,80 @@ export class BillingSyncService {
         }
       };
       // every sender has stopped when the pass ends, even a failed one: nothing outlives the pass
-      await Promise.all(Array.from({ length: Math.min(this.tuning.concurrency, claimed.length) }, sender));
+      await Promise.all(Array.from({ length: Math.min(this.tuning.concurrency, sendable.length) }, sender));
       if (failure !== null) throw failure;
+      for (const org of orgs) {
+        if (org.failures > 0 && through.has(org.orgId) && (await this.orgs.clearSyncFailure(org.orgId))) {
+          this.logger.log(`billing sync works again for org ${org.slug} (${org.orgId}) after ${org.failures} failures`);
+          pass.recoveredOrgs.push(org.slug);
+        }
+      }
       // nothing went through: Stripe is down; leave the rest for the next pass instead of spinning
       if (progressed === 0) return;
     }
   }
 
-  /** Subscription items for the lines these events bill, so that Stripe invoices them. */
-  private async ensureItems(events: ClaimedOutboxEvent[], catalog: Map<string, BillingLine>): Promise<void> {
-    const byOrg = new Map<string, { subscriptionId: string; lines: Set<string> }>();
-    for (const e of events) {
-      if (e.stripeSubscriptionId === null) continue;
-      const entry = byOrg.get(e.orgId) ?? { subscriptionId: e.stripeSubscriptionId, lines: new Set<string>() };
-      entry.lines.add(e.lineKey);
-      byOrg.set(e.orgId, entry);
+  /**
+   * Per org of the batch: a suspect org's subscription is checked with Stripe, and the subscription items its
+   * events need are added. An org Stripe refuses (subscription canceled or gone, customer deleted) is flagged
+   * and its events are given back until its retry time; the orgs returned are those whose events may be sent.
+   * Anything else (Stripe down after retries, our key refused, Postgres) is thrown, as before: it is not one org's.
+   */
+  private async checkOrgs(claimed: ClaimedOutboxEvent[], catalog: Map<string, BillingLine>, now: () => Date, pass: SyncPass): Promise<OrgBatch[]> {
+    const byOrg = new Map<string, OrgBatch>();
+    for (const e of claimed) {
+      let org = byOrg.get(e.orgId);
+      if (org === undefined) {
+        org = {
+          orgId: e.orgId,
+          slug: e.orgSlug,
+          subscriptionId: e.stripeSubscriptionId,
+          customerId: e.stripeCustomerId,
+          suspect: e.billingSyncFailures > 0 || e.billingStatus === 'canceled',
+          failures: e.billingSyncFailures,
+          lines: new Set<string>(),
+          events: [],
+        };
+        byOrg.set(e.orgId, org);
+      }
+      org.lines.add(e.lineKey);
+      org.events.push(e);
     }
-    for (const [orgId, { subscriptionId, lines }] of byOrg) {
-      await this.setup.ensureItems(orgId, subscriptionId, [...lines], catalog);
+    const ok: OrgBatch[] = [];
+    for (const org of byOrg.values()) {
+      if (org.subscriptionId === null) {
+        ok.push(org);
+        continue;
+      }
+      try {
+        if (org.suspect) await this.setup.assertSubscriptionBills(org.subscriptionId, org.customerId);
+        await this.setup.ensureItems(org.orgId, org.subscriptionId, [...org.lines], catalog);
+        ok.push(org);
+      } catch (err) {
+        const failure = orgFailureOf(err);
+        if (failure === null) throw err;
+        await this.flagOrg(org, failure, now(), pass);
+      }
     }
+    return ok;
+  }
+
+  /** Stores the org's failure with its next retry time, gives its events back, and says so (log line, metric). */
+  private async flagOrg(org: OrgBatch, failure: OrgStripeFailure, at: Date, pass: SyncPass): Promise<void> {
+    const failures = org.failures + 1;
+    const retryAt = new Date(at.getTime() + orgRetryDelayMs(failures, this.tuning));
+    await this.orgs.flagSyncFailure(org.orgId, { code: failure.code, message: plainWords(failure), at, retryAt });
+    await this.outbox.release(
+      org.events.map((e) => e.identifier),
+      `held: billing sync of this org fails (${failure.code})`,
+    );
+    this.metrics.orgFailures.inc({ code: failure.code });
+    pass.failedOrgs.push(org.slug);
+    pass.held += org.events.length;
+    this.logger.error(
+      `billing sync failing for org ${org.slug} (${org.orgId}): Stripe ${failure.code}: ${failure.detail}; ` +
+        `${failures} failure(s) in a row, ${org.events.length} meter events held, next try at ${retryAt.toISOString()}; other orgs keep syncing`,
+    );
   }
 
   /** Sends one event, retrying transient failures; true when it left the pending state. */

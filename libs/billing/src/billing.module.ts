@@ -5,6 +5,7 @@ import { loadTiersFile } from '@spot/tiers';
 import { BillCalculator } from './bill-calculator';
 import { BillingSetupService } from './billing-setup.service';
 import { BillingSyncService } from './billing-sync.service';
+import { BillingSyncMetrics } from './billing-sync-metrics';
 import { PriceBook } from './price-book';
 import { StripeClient } from './stripe-client';
 import { UsageRollupService } from './usage-rollup.service';
@@ -21,8 +22,9 @@ import { UsageRollupService } from './usage-rollup.service';
     UsageRollupService,
     BillingSetupService,
     BillingSyncService,
+    BillingSyncMetrics,
     BillCalculator,
   ],
-  exports: [StripeClient, PriceBook, UsageRollupService, BillingSetupService, BillingSyncService, BillCalculator],
+  exports: [StripeClient, PriceBook, UsageRollupService, BillingSetupService, BillingSyncService, BillingSyncMetrics, BillCalculator],
 })
 export class BillingModule {}

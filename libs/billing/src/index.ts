@@ -1,7 +1,8 @@
 export { BillingModule } from './billing.module';
 export { UsageRollupService } from './usage-rollup.service';
 export type { RollupPass } from './usage-rollup.service';
-export { BillingSyncService, meterEventIdentifier } from './billing-sync.service';
+export { BillingSyncService, meterEventIdentifier, orgRetryDelayMs } from './billing-sync.service';
+export { BillingSyncMetrics } from './billing-sync-metrics';
 export type { SyncPass, SyncTuning } from './billing-sync.service';
 export { BillingSetupService, billingStatusOf } from './billing-setup.service';
 export type { EnabledBilling } from './billing-setup.service';
@@ -10,8 +11,8 @@ export type { OrgBill, BillLine, StripeInvoicePreview } from './bill-calculator'
 export { StripeClient, BillingDisabledError } from './stripe-client';
 export { PriceBook } from './price-book';
 export { BillingError } from './billing.errors';
-export { classifyStripeError } from './stripe-failure';
-export type { StripeFailure } from './stripe-failure';
+export { classifyStripeError, orgFailureOf, plainWords } from './stripe-failure';
+export type { StripeFailure, OrgStripeFailure } from './stripe-failure';
 export { monthStart, nextMonthStart, meterTimestamp } from './billing-calendar';
 export {
   centsPerToken,

@@ -1,5 +1,7 @@
 import { meterTimestamp } from './billing-calendar';
-import { classifyStripeError } from './stripe-failure';
+import { BillingError } from './billing.errors';
+import { orgRetryDelayMs } from './billing-sync.service';
+import { classifyStripeError, orgFailureOf, plainWords } from './stripe-failure';
 
 describe('classifyStripeError', () => {
   it('retries 429 (rate limited, honouring Retry-After), 5xx and connection failures', () => {
@@ -34,5 +36,43 @@ describe('meterTimestamp', () => {
   });
   it('never stamps the future', () => {
     expect(meterTimestamp(new Date('2026-11-25T11:00:00Z'), now)).toEqual(now);
+  });
+});
+
+describe('orgFailureOf', () => {
+  const wrapped = (sdk: object) => new BillingError('stripe_failed', 'Stripe: could not add a subscription item', { cause: sdk });
+
+  it("names a refusal about one org's subscription or customer, with Stripe's code", () => {
+    const canceled = { type: 'StripeInvalidRequestError', statusCode: 400, message: 'A canceled subscription can only update its cancellation_details and metadata.' };
+    expect(orgFailureOf(wrapped(canceled))).toEqual({ code: 'subscription_canceled', detail: canceled.message });
+    const missing = { type: 'StripeInvalidRequestError', statusCode: 404, code: 'resource_missing', message: "No such subscription: 'sub_1'" };
+    expect(orgFailureOf(wrapped(missing))).toEqual({ code: 'resource_missing', detail: missing.message });
+    expect(orgFailureOf({ statusCode: 400, message: 'Something else' })).toEqual({ code: 'stripe_rejected', detail: 'Something else' });
+    expect(orgFailureOf(new BillingError('customer_deleted', 'customer cus_1 was deleted'))).toEqual({ code: 'customer_deleted', detail: 'customer cus_1 was deleted' });
+  });
+
+  it('is null for what is not one org\'s: our key refused, Stripe down or rate limiting, Postgres', () => {
+    expect(orgFailureOf(wrapped({ statusCode: 401, message: 'Invalid API Key provided: sk_test_****abcd' }))).toBeNull();
+    expect(orgFailureOf(wrapped({ statusCode: 403, message: 'forbidden' }))).toBeNull();
+    expect(orgFailureOf(wrapped({ statusCode: 500, message: 'boom', headers: { 'stripe-should-retry': 'false' } }))).toBeNull();
+    expect(orgFailureOf(wrapped({ statusCode: 429, message: 'slow down' }))).toBeNull();
+    expect(orgFailureOf(wrapped({ type: 'StripeConnectionError', message: 'socket hang up' }))).toBeNull();
+    expect(orgFailureOf(new Error('Connection terminated unexpectedly'))).toBeNull();
+  });
+
+  it('says what fixes it in plain words', () => {
+    expect(plainWords({ code: 'subscription_canceled', detail: 'x' })).toMatch(/subscription of this org was canceled.*Enable billing again on the Bill page/);
+    expect(plainWords({ code: 'customer_deleted', detail: 'x' })).toMatch(/customer of this org was deleted/);
+    expect(plainWords({ code: 'parameter_invalid', detail: 'Bad thing' })).toContain('parameter_invalid: Bad thing');
+  });
+});
+
+describe('orgRetryDelayMs', () => {
+  it('doubles from the base at each failure in a row, up to the cap', () => {
+    const tuning = { orgRetryBaseMs: 60_000, orgRetryMaxMs: 3_600_000 };
+    expect([1, 2, 3, 4, 5, 6, 7, 8, 100].map((n) => orgRetryDelayMs(n, tuning))).toEqual([
+      60_000, 120_000, 240_000, 480_000, 960_000, 1_920_000, 3_600_000, 3_600_000, 3_600_000,
+    ]);
+    expect(orgRetryDelayMs(0, tuning)).toBe(60_000);
   });
 });

@@ -1,3 +1,5 @@
+import { BillingError } from './billing.errors';
+
 /** What to do about an error from the stripe SDK. */
 export type StripeFailure =
   | { kind: 'retry'; rateLimited: boolean; retryAfterMs: number | null; message: string }
@@ -44,4 +46,50 @@ export function classifyStripeError(err: unknown): StripeFailure {
 /** Exponential backoff with full jitter: a random wait up to base·2^attempt, capped. */
 export function backoffMs(attempt: number, baseMs = 250, capMs = 8_000): number {
   return Math.round(Math.random() * Math.min(capMs, baseMs * 2 ** attempt)) + 50;
+}
+
+/** A Stripe refusal that concerns one org (its subscription or customer), not the account or Stripe at large. */
+export interface OrgStripeFailure {
+  /** Stripe's error code (`resource_missing`...), or ours: `subscription_canceled`, `customer_deleted`, `stripe_rejected`. */
+  code: string;
+  /** What Stripe said (no secrets: Stripe's messages name objects, never keys). */
+  detail: string;
+}
+
+/**
+ * The org-specific failure in `err` (a {@link BillingError} from a Stripe call made for one org, or the SDK's
+ * error), or null when it is not one: Stripe down or rate limiting (retried as before), our key refused
+ * (stops the pass: every org would fail), or not a Stripe error at all (Postgres).
+ */
+export function orgFailureOf(err: unknown): OrgStripeFailure | null {
+  if (err instanceof BillingError && (err.code === 'subscription_canceled' || err.code === 'customer_deleted')) {
+    return { code: err.code, detail: err.message };
+  }
+  const sdk = err instanceof BillingError ? err.cause : err;
+  const status = (sdk as SdkError | null | undefined)?.statusCode;
+  // a 5xx, even one Stripe says not to retry, is Stripe's trouble, not the org's
+  if (typeof status !== 'number' || status < 400 || status >= 500) return null;
+  const failure = classifyStripeError(sdk);
+  if (failure.kind !== 'rejected') return null;
+  const stripeCode = (sdk as { code?: unknown }).code;
+  const code = /canceled subscription/i.test(failure.message)
+    ? 'subscription_canceled'
+    : typeof stripeCode === 'string' && stripeCode !== ''
+      ? stripeCode
+      : 'stripe_rejected';
+  return { code, detail: failure.message };
+}
+
+/** What an org's owners read about a sync failure: what broke and what fixes it, in plain words. */
+export function plainWords(failure: OrgStripeFailure): string {
+  switch (failure.code) {
+    case 'subscription_canceled':
+      return 'The Stripe subscription of this org was canceled, so its usage cannot be invoiced. Enable billing again on the Bill page to start a new subscription: the usage is kept and sent then.';
+    case 'customer_deleted':
+      return 'The Stripe customer of this org was deleted. Enable billing again on the Bill page to create a new one: the usage is kept and sent then.';
+    case 'resource_missing':
+      return `Stripe no longer has this org's subscription or customer (Stripe said: ${failure.detail}). Enable billing again on the Bill page: the usage is kept and sent then.`;
+    default:
+      return `Stripe refused a request for this org (${failure.code}: ${failure.detail}). The usage is kept; billing sync retries it.`;
+  }
 }

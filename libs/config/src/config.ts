@@ -82,6 +82,9 @@ export const configSchema = z.object({
   USAGE_RETENTION_DAYS: z.coerce.number().int().min(32).default(35),
   USAGE_ROLLUP_EVERY_MS: positiveInt.default(60_000),
   BILLING_SYNC_EVERY_MS: positiveInt.default(60_000),
+  /** Port of the worker's Prometheus endpoint (`GET /metrics`: billing sync's failing orgs...); unset = none. */
+  WORKER_METRICS_PORT: port.optional(),
+  WORKER_METRICS_HOST: z.string().min(1).default('0.0.0.0'),
 
   // --- tiers: health, failover, wake (issue 5) ---
   /** Bearer token for the gateway's /admin routes; unset = those routes answer 404. */

@@ -22,6 +22,11 @@ export class BillingLinesRepository {
     return this.prisma.billingSubscriptionItem.findMany({ where: { orgId, account } });
   }
 
+  /** Forgets an org's subscription items in an account (its subscription was replaced). */
+  async deleteItems(orgId: string, account: string): Promise<void> {
+    await this.prisma.billingSubscriptionItem.deleteMany({ where: { orgId, account } });
+  }
+
   async insertItem(orgId: string, account: string, lineKey: string, itemId: string): Promise<void> {
     await this.prisma.billingSubscriptionItem.createMany({ data: [{ orgId, account, lineKey, itemId }], skipDuplicates: true });
   }

@@ -34,8 +34,16 @@ export interface RollupSyncPlan {
   events: NewOutboxEvent[];
 }
 
-/** A claimed outbox row, with the org's subscription (items are added to it lazily). */
-export type ClaimedOutboxEvent = MeterEventOutbox & { stripeSubscriptionId: string | null };
+/**
+ * A claimed outbox row, with the org's subscription (items are added to it lazily), its mirrored status and its
+ * sync failures in a row (a failing org is checked with Stripe before its events are sent).
+ */
+export type ClaimedOutboxEvent = MeterEventOutbox & {
+  stripeSubscriptionId: string | null;
+  orgSlug: string;
+  billingStatus: string;
+  billingSyncFailures: number;
+};
 
 export type RollupCursor = Pick<UnsyncedRollup, 'orgId' | 'keyId' | 'model' | 'tier' | 'hour'>;
 
@@ -121,16 +129,18 @@ export class BillingOutboxRepository {
 
   /**
    * Claims up to `limit` pending events of the account for `leaseMs` (SKIP LOCKED: two senders take different
-   * rows; a sender that dies releases its rows when the lease runs out). Oldest first.
+   * rows; a sender that dies releases its rows when the lease runs out). Oldest first. Events of orgs whose sync
+   * failed and whose retry time is after `at` are left alone (one org's failure does not hold up the others).
    */
-  claim(account: string, limit: number, leaseMs: number): Promise<ClaimedOutboxEvent[]> {
+  claim(account: string, limit: number, leaseMs: number, at: Date): Promise<ClaimedOutboxEvent[]> {
     return this.prisma.$queryRaw<ClaimedOutboxEvent[]>`
       WITH picked AS (
-        SELECT identifier FROM meter_event_outbox
-        WHERE account = ${account} AND status = 'pending' AND (claimed_until IS NULL OR claimed_until < now())
-        ORDER BY created_at, identifier
+        SELECT m.identifier FROM meter_event_outbox m JOIN orgs f ON f.id = m.org_id
+        WHERE m.account = ${account} AND m.status = 'pending' AND (m.claimed_until IS NULL OR m.claimed_until < now())
+          AND (f.billing_sync_retry_at IS NULL OR f.billing_sync_retry_at <= ${at})
+        ORDER BY m.created_at, m.identifier
         LIMIT ${limit}
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF m SKIP LOCKED
       )
       UPDATE meter_event_outbox m SET claimed_until = now() + ${leaseMs} * interval '1 millisecond'
       FROM picked p, orgs o
@@ -139,7 +149,23 @@ export class BillingOutboxRepository {
         m.event_name AS "eventName", m.value, m.timestamp, m.key_id AS "keyId", m.model, m.tier, m.hour, m.direction,
         m.rollup_version AS "rollupVersion", m.status, m.attempts, m.claimed_until AS "claimedUntil", m.sent_at AS "sentAt",
         m.accepted_at AS "acceptedAt", m.last_error AS "lastError", m.created_at AS "createdAt",
-        o.stripe_subscription_id AS "stripeSubscriptionId"`;
+        o.stripe_subscription_id AS "stripeSubscriptionId", o.slug AS "orgSlug", o.billing_status::text AS "billingStatus",
+        o.billing_sync_failures AS "billingSyncFailures"`;
+  }
+
+  /** Gives back claimed events unsent (their org's sync failed): claimable again once the org's retry time passes. */
+  async release(identifiers: readonly string[], error: string): Promise<void> {
+    if (identifiers.length === 0) return;
+    await this.prisma.$executeRaw`
+      UPDATE meter_event_outbox SET claimed_until = NULL, last_error = ${error.slice(0, 1000)}
+      WHERE identifier = ANY(${[...identifiers]}::text[]) AND status = 'pending'`;
+  }
+
+  /** Points an org's unsent events at its new Stripe customer (billing enabled again after the old one was deleted). */
+  async moveUnsentToCustomer(orgId: string, account: string, customerId: string): Promise<number> {
+    return this.prisma.$executeRaw`
+      UPDATE meter_event_outbox SET stripe_customer_id = ${customerId}
+      WHERE org_id = ${orgId}::uuid AND account = ${account} AND status = 'pending' AND sent_at IS NULL`;
   }
 
   /** Stripe has the event (accepted now, or it already had it: `note` says so), after `tries` requests. */

@@ -25,7 +25,7 @@ export type {
   OutboxLineTotal,
 } from './billing-outbox.repository';
 export { OrgBillingRepository } from './org-billing.repository';
-export type { OrgStripeLink } from './org-billing.repository';
+export type { OrgStripeLink, OrgSyncFailure, FailingOrg } from './org-billing.repository';
 export { WebhookEventsRepository } from './webhook-events.repository';
 export type { BillingLine, BillingSubscriptionItem, MeterEventOutbox } from './generated/prisma/client';
 export { UsageEventsRepository } from './usage-events.repository';

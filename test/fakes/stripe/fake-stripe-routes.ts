@@ -58,7 +58,7 @@ export interface RouteResult {
 }
 
 interface Route {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'DELETE';
   pattern: RegExp;
   handle(ctx: RouteContext): RouteResult;
 }
@@ -470,6 +470,8 @@ function createSubscriptionItem(ctx: RouteContext): RouteResult {
   const subId = requiredString(params, 'subscription');
   const sub = state.subscriptions.get(subId);
   if (sub === undefined) throw paramResourceMissing('subscription', subId, 'subscription');
+  // Stripe's wording for any change to a canceled subscription (seen in the wild, e.g. fjordllc/bootcamp#10095)
+  if (sub.status === 'canceled') throw invalidRequest('A canceled subscription can only update its cancellation_details and metadata.');
   const priceId = requiredString(params, 'price');
   const price = state.prices.get(priceId);
   if (price === undefined) throw paramResourceMissing('price', priceId, 'price');
@@ -500,6 +502,42 @@ function createSubscriptionItem(ctx: RouteContext): RouteResult {
   if (price.recurring.usage_type === 'licensed') item.quantity = quantity ?? 1;
   sub.items.data.push(item);
   return ok(item);
+}
+
+/**
+ * DELETE /v1/subscriptions/:id: cancels at once. Canceling a canceled subscription answers "No such
+ * subscription" (404 resource_missing), as Stripe does (stripe/stripe-go#1887).
+ */
+function cancelSubscription(ctx: RouteContext): RouteResult {
+  const { state, nowSeconds } = ctx;
+  const id = ctx.pathParams[0];
+  const sub = state.subscriptions.get(id);
+  if (sub === undefined || sub.status === 'canceled') throw resourceMissing('subscription', id, 'id');
+  sub.status = 'canceled';
+  sub.canceled_at = nowSeconds;
+  return ok(subscriptionView(sub, nowSeconds));
+}
+
+/** DELETE /v1/customers/:id: the customer is gone (a retrieve says `deleted: true`) and its subscriptions are canceled. */
+function deleteCustomer(ctx: RouteContext): RouteResult {
+  const { state, nowSeconds } = ctx;
+  const id = ctx.pathParams[0];
+  if (!state.customers.has(id)) throw resourceMissing('customer', id, 'id');
+  state.customers.delete(id);
+  state.deletedCustomers.add(id);
+  for (const sub of state.subscriptions.values()) {
+    if (sub.customer === id && sub.status !== 'canceled') {
+      sub.status = 'canceled';
+      sub.canceled_at = nowSeconds;
+    }
+  }
+  return ok({ id, object: 'customer', deleted: true });
+}
+
+function retrieveCustomer(ctx: RouteContext): RouteResult {
+  const id = ctx.pathParams[0];
+  if (ctx.state.deletedCustomers.has(id)) return ok({ id, object: 'customer', deleted: true });
+  return ok(found(ctx.state.customers, id, 'customer'));
 }
 
 /** The aggregated usage of one meter for one customer over [start, end). */
@@ -649,7 +687,8 @@ function formatCents(decimalCents: string, currency: string): string {
 export const ROUTES: readonly Route[] = [
   { method: 'POST', pattern: /^\/v1\/customers$/, handle: createCustomer },
   { method: 'GET', pattern: /^\/v1\/customers$/, handle: (ctx) => listOf(ctx.state.customers.values(), ctx, '/v1/customers', 'customer', byEmail(ctx)) },
-  { method: 'GET', pattern: /^\/v1\/customers\/([^/]+)$/, handle: (ctx) => ok(found(ctx.state.customers, ctx.pathParams[0], 'customer')) },
+  { method: 'GET', pattern: /^\/v1\/customers\/([^/]+)$/, handle: retrieveCustomer },
+  { method: 'DELETE', pattern: /^\/v1\/customers\/([^/]+)$/, handle: deleteCustomer },
   { method: 'POST', pattern: /^\/v1\/products$/, handle: createProduct },
   { method: 'GET', pattern: /^\/v1\/products$/, handle: (ctx) => listOf(ctx.state.products.values(), ctx, '/v1/products', 'product') },
   { method: 'GET', pattern: /^\/v1\/products\/([^/]+)$/, handle: (ctx) => ok(found(ctx.state.products, ctx.pathParams[0], 'product')) },
@@ -662,6 +701,7 @@ export const ROUTES: readonly Route[] = [
   { method: 'POST', pattern: /^\/v1\/billing\/meter_events$/, handle: createMeterEvent },
   { method: 'POST', pattern: /^\/v1\/subscriptions$/, handle: createSubscription },
   { method: 'GET', pattern: /^\/v1\/subscriptions$/, handle: (ctx) => listSubscriptions(ctx) },
+  { method: 'DELETE', pattern: /^\/v1\/subscriptions\/([^/]+)$/, handle: cancelSubscription },
   { method: 'GET', pattern: /^\/v1\/subscriptions\/([^/]+)$/, handle: (ctx) => ok(subscriptionView(found(ctx.state.subscriptions, ctx.pathParams[0], 'subscription'), ctx.nowSeconds)) },
   { method: 'POST', pattern: /^\/v1\/subscription_items$/, handle: createSubscriptionItem },
   { method: 'POST', pattern: /^\/v1\/invoices\/create_preview$/, handle: createInvoicePreview },

@@ -196,6 +196,8 @@ export interface IdempotentResult {
  */
 export class FakeStripeState {
   readonly customers = new Map<string, CustomerObject>();
+  /** Ids of deleted customers: a retrieve answers `{ id, object: 'customer', deleted: true }`, as Stripe does. */
+  readonly deletedCustomers = new Set<string>();
   readonly products = new Map<string, ProductObject>();
   readonly prices = new Map<string, PriceObject>();
   readonly meters = new Map<string, MeterObject>();
@@ -208,6 +210,7 @@ export class FakeStripeState {
 
   clear(): void {
     this.customers.clear();
+    this.deletedCustomers.clear();
     this.products.clear();
     this.prices.clear();
     this.meters.clear();

@@ -168,6 +168,27 @@ describe('fake Stripe server, driven through the official stripe SDK', () => {
     expect(fake.state.customers.size).toBe(0);
   });
 
+  it('cancels a subscription and deletes a customer as Stripe does; a canceled subscription takes no new items', async () => {
+    const stripe = client();
+    const { customer, subscription, outputPrice } = await meteredSetup(stripe);
+    const canceled = await stripe.subscriptions.cancel(subscription.id);
+    expect(canceled).toMatchObject({ id: subscription.id, status: 'canceled', canceled_at: expect.any(Number) });
+    expect((await stripe.subscriptions.retrieve(subscription.id)).status).toBe('canceled');
+    const again = await rejection(() => stripe.subscriptions.cancel(subscription.id));
+    expect(again).toMatchObject({ statusCode: 404, code: 'resource_missing', message: `No such subscription: '${subscription.id}'` });
+    const item = await rejection(() => stripe.subscriptionItems.create({ subscription: subscription.id, price: outputPrice.id }));
+    expect(item).toBeInstanceOf(Stripe.errors.StripeInvalidRequestError);
+    expect(item).toMatchObject({ statusCode: 400, message: 'A canceled subscription can only update its cancellation_details and metadata.' });
+
+    const other = await stripe.subscriptions.create({ customer: customer.id, items: [{ price: outputPrice.id }] });
+    const deleted = await stripe.customers.del(customer.id);
+    expect(deleted).toEqual({ id: customer.id, object: 'customer', deleted: true });
+    expect(await stripe.customers.retrieve(customer.id)).toMatchObject({ id: customer.id, deleted: true });
+    expect((await stripe.subscriptions.retrieve(other.id)).status).toBe('canceled');
+    const sub = await rejection(() => stripe.subscriptions.create({ customer: customer.id, items: [{ price: outputPrice.id }] }));
+    expect(sub).toMatchObject({ statusCode: 400, code: 'resource_missing', message: `No such customer: '${customer.id}'` });
+  });
+
   it('stores meter events as received and rejects a repeated identifier with Stripe\'s error', async () => {
     const stripe = client();
     const { customer, input } = await meteredSetup(stripe);

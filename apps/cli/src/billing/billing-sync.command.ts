@@ -19,6 +19,12 @@ export const billingSyncCommand: CliCommand = {
         `synced ${pass.rollups} rollups: ${pass.queued} meter events queued, ${pass.accepted} accepted, ` +
           `${pass.duplicates} already billed, ${pass.rejected} refused, ${pass.pending} pending in ${(pass.ms / 1000).toFixed(2)}s`,
       );
+      for (const org of pass.failing) {
+        print(
+          `failing org ${org.slug}: Stripe ${org.code}, ${org.failures} failure(s) in a row, usage held, ` +
+            `next try ${org.retryAt === null ? 'at the next pass' : `after ${org.retryAt.toISOString()}`}`,
+        );
+      }
     };
   },
 };

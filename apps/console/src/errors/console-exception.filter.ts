@@ -30,7 +30,12 @@ export class ConsoleExceptionFilter implements ExceptionFilter {
     }
     const api = req.url.startsWith('/api/') || req.url.startsWith('/stripe/') || !String(req.headers.accept ?? '').includes('text/html');
     if (api) {
-      void reply.status(status).header('cache-control', 'no-store').send({ error: { message, code, param } });
+      // a page route may have set text/html before it threw: the JSON answer names its own type
+      void reply
+        .status(status)
+        .header('content-type', 'application/json; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .send({ error: { message, code, param } });
       return;
     }
     if (status === 401) {

@@ -12,7 +12,18 @@ export interface OrgView {
   role: MemberRole;
   monthlyBudgetUsd: number | null;
   billingStatus: string;
+  /** Billing sync to Stripe is failing for the org (shown to owners and admins, who can fix it); else null. */
+  billingSync: BillingSyncFailureView | null;
   createdAt: string;
+}
+
+/** Why the org's usage is not reaching Stripe, in plain words, and when sync tries again. */
+export interface BillingSyncFailureView {
+  reason: string;
+  code: string;
+  since: string | null;
+  failures: number;
+  nextRetryAt: string | null;
 }
 
 export function orgView(org: Org, role: MemberRole): OrgView {
@@ -23,6 +34,16 @@ export function orgView(org: Org, role: MemberRole): OrgView {
     role,
     monthlyBudgetUsd: org.monthlyBudgetMicros === null ? null : Number(org.monthlyBudgetMicros) / 1e6,
     billingStatus: org.billingStatus,
+    billingSync:
+      org.billingSyncFailures > 0 && role !== 'member'
+        ? {
+            reason: org.billingSyncError ?? 'Billing sync to Stripe fails for this org.',
+            code: org.billingSyncErrorCode ?? 'unknown',
+            since: org.billingSyncFailedAt?.toISOString() ?? null,
+            failures: org.billingSyncFailures,
+            nextRetryAt: org.billingSyncRetryAt?.toISOString() ?? null,
+          }
+        : null,
     createdAt: org.createdAt.toISOString(),
   };
 }

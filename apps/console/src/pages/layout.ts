@@ -1,3 +1,5 @@
+import { ASSETS } from './assets';
+
 /** Escapes text for HTML content and attribute values. */
 export function escapeHtml(value: unknown): string {
   return String(value ?? '')
@@ -10,22 +12,6 @@ export function escapeHtml(value: unknown): string {
 
 const e = escapeHtml;
 
-const STYLE = `
-body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2433;background:#f7f8fa}
-header{background:#1d2433;color:#fff;padding:.6rem 1.5rem;display:flex;gap:1.5rem;align-items:center;flex-wrap:wrap}
-header a{color:#fff}header nav{display:flex;gap:1rem;flex-wrap:wrap}header form{margin:0 0 0 auto}
-main{max-width:64rem;margin:1.5rem auto;padding:0 1.5rem}
-table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:.45rem .6rem;border-bottom:1px solid #e3e6ec;vertical-align:top}
-fieldset{border:1px solid #d5dae3;background:#fff;margin:1rem 0;padding:1rem}label{display:block;margin:.4rem 0 .15rem;font-weight:600}
-input[type=text],input[type=number],select{padding:.35rem;border:1px solid #b8bfcc;border-radius:4px;min-width:16rem}
-button,.button{background:#2456d6;color:#fff;border:0;border-radius:4px;padding:.45rem .9rem;cursor:pointer;font:inherit;text-decoration:none;display:inline-block}
-button.danger{background:#b42318}.muted{color:#5b6578}.notice{background:#fff6d6;border:1px solid #e9c46a;padding:.8rem 1rem}
-.error{background:#fde8e8;border:1px solid #e3a0a0;padding:.8rem 1rem}code,pre{background:#eef1f6;padding:.1rem .3rem;border-radius:3px}
-pre{padding:.8rem;overflow:auto}.secret{font-size:1.1rem;word-break:break-all}.badge{font-size:.8rem;padding:.05rem .4rem;border-radius:3px;background:#e3e6ec}
-.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
-.skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:.5rem;background:#fff;padding:.3rem .6rem;z-index:1}
-.demo{background:#ffe08a;color:#1d2433;padding:.1rem .5rem;border-radius:3px;font-weight:700}
-`;
 
 /** Who is signed in, as the header shows it (a `User` row or `@CurrentUser()` both fit). */
 export interface PageUser {
@@ -38,6 +24,17 @@ export interface PageUser {
 export interface PageOrg {
   slug: string;
   name: string;
+  /** Set when billing sync to Stripe fails for the org (owners and admins): every org page shows a banner. */
+  billingSync?: { reason: string; since: string | null; nextRetryAt: string | null } | null;
+}
+
+/** The banner of an org whose usage is not reaching Stripe: what is wrong, since when, and where to fix it. */
+function billingSyncBanner(org: PageOrg): string {
+  const f = org.billingSync;
+  if (!f) return '';
+  const since = f.since ? ` since ${e(f.since.slice(0, 16).replace('T', ' '))} UTC` : '';
+  const retry = f.nextRetryAt ? ` Next try: ${e(f.nextRetryAt.slice(0, 16).replace('T', ' '))} UTC.` : '';
+  return `<div class="error" role="alert" data-testid="billing-sync-failing"><strong>Billing sync to Stripe is failing for this org${since}.</strong> ${e(f.reason)}${retry} <a href="/orgs/${encodeURIComponent(org.slug)}/billing">Open the Bill page</a></div>`;
 }
 
 /** What every page needs: its title and body, and for signed-in pages the user, org and CSRF token. */
@@ -82,9 +79,9 @@ export function renderPage(p: PageContext): string {
     : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>${e(p.title)} · spotinference</title><style>${STYLE}</style></head>
+<title>${e(p.title)} · spotinference</title><link rel="icon" href="data:,"><link rel="stylesheet" href="${ASSETS.css.url}"><script src="${ASSETS.js.url}" defer></script></head>
 <body><a class="skip" href="#main">Skip to content</a><header><strong><a href="/">spotinference</a></strong>${switcher}<nav aria-label="Sections">${nav.join('')}</nav>${account}</header>
-<main id="main"><h1>${e(p.title)}</h1>
+<main id="main">${p.org ? billingSyncBanner(p.org) : ''}<h1>${e(p.title)}</h1>
 ${p.body}
 </main></body></html>`;
 }

@@ -14,7 +14,7 @@ type ViewContext = Omit<PageContext, 'title' | 'body' | 'org'> & { org?: OrgView
 export function errorPage(status: number, message: string): string {
   return renderPage({
     title: status === 404 ? 'Not found' : status === 403 ? 'Not allowed' : status === 400 ? 'Please check your input' : 'Something went wrong',
-    body: `<p class="error" role="alert">${e(message)}</p><p><a href="javascript:history.back()">Back</a> · <a href="/orgs">Your orgs</a></p>`,
+    body: `<p class="error" role="alert">${e(message)}</p><p><a href="/" data-back>Back</a> · <a href="/orgs">Your orgs</a></p>`,
   });
 }
 
@@ -56,7 +56,7 @@ export function orgsPage(ctx: ViewContext, orgs: OrgView[]): string {
   const form = `<form method="post" action="/orgs"><fieldset><legend>Create an org</legend>
 <input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}">
 <label for="org-name">Name</label><input type="text" id="org-name" name="name" required maxlength="100">
-<label for="org-slug">Slug</label><input type="text" id="org-slug" name="slug" required pattern="[a-z0-9][a-z0-9-]{1,38}[a-z0-9]" aria-describedby="slug-help">
+<label for="org-slug">Slug</label><input type="text" id="org-slug" name="slug" required pattern="[a-z0-9][a-z0-9\\-]{1,38}[a-z0-9]" aria-describedby="slug-help">
 <p id="slug-help" class="muted">3-40 lower-case letters, digits and -; used in URLs.</p>
 <button type="submit">Create org</button></fieldset></form>`;
   return renderPage({ ...ctx, title: 'Your orgs', active: 'orgs', body: list + form });
@@ -84,7 +84,7 @@ export function keysPage(ctx: ViewContext, keys: KeyView[], models: string[], ga
     ? `<table><caption class="muted">Keys of ${e(org.name)}</caption><thead><tr><th scope="col">Name</th><th scope="col">Key</th><th scope="col">Status</th><th scope="col">Models</th><th scope="col">RPM / TPM</th><th scope="col">Created by</th><th scope="col">Last used</th><th scope="col">Expires</th><th scope="col"><span class="muted">Actions</span></th></tr></thead><tbody>${rows}</tbody></table>`
     : '<p>No keys yet.</p>';
   const modelBoxes = models
-    .map((m, i) => `<label style="font-weight:400"><input type="checkbox" name="allowedModels" value="${e(m)}" id="model-${i}"> ${e(m)}</label>`)
+    .map((m, i) => `<label class="check"><input type="checkbox" name="allowedModels" value="${e(m)}" id="model-${i}"> ${e(m)}</label>`)
     .join('');
   const form = `<form method="post" action="${base}/keys"><fieldset><legend>Create a key</legend>
 <input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}">
@@ -110,8 +110,7 @@ export function keyCreatedPage(ctx: ViewContext, key: string, name: string, gate
 <button type="button" id="copy" hidden>Copy</button></p>
 <pre>export OPENAI_BASE_URL=${e(gatewayUrl)}
 export OPENAI_API_KEY=${e(key)}</pre>
-<p><a href="${base}/keys">Done: back to the keys</a></p>
-<script>const b=document.getElementById('copy');b.hidden=false;b.onclick=()=>navigator.clipboard.writeText(document.getElementById('new-key').value).then(()=>{b.textContent='Copied'});</script>`,
+<p><a href="${base}/keys">Done: back to the keys</a></p>`,
   });
 }
 
@@ -151,7 +150,7 @@ export function keyPage(ctx: ViewContext, key: KeyView, models: string[], saved:
   const boxes = all
     .map(
       (m, i) =>
-        `<label style="font-weight:400"><input type="checkbox" name="allowedModels" value="${e(m)}" id="edit-model-${i}"${key.allowedModels.includes(m) ? ' checked' : ''}> ${e(m)}${models.includes(m) ? '' : ' <span class="muted">(not served now)</span>'}</label>`,
+        `<label class="check"><input type="checkbox" name="allowedModels" value="${e(m)}" id="edit-model-${i}"${key.allowedModels.includes(m) ? ' checked' : ''}> ${e(m)}${models.includes(m) ? '' : ' <span class="muted">(not served now)</span>'}</label>`,
     )
     .join('');
   const expiry = [['keep', key.expiresAt ? `Keep (${key.expiresAt.slice(0, 16).replace('T', ' ')} UTC)` : 'Keep (never)'], ...EXPIRY_CHOICES]
@@ -170,7 +169,7 @@ ${all.length ? `<input type="hidden" name="modelsShown" value="1"><fieldset><leg
     ...ctx,
     title: `Key ${key.name}`,
     active: 'keys',
-    body: `${notice}${facts}${form}<p><a href="${base}/keys/${e(key.id)}/revoke" class="button danger" style="background:#b42318">Revoke this key…</a></p>`,
+    body: `${notice}${facts}${form}<p><a href="${base}/keys/${e(key.id)}/revoke" class="button danger">Revoke this key…</a></p>`,
   });
 }
 
@@ -195,11 +194,11 @@ export function membersPage(
   const manage = org.role !== 'member';
   const owner = org.role === 'owner';
   const removeForm = (login: string, label: string) =>
-    `<form method="post" action="${base}/members/${encodeURIComponent(login)}/remove" style="display:inline" onsubmit="return confirm(${e(JSON.stringify(`${label} ${login}?`))})"><input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}"><button type="submit" class="danger" aria-label="${e(`${label} ${login}`)}">${label}</button></form>`;
+    `<form method="post" action="${base}/members/${encodeURIComponent(login)}/remove" class="inline" data-confirm="${e(`${label} ${login}?`)}"><input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}"><button type="submit" class="danger" aria-label="${e(`${label} ${login}`)}">${label}</button></form>`;
   // admins change members and admins; owners anyone (the last owner is refused by the service)
   const roleForm = (m: { login: string; role: string }, i: number) =>
     manage && (owner || m.role !== 'owner')
-      ? `<form method="post" action="${base}/members/${encodeURIComponent(m.login)}/role" style="display:inline"><input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}">
+      ? `<form method="post" action="${base}/members/${encodeURIComponent(m.login)}/role" class="inline"><input type="hidden" name="_csrf" value="${e(ctx.csrfToken)}">
 <label for="role-${i}" class="sr-only">Role of ${e(m.login)}</label><select id="role-${i}" name="role">${(owner ? ['member', 'admin', 'owner'] : ['member', 'admin'])
           .map((r) => `<option${r === m.role ? ' selected' : ''}>${r}</option>`)
           .join('')}</select> <button type="submit">Change role</button></form> `
@@ -263,7 +262,7 @@ function dailyChart(report: UsageReport): string {
     })
     .join('');
   const line = days.map((d, i) => `${(pad + i * step + step / 2).toFixed(1)},${(h - pad - (d.costUsd / maxCost) * (h - 2 * pad)).toFixed(1)}`).join(' ');
-  return `<figure><svg role="img" aria-labelledby="chart-title" viewBox="0 0 ${w} ${h}" width="100%" style="max-width:${w}px;background:#fff">
+  return `<figure><svg role="img" aria-labelledby="chart-title" viewBox="0 0 ${w} ${h}" width="100%" class="chart">
 <title id="chart-title">Tokens per day (bars, up to ${int(maxTokens)}) and cost per day (line, up to ${usd(maxCost)})</title>
 <line x1="${pad}" y1="${h - pad}" x2="${w - pad}" y2="${h - pad}" stroke="#b8bfcc"/>${bars}
 <polyline points="${line}" fill="none" stroke="#b42318" stroke-width="2"/>

@@ -3,11 +3,12 @@ import { Module } from '@nestjs/common';
 import { BillingModule } from '@spot/billing';
 import { QUEUE } from '@spot/queue';
 import { BillingSchedules } from './billing-schedules';
+import { WorkerMetricsServer } from '../metrics/worker-metrics.server';
 import { BillingProcessor } from './billing.processor';
 
-/** Stripe sync on the `billing` queue. */
+/** Stripe sync on the `billing` queue, and the worker's /metrics (billing sync's registry). */
 @Module({
   imports: [BullModule.registerQueue({ name: QUEUE.billing }), BillingModule],
-  providers: [BillingProcessor, BillingSchedules],
+  providers: [BillingProcessor, BillingSchedules, WorkerMetricsServer],
 })
 export class BillingQueueModule {}

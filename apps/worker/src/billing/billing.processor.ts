@@ -25,6 +25,9 @@ export class BillingProcessor extends WorkerHost {
           );
         }
         if (pass.rejected > 0) this.logger.error(`${pass.rejected} meter events refused by Stripe: see meter_event_outbox (status rejected*)`);
+        if (pass.failedOrgs.length > 0) {
+          this.logger.warn(`billing sync: ${pass.held} meter events of ${pass.failedOrgs.length} failing org(s) held (${pass.failedOrgs.join(', ')}); the others synced`);
+        }
         return pass;
       }
       case JOB.usageRollup:
