@@ -6,6 +6,7 @@
  * bench/support/loop-delay-probe.ts), and writes bench/results/overhead-<date>.json.
  *
  *   npm run bench:overhead -- [--rate 200] [--duration 20] [--warmup 3] [--tokens 16] [--limits on|off] [--via gateway|naive]
+ *                            [--gateway-main other-build/dist/apps/gateway/src/main.js] [--out file.json]
  */
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -32,6 +33,10 @@ const { values } = parseArgs({
     limits: { type: 'string', default: 'on' },
     /** gateway (default), or naive: a bare undici pass-through (bench/naive-proxy.ts), to calibrate the machine. */
     via: { type: 'string', default: 'gateway' },
+    /** Another build's gateway (e.g. a checkout of the previous commit's dist/apps/gateway/src/main.js), for before/after. */
+    'gateway-main': { type: 'string' },
+    /** Where to write the JSON results (default bench/results/overhead[-naive]-<date>.json). */
+    out: { type: 'string' },
   },
 });
 const RATE = Number(values.rate);
@@ -81,7 +86,7 @@ async function main(): Promise<void> {
   const startOptions = { nodeArgs: profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [], probeLoop: true };
   const gateway = naive
     ? startNode('naive', path.join(dist, 'bench/naive-proxy.js'), [String(gwPort), `http://127.0.0.1:${simPort}`, 'bench-upstream'], env, startOptions)
-    : startNode('gateway', path.join(dist, 'apps/gateway/src/main.js'), [], env, startOptions);
+    : startNode('gateway', values['gateway-main'] ?? path.join(dist, 'apps/gateway/src/main.js'), [], env, startOptions);
   try {
     await waitForUrl(`http://127.0.0.1:${simPort}/health`);
     if (naive) await waitForPort(gwPort);
@@ -192,7 +197,7 @@ async function main(): Promise<void> {
       bench: 'overhead',
       date: new Date().toISOString(),
       machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
-      params: { via: values.via, rate: RATE, durationS: DURATION_S, warmupS: WARMUP_S, tokens: TOKENS, stream: true, limits: !naive && values.limits !== 'off', usageRecording: !naive },
+      params: { via: values.via, gatewayMain: values['gateway-main'] ?? null, rate: RATE, durationS: DURATION_S, warmupS: WARMUP_S, tokens: TOKENS, stream: true, limits: !naive && values.limits !== 'off', usageRecording: !naive },
       generatorMaxLagMs: maxLag,
       direct: d,
       gateway: g,
@@ -202,7 +207,7 @@ async function main(): Promise<void> {
     };
     const outDir = path.join(root, 'bench/results');
     mkdirSync(outDir, { recursive: true });
-    const file = path.join(outDir, `overhead${naive ? '-naive' : ''}-${result.date.slice(0, 10)}.json`);
+    const file = values.out ? path.resolve(values.out) : path.join(outDir, `overhead${naive ? '-naive' : ''}-${result.date.slice(0, 10)}.json`);
     writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
     console.log(`wrote ${path.relative(root, file)}`);
   } finally {
