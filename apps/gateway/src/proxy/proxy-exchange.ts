@@ -9,8 +9,9 @@ import type { GatewayMetrics } from '../metrics/gateway-metrics';
 import { POISON_STRIKES, type PoisonGuard } from '../routing/poison-guard';
 import type { Candidate, FailureKind } from '../routing/upstream-pool';
 import { type CheckedRequest, type ProxyKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
-import { classifyFrame, ERROR_KEY, eventEnd, FrameKind, midstreamErrorFrame, parseFrame, rewriteErrorFrame, USAGE_KEY, USAGE_NULL_KEY, usageNullSpan } from './sse-frames';
-import { type TokenUsage, usageFromJsonTail, usageFromObject } from './token-usage';
+import { OpenAISseRelay } from './openai-sse-relay';
+import { midstreamErrorFrame } from './sse-frames';
+import { type TokenUsage, usageFromJsonTail } from './token-usage';
 
 /** Per-process collaborators of every exchange (singletons, so an exchange holds one reference). */
 export interface ExchangeContext {
@@ -101,15 +102,16 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
   private attemptIndex = -1;
   private controller: Dispatcher.DispatchController | null = null;
   private clientGone = false;
-  private carry: Buffer | null = null;
+  /** The current attempt's stream relay (replaced when a stream that sent the client nothing is retried). */
+  private relay: OpenAISseRelay;
+  /** Writes relayed bytes to the client (made once: the relay is handed it on every read). */
+  private readonly writeOut: (bytes: Buffer) => void;
   private tail: Buffer | null = null;
   private errorChunks: Buffer[] = [];
   private errorBytes = 0;
   private upstreamStatus = 0;
-  private sawDone = false;
-  private errorFrameStatus = 0;
-  private contentEvents = 0;
-  private usage: TokenUsage | null = null;
+  /** A non-streamed response's usage (from its JSON tail); a stream's is the relay's. */
+  private bodyUsage: TokenUsage | null = null;
   private firstByteAt = 0;
   private gate = Gate.Open;
   private refusal: ApiError | null = null;
@@ -138,6 +140,8 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
     private candidates: readonly Candidate[],
     private readonly startedAt: number,
   ) {
+    this.relay = new OpenAISseRelay(req.clientWantsUsage);
+    this.writeOut = (bytes) => this.write(bytes);
     this.onDrain = () => this.controller?.resume();
     this.uncork = () => {
       this.corked = false;
@@ -161,7 +165,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
 
   /** Content events relayed to the client so far: what the usage journal follows. */
   get progress(): number {
-    return this.contentEvents;
+    return this.relay.contentEvents;
   }
 
   /** What this request would be billed if the process died now: the tokens its client has received. */
@@ -292,8 +296,12 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
     if (this.phase !== Phase.Relaying || this.clientGone) return;
     if (this.headPending) this.upstreamAt = performance.now();
     if (this.firstByteAt === 0) this.firstByteAt = performance.now();
-    if (this.req.stream) this.relayEvents(chunk);
-    else {
+    if (this.req.stream) {
+      const relay = this.relay;
+      const frames = relay.errorFrames;
+      relay.push(chunk, this.writeOut);
+      if (relay.errorFrames !== frames) this.ctx.metrics.upstreamErrors.labels(this.candidate.route.tier, 'frame').inc(relay.errorFrames - frames);
+    } else {
       this.keepTail(chunk);
       this.write(chunk);
     }
@@ -314,7 +322,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
       return;
     }
     if (!this.req.stream) {
-      this.usage = this.tail ? usageFromJsonTail(this.tail.toString('utf8')) : null;
+      this.bodyUsage = this.tail ? usageFromJsonTail(this.tail.toString('utf8')) : null;
       // usage is recorded (journaled) before the last byte leaves: a crash in between cannot leave a client
       // with an answer we never billed
       this.recordOnce(this.upstreamStatus);
@@ -322,21 +330,19 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
       this.finish(this.upstreamStatus);
       return;
     }
-    if (this.carry !== null) {
-      this.write(this.carry); // an unterminated last event: pass it on as it is
-      this.carry = null;
-    }
-    if (!this.sawDone) {
+    const relay = this.relay;
+    relay.end(this.writeOut);
+    if (!relay.sawDone) {
       this.ctx.metrics.upstreamErrors.labels(this.candidate.route.tier, 'midstream').inc();
       this.endpointFailed('status', 'stream ended before [DONE]');
       if (this.headPending && this.retryUnsent()) return;
       this.failMidstream('The engine ended the stream before it was complete.');
       return;
     }
-    this.recordOnce(this.errorFrameStatus || this.upstreamStatus);
+    this.recordOnce(relay.errorFrameStatus || this.upstreamStatus);
     if (this.headPending) this.sendStreamHead();
     this.res.end();
-    this.finish(this.errorFrameStatus || this.upstreamStatus);
+    this.finish(relay.errorFrameStatus || this.upstreamStatus);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
@@ -398,62 +404,6 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
     }
   }
 
-  /** Splits `chunk` into SSE events and forwards all but the usage chunk the client did not ask for. */
-  private relayEvents(chunk: Buffer): void {
-    let buf = chunk;
-    if (this.carry !== null) {
-      buf = Buffer.concat([this.carry, chunk]);
-      this.carry = null;
-    }
-    let flushFrom = 0;
-    let eventStart = 0;
-    let usageAt = buf.indexOf(USAGE_KEY);
-    let errorAt = buf.indexOf(ERROR_KEY);
-    // one memmem per read, only for clients that did not ask for usage (their chunks must carry no usage key)
-    let nullAt = this.req.clientWantsUsage ? -1 : buf.indexOf(USAGE_NULL_KEY);
-    let sep: number;
-    while ((sep = eventEnd(buf, eventStart)) !== -1) {
-      const next = sep + 2;
-      const kind = classifyFrame(buf, eventStart, sep, usageAt, errorAt);
-      if (kind === FrameKind.Content) {
-        if (this.contentEvents++ === 0 && this.firstByteAt === 0) this.firstByteAt = performance.now();
-        while (nullAt >= eventStart && nullAt < sep) {
-          const span = usageNullSpan(buf, eventStart, sep, nullAt);
-          if (span !== null) {
-            if (span.from > flushFrom) this.write(buf.subarray(flushFrom, span.from));
-            flushFrom = span.to;
-          }
-          nullAt = buf.indexOf(USAGE_NULL_KEY, nullAt + USAGE_NULL_KEY.length);
-        }
-      } else if (kind === FrameKind.Done) {
-        this.sawDone = true;
-      } else if (kind === FrameKind.Usage) {
-        const payload = parseFrame(buf, eventStart, sep);
-        const usage = usageFromObject(payload?.usage);
-        if (usage !== null) this.usage = usage;
-        const hasChoices = Array.isArray(payload?.choices) && (payload.choices as unknown[]).length > 0;
-        if (hasChoices) this.contentEvents++;
-        if (!this.req.clientWantsUsage && !hasChoices) {
-          if (eventStart > flushFrom) this.write(buf.subarray(flushFrom, eventStart));
-          flushFrom = next;
-        }
-      } else if (kind === FrameKind.Error) {
-        const { frame, status } = rewriteErrorFrame(buf, eventStart, sep);
-        this.errorFrameStatus = status;
-        this.ctx.metrics.upstreamErrors.labels(this.candidate.route.tier, 'frame').inc();
-        if (eventStart > flushFrom) this.write(buf.subarray(flushFrom, eventStart));
-        this.write(frame);
-        flushFrom = next;
-      }
-      if (usageAt >= 0 && usageAt < next) usageAt = buf.indexOf(USAGE_KEY, next);
-      if (errorAt >= 0 && errorAt < next) errorAt = buf.indexOf(ERROR_KEY, next);
-      if (nullAt >= 0 && nullAt < next) nullAt = buf.indexOf(USAGE_NULL_KEY, next);
-      eventStart = next;
-    }
-    if (eventStart > flushFrom) this.write(buf.subarray(flushFrom, eventStart));
-    if (eventStart < buf.length) this.carry = buf.subarray(eventStart);
-  }
-
   private keepTail(chunk: Buffer): void {
     if (chunk.length >= TAIL_BYTES || this.tail === null) this.tail = chunk.length > TAIL_BYTES ? chunk.subarray(chunk.length - TAIL_BYTES) : chunk;
     else {
@@ -511,11 +461,8 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
 
   private resetUnsent(): void {
     this.headPending = false;
-    this.carry = null;
-    this.usage = null;
-    this.sawDone = false;
-    this.errorFrameStatus = 0;
-    this.contentEvents = 0;
+    this.relay = new OpenAISseRelay(this.req.clientWantsUsage);
+    this.bodyUsage = null;
     this.firstByteAt = 0;
   }
 
@@ -697,20 +644,22 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
   /** The request's usage event as of now, and its cost in nano-USD. */
   private usageEvent(status: number, now: number): { event: UsageEvent; cost: number } {
     const route = this.candidate.route;
-    const reached = this.contentEvents > 0 || this.usage !== null || (status < 300 && status > 0);
+    const usage = this.req.stream ? this.relay.usage : this.bodyUsage;
+    const delivered = this.relay.contentEvents;
+    const reached = delivered > 0 || usage !== null || (status < 300 && status > 0);
     let prompt = 0;
     let completion = 0;
     let cached = 0;
     let estimated = false;
-    if (this.usage !== null) {
-      prompt = this.usage.prompt;
-      completion = this.usage.completion;
-      cached = this.usage.cached;
+    if (usage !== null) {
+      prompt = usage.prompt;
+      completion = usage.completion;
+      cached = usage.cached;
     } else if (reached) {
       // cut before the engine reported usage: bill what was generated, from the deltas delivered
       estimated = true;
       prompt = this.req.promptTokensEstimate;
-      completion = Math.max(0, this.contentEvents - this.req.choices);
+      completion = Math.max(0, delivered - this.req.choices);
     }
     const cost = costNanos(route.price, { promptTokens: prompt, completionTokens: completion, cachedTokens: cached });
     const event: UsageEvent = {

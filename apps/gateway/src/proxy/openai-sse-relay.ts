@@ -1,0 +1,91 @@
+import { classifyFrame, ERROR_KEY, eventEnd, FrameKind, parseFrame, rewriteErrorFrame, USAGE_KEY, USAGE_NULL_KEY, usageNullSpan } from './sse-frames';
+import { type TokenUsage, usageFromObject } from './token-usage';
+
+/** Where a relay's bytes go: the client's socket, through the exchange (which corks and sends the head). */
+export type RelayWrite = (bytes: Buffer) => void;
+
+/**
+ * The relay of one engine attempt's OpenAI SSE stream (chat and completions): splits the engine's bytes into
+ * events and passes them on untouched, except what the client must not see: the usage chunk when it did not
+ * ask for usage (read, then dropped), `"usage":null` members then, and error frames (rewritten into OpenAI's
+ * envelope). Pure bytes in, bytes out: one per attempt, thrown away when the attempt is.
+ */
+export class OpenAISseRelay {
+  /** The usage the engine reported (its usage chunk), or null so far. */
+  usage: TokenUsage | null = null;
+  /** `data: [DONE]` arrived: the engine ended the stream cleanly. */
+  sawDone = false;
+  /** The status of the last error frame (0: none). */
+  errorFrameStatus = 0;
+  /** Error frames seen (for metrics). */
+  errorFrames = 0;
+  /** Content events relayed (role chunks and usage chunks with choices included): what a cut stream is billed from. */
+  contentEvents = 0;
+  private carry: Buffer | null = null;
+
+  constructor(private readonly clientWantsUsage: boolean) {}
+
+  /** Relays one read of the engine's body; an event cut at the end waits for the next read. */
+  push(chunk: Buffer, write: RelayWrite): void {
+    let buf = chunk;
+    if (this.carry !== null) {
+      buf = Buffer.concat([this.carry, chunk]);
+      this.carry = null;
+    }
+    let flushFrom = 0;
+    let eventStart = 0;
+    // each key is searched once per read, not once per event (most reads have neither)
+    let usageAt = buf.indexOf(USAGE_KEY);
+    let errorAt = buf.indexOf(ERROR_KEY);
+    // one memmem per read, only for clients that did not ask for usage (their chunks must carry no usage key)
+    let nullAt = this.clientWantsUsage ? -1 : buf.indexOf(USAGE_NULL_KEY);
+    let sep: number;
+    while ((sep = eventEnd(buf, eventStart)) !== -1) {
+      const next = sep + 2;
+      const kind = classifyFrame(buf, eventStart, sep, usageAt, errorAt);
+      if (kind === FrameKind.Content) {
+        this.contentEvents++;
+        while (nullAt >= eventStart && nullAt < sep) {
+          const span = usageNullSpan(buf, eventStart, sep, nullAt);
+          if (span !== null) {
+            if (span.from > flushFrom) write(buf.subarray(flushFrom, span.from));
+            flushFrom = span.to;
+          }
+          nullAt = buf.indexOf(USAGE_NULL_KEY, nullAt + USAGE_NULL_KEY.length);
+        }
+      } else if (kind === FrameKind.Done) {
+        this.sawDone = true;
+      } else if (kind === FrameKind.Usage) {
+        const payload = parseFrame(buf, eventStart, sep);
+        const usage = usageFromObject(payload?.usage);
+        if (usage !== null) this.usage = usage;
+        const hasChoices = Array.isArray(payload?.choices) && (payload.choices as unknown[]).length > 0;
+        if (hasChoices) this.contentEvents++;
+        if (!this.clientWantsUsage && !hasChoices) {
+          if (eventStart > flushFrom) write(buf.subarray(flushFrom, eventStart));
+          flushFrom = next;
+        }
+      } else if (kind === FrameKind.Error) {
+        const { frame, status } = rewriteErrorFrame(buf, eventStart, sep);
+        this.errorFrameStatus = status;
+        this.errorFrames++;
+        if (eventStart > flushFrom) write(buf.subarray(flushFrom, eventStart));
+        write(frame);
+        flushFrom = next;
+      }
+      if (usageAt >= 0 && usageAt < next) usageAt = buf.indexOf(USAGE_KEY, next);
+      if (errorAt >= 0 && errorAt < next) errorAt = buf.indexOf(ERROR_KEY, next);
+      if (nullAt >= 0 && nullAt < next) nullAt = buf.indexOf(USAGE_NULL_KEY, next);
+      eventStart = next;
+    }
+    if (eventStart > flushFrom) write(buf.subarray(flushFrom, eventStart));
+    if (eventStart < buf.length) this.carry = buf.subarray(eventStart);
+  }
+
+  /** The engine's body ended: an unterminated last event goes out as it is. */
+  end(write: RelayWrite): void {
+    if (this.carry === null) return;
+    write(this.carry);
+    this.carry = null;
+  }
+}
