@@ -2,16 +2,16 @@ import type { ServerResponse } from 'node:http';
 import { type ApiError, errorBody, normalizeUpstreamError, clientStatusForUpstream } from '@spot/contract';
 import { costNanos } from '@spot/tiers';
 import type { LiveUsage, UsageEvent, UsageRecorder } from '@spot/usage';
-import type { Dispatcher } from 'undici';
 import type { AuthedKey } from '../auth/authed-key';
 import type { BudgetHold } from '../limits/rate-limiter';
 import type { GatewayMetrics } from '../metrics/gateway-metrics';
-import { POISON_STRIKES, type PoisonGuard } from '../routing/poison-guard';
+import type { PoisonGuard } from '../routing/poison-guard';
 import type { Candidate, FailureKind } from '../routing/upstream-pool';
 import { type CheckedRequest, type ProxyKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
-import { OpenAISseRelay } from './openai-sse-relay';
+import { Attempt, AttemptPhase, type AttemptOwner } from './attempt';
+import { AfterFailure, afterFailure, AttemptFailure, failureOf, implicatesBody } from './failure-policy';
 import { midstreamErrorFrame } from './sse-frames';
-import { type TokenUsage, usageFromJsonTail } from './token-usage';
+import { usageFromJsonTail } from './token-usage';
 
 /** Per-process collaborators of every exchange (singletons, so an exchange holds one reference). */
 export interface ExchangeContext {
@@ -33,41 +33,30 @@ export interface ExchangeContext {
   readonly wakeFallback: (model: string, tried: readonly Candidate[]) => Promise<readonly Candidate[]> | null;
   /** Settles the request's budget reservation with what it cost (called once, when it ends). */
   readonly settleBudget: (key: AuthedKey, hold: BudgetHold, costNanos: number) => void;
-  /** Bodies that failed engines after being sent: at most {@link POISON_STRIKES} engine incidents each. */
+  /** Bodies that failed engines after being sent: at most two engine incidents each. */
   readonly poison: PoisonGuard;
   /** POISON_TTL_S, for the message of the 502. */
   readonly poisonTtlS: number;
 }
 
-const enum Phase {
-  Waiting,
-  Relaying,
-  ErrorBody,
-  Done,
-}
-
 const TAIL_BYTES = 16 * 1024;
-const ERROR_BODY_MAX = 64 * 1024;
-const RETRYABLE_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EPIPE',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
-]);
 
-/** Failures where the request never reached the engine (nothing was sent): any other replica may take it freely. */
-const UNSENT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
-
-/** What a failure after the request was sent looked like, in the words of the 502 (and the log). */
-function sentFailure(code: string): string {
-  if (code === 'UND_ERR_HEADERS_TIMEOUT') return 'the engine timed out while holding the request';
-  return `the engine's connection was lost after the request was sent (${code})`;
+/** What a failure looked like, in the words of a log line and of the poisoned request's 502. */
+function describeFailure(failure: AttemptFailure, code: string, status: number): string {
+  switch (failure) {
+    case AttemptFailure.Timeout:
+      return 'the engine timed out while holding the request';
+    case AttemptFailure.Lost:
+      return `the engine's connection was lost after the request was sent (${code})`;
+    case AttemptFailure.Unsent:
+      return `the engine could not be reached (${code})`;
+    case AttemptFailure.Status:
+      return `the engine answered HTTP ${status}`;
+    case AttemptFailure.Incomplete:
+      return 'the engine ended the stream before it was complete';
+    case AttemptFailure.Broken:
+      return `the engine's response failed (${code})`;
+  }
 }
 
 class ClientGoneError extends Error {
@@ -86,48 +75,40 @@ const enum Gate {
   Refused,
 }
 
+const NO_ENGINE = 'No engine serving this model is available. Please retry shortly.';
+
 /**
- * One client request relayed to the engine: an undici dispatch handler (no stream objects on the path)
- * that writes the engine's bytes to the client's socket as they arrive. Streams are relayed event by event
- * without re-serialising content chunks; only the usage chunk is read (and dropped if the client did not
- * ask for it) and error frames are rewritten. Attempts move to the next candidate only while nothing has
- * reached the client. Ends with exactly one usage event.
+ * One client request relayed to the engines: it owns the client's socket (head, corked writes, the end), the
+ * rate limiter's gate, the usage event and the budget settlement, and sends {@link Attempt}s, one per engine
+ * replica tried. Engine bytes go to the client as they arrive through the attempt's relay; what follows a
+ * failed attempt is decided in one place ({@link afterFailure}). Ends with exactly one usage event.
  */
-export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, LiveUsage {
+export class ProxyExchange implements AttemptOwner, BudgetHold, LiveUsage {
   budgetKey: string | null = null;
   reservedNanos = 0;
   /** What the request cost once its usage is recorded; -1 before. */
   private cost = -1;
-  private phase = Phase.Waiting;
+  private done = false;
+  /** The current (or last) attempt; replaced on every retry. */
+  private attempt!: Attempt;
   private attemptIndex = -1;
-  private controller: Dispatcher.DispatchController | null = null;
+  /** Waiting for a sleeping tier to wake: no attempt is running. */
+  private waking = false;
   private clientGone = false;
-  /** The current attempt's stream relay (replaced when a stream that sent the client nothing is retried). */
-  private relay: OpenAISseRelay;
-  /** Writes relayed bytes to the client (made once: the relay is handed it on every read). */
-  private readonly writeOut: (bytes: Buffer) => void;
-  private tail: Buffer | null = null;
-  private errorChunks: Buffer[] = [];
-  private errorBytes = 0;
-  private upstreamStatus = 0;
-  /** A non-streamed response's usage (from its JSON tail); a stream's is the relay's. */
-  private bodyUsage: TokenUsage | null = null;
   private firstByteAt = 0;
   private gate = Gate.Open;
   private refusal: ApiError | null = null;
-  private heldStatus = 0;
-  private heldHeaders: Record<string, string | string[] | undefined> | null = null;
-  private heldError: Error | null = null;
   private corked = false;
   /** A stream's head waits for its first event: until then nothing reached the client, and a failure is retried. */
   private headPending = false;
+  /** Writes relayed bytes to the client (made once: the relay is handed it on every read). */
+  private readonly writeOut: (bytes: Buffer) => void;
   private readonly onDrain: () => void;
   private readonly uncork: () => void;
   private readonly startedAtEpoch = Date.now();
-  /** When the first attempt went to an engine, and when the engine bytes that release the head arrived. */
+  /** When the first attempt went to an engine. */
   private sentAt = 0;
-  private upstreamAt = 0;
-  /** The body's fingerprint, computed on the first failure after sending (see {@link PoisonGuard}). */
+  /** The body's fingerprint, computed on the first failure that implicates it (see {@link PoisonGuard}). */
   private fingerprint: string | null = null;
 
   constructor(
@@ -140,17 +121,16 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
     private candidates: readonly Candidate[],
     private readonly startedAt: number,
   ) {
-    this.relay = new OpenAISseRelay(req.clientWantsUsage);
     this.writeOut = (bytes) => this.write(bytes);
-    this.onDrain = () => this.controller?.resume();
+    this.onDrain = () => this.attempt.controller?.resume();
     this.uncork = () => {
       this.corked = false;
       if (this.res.writableCorked > 0) this.res.uncork();
     };
     res.on('close', () => {
-      if (this.phase === Phase.Done) return;
+      if (this.done) return;
       this.clientGone = true;
-      const c = this.controller;
+      const c = this.waking ? null : this.attempt.controller;
       if (c !== null && !c.aborted) c.abort(new ClientGoneError('client disconnected'));
       else if (c === null) this.finish(499);
     });
@@ -160,12 +140,13 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
   start(): void {
     this.ctx.metrics.inflight.inc();
     if (this.req.stream) this.ctx.recorder.follow(this);
-    this.next();
+    this.sentAt = performance.now();
+    this.send();
   }
 
   /** Content events relayed to the client so far: what the usage journal follows. */
   get progress(): number {
-    return this.relay.contentEvents;
+    return this.attempt.relay?.contentEvents ?? 0;
   }
 
   /** What this request would be billed if the process died now: the tokens its client has received. */
@@ -184,21 +165,22 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
 
   /** Aborts the engine request (shutdown past its grace period): the client sees an error, not a clean end. */
   cut(reason: string): void {
-    if (this.phase === Phase.Done) return;
-    const c = this.controller;
-    if (c !== null && !c.aborted) c.abort(new Error(reason));
+    if (this.done || this.waking) return;
+    this.attempt.abort(new Error(reason));
   }
 
-  private get candidate(): Candidate {
-    return this.candidates[this.attemptIndex];
+  /** True once the request has ended (its usage recorded, its reservation settled). */
+  get finished(): boolean {
+    return this.done;
   }
 
-  private next(): void {
-    if (this.sentAt === 0) this.sentAt = performance.now();
+  private send(): void {
     this.attemptIndex++;
-    const { route, endpoint } = this.candidate;
-    this.controller = null;
-    this.upstreamStatus = 0;
+    const candidate = this.candidates[this.attemptIndex];
+    const { route, endpoint } = candidate;
+    const attempt = new Attempt(this, candidate, this.req.stream, this.req.clientWantsUsage);
+    this.attempt = attempt;
+    this.waking = false;
     endpoint.taken();
     const headers: Record<string, string> = {
       'content-type': 'application/json',
@@ -206,52 +188,111 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
       'x-request-id': this.requestId,
     };
     if (route.apiKey !== null) headers.authorization = `Bearer ${route.apiKey}`;
-    endpoint.pool.dispatch(
-      { method: 'POST', path: UPSTREAM_PATHS[this.kind], headers, body: upstreamBody(this.req, route.upstreamModel) },
-      this,
-    );
+    endpoint.pool.dispatch({ method: 'POST', path: UPSTREAM_PATHS[this.kind], headers, body: upstreamBody(this.req, route.upstreamModel) }, attempt);
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.clientGone) controller.abort(new ClientGoneError('client disconnected'));
-    else if (this.gate === Gate.Refused) controller.abort(new RefusedError('rate limited'));
+  // ---- the attempt's events (an attempt the request has left cannot send any: it is over)
+
+  attemptStarted(attempt: Attempt): void {
+    if (this.clientGone) attempt.abort(new ClientGoneError('client disconnected'));
+    else if (this.gate === Gate.Refused) attempt.abort(new RefusedError('rate limited'));
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    if (statusCode < 200) return; // 1xx informational
-    this.upstreamAt = performance.now();
+  attemptHead(attempt: Attempt, _status: number, headers: Record<string, string | string[] | undefined>): void {
     if (this.gate === Gate.Pending) {
       // the engine beat the limiter: hold its response (the parser stops until resumed)
-      this.heldStatus = statusCode;
-      this.heldHeaders = headers;
-      controller.pause();
+      attempt.heldHeaders = headers;
+      attempt.controller?.pause();
       return;
     }
-    this.startResponse(statusCode, headers);
+    this.startResponse(attempt, headers);
+  }
+
+  attemptData(attempt: Attempt, chunk: Buffer): void {
+    if (attempt.phase === AttemptPhase.ErrorBody) {
+      attempt.collectError(chunk);
+      return;
+    }
+    if (attempt.phase !== AttemptPhase.Relaying || this.clientGone) return;
+    const now = performance.now();
+    if (this.headPending) attempt.upstreamAt = now;
+    if (this.firstByteAt === 0) this.firstByteAt = now;
+    const relay = attempt.relay;
+    if (relay !== null) {
+      const frames = relay.errorFrames;
+      relay.push(chunk, this.writeOut);
+      if (relay.errorFrames !== frames) this.ctx.metrics.upstreamErrors.labels(attempt.candidate.route.tier, 'frame').inc(relay.errorFrames - frames);
+    } else {
+      this.keepTail(attempt, chunk);
+      this.write(chunk);
+    }
+    const c = attempt.controller;
+    if (c !== null && this.res.writableNeedDrain && !c.paused) {
+      c.pause();
+      this.res.once('drain', this.onDrain);
+    }
+  }
+
+  attemptEnd(attempt: Attempt): void {
+    if (attempt.phase === AttemptPhase.ErrorBody) {
+      this.failed(attempt, AttemptFailure.Status, '');
+      return;
+    }
+    if (this.clientGone) {
+      this.finish(499);
+      return;
+    }
+    const relay = attempt.relay;
+    if (relay === null) {
+      // usage is recorded (journaled) before the last byte leaves: a crash in between cannot leave a client
+      // with an answer we never billed
+      this.recordOnce(attempt.status);
+      this.res.end();
+      this.finish(attempt.status);
+      return;
+    }
+    relay.end(this.writeOut);
+    if (!relay.sawDone) {
+      this.failed(attempt, AttemptFailure.Incomplete, '');
+      return;
+    }
+    const status = relay.errorFrameStatus || attempt.status;
+    this.recordOnce(status);
+    if (this.headPending) this.sendStreamHead();
+    this.res.end();
+    this.finish(status);
+  }
+
+  attemptError(attempt: Attempt, err: Error): void {
+    if (this.gate === Gate.Pending) {
+      attempt.heldError = err; // decided (retry, 502, or the limiter's 429) once the verdict is in
+      return;
+    }
+    this.handleError(attempt, err);
   }
 
   /** The limiter's verdict: let the held response through, or abort the engine and answer 429. */
   private onAdmission(refusal: ApiError | null): void {
-    if (this.phase === Phase.Done) return;
+    if (this.done) return;
+    const attempt = this.attempt;
     if (refusal === null) {
       this.gate = Gate.Open;
-      if (this.heldError !== null) {
-        const err = this.heldError;
-        this.heldError = null;
-        this.handleError(err);
-      } else if (this.heldStatus !== 0) {
-        this.startResponse(this.heldStatus, this.heldHeaders!);
-        this.heldHeaders = null;
-        this.controller?.resume();
+      if (attempt.heldError !== null) {
+        const err = attempt.heldError;
+        attempt.heldError = null;
+        this.handleError(attempt, err);
+      } else if (attempt.heldHeaders !== null) {
+        const headers = attempt.heldHeaders;
+        attempt.heldHeaders = null;
+        this.startResponse(attempt, headers);
+        attempt.controller?.resume();
       }
       return;
     }
     this.gate = Gate.Refused;
     this.refusal = refusal;
-    const c = this.controller;
-    if (this.heldError !== null) this.refuse();
-    else if (c !== null && !c.aborted) c.abort(new RefusedError('rate limited'));
+    if (attempt.heldError !== null || this.waking) this.refuse();
+    else attempt.abort(new RefusedError('rate limited'));
   }
 
   private refuse(): void {
@@ -259,14 +300,14 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
     this.respondError(r.status, JSON.stringify(r.toBody()), (r.headers as Record<string, string> | null) ?? {}, false);
   }
 
-  private startResponse(statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    this.upstreamStatus = statusCode;
-    if (statusCode < 500) this.candidate.endpoint.succeeded();
-    if (statusCode >= 300) {
-      this.phase = Phase.ErrorBody;
+  private startResponse(attempt: Attempt, headers: Record<string, string | string[] | undefined>): void {
+    const status = attempt.status;
+    if (status < 500) attempt.candidate.endpoint.succeeded();
+    if (status >= 300) {
+      attempt.phase = AttemptPhase.ErrorBody;
       return;
     }
-    this.phase = Phase.Relaying;
+    attempt.phase = AttemptPhase.Relaying;
     if (this.clientGone) return;
     this.corkUntilNextTurn();
     if (this.req.stream) {
@@ -281,81 +322,11 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
       const length = headers['content-length'];
       if (typeof length === 'string') out['content-length'] = length;
       this.timingHeaders(out);
-      this.res.writeHead(statusCode, out);
+      this.res.writeHead(status, out);
     }
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.phase === Phase.ErrorBody) {
-      if (this.errorBytes < ERROR_BODY_MAX) {
-        this.errorChunks.push(chunk);
-        this.errorBytes += chunk.length;
-      }
-      return;
-    }
-    if (this.phase !== Phase.Relaying || this.clientGone) return;
-    if (this.headPending) this.upstreamAt = performance.now();
-    if (this.firstByteAt === 0) this.firstByteAt = performance.now();
-    if (this.req.stream) {
-      const relay = this.relay;
-      const frames = relay.errorFrames;
-      relay.push(chunk, this.writeOut);
-      if (relay.errorFrames !== frames) this.ctx.metrics.upstreamErrors.labels(this.candidate.route.tier, 'frame').inc(relay.errorFrames - frames);
-    } else {
-      this.keepTail(chunk);
-      this.write(chunk);
-    }
-    if (this.res.writableNeedDrain && !controller.paused) {
-      controller.pause();
-      this.res.once('drain', this.onDrain);
-    }
-  }
-
-  onResponseEnd(): void {
-    this.candidate.endpoint.released();
-    if (this.phase === Phase.ErrorBody) {
-      this.sendUpstreamError();
-      return;
-    }
-    if (this.clientGone) {
-      this.finish(499);
-      return;
-    }
-    if (!this.req.stream) {
-      this.bodyUsage = this.tail ? usageFromJsonTail(this.tail.toString('utf8')) : null;
-      // usage is recorded (journaled) before the last byte leaves: a crash in between cannot leave a client
-      // with an answer we never billed
-      this.recordOnce(this.upstreamStatus);
-      this.res.end();
-      this.finish(this.upstreamStatus);
-      return;
-    }
-    const relay = this.relay;
-    relay.end(this.writeOut);
-    if (!relay.sawDone) {
-      this.ctx.metrics.upstreamErrors.labels(this.candidate.route.tier, 'midstream').inc();
-      this.endpointFailed('status', 'stream ended before [DONE]');
-      if (this.headPending && this.retryUnsent()) return;
-      this.failMidstream('The engine ended the stream before it was complete.');
-      return;
-    }
-    this.recordOnce(relay.errorFrameStatus || this.upstreamStatus);
-    if (this.headPending) this.sendStreamHead();
-    this.res.end();
-    this.finish(relay.errorFrameStatus || this.upstreamStatus);
-  }
-
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
-    this.candidate.endpoint.released();
-    if (this.gate === Gate.Pending) {
-      this.heldError = err; // decided (retry, 502, or the limiter's 429) once the verdict is in
-      return;
-    }
-    this.handleError(err);
-  }
-
-  private handleError(err: Error): void {
-    const { route, endpoint } = this.candidate;
+  private handleError(attempt: Attempt, err: Error): void {
     if (this.clientGone) {
       this.finish(499);
       return;
@@ -364,51 +335,120 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
       this.refuse();
       return;
     }
-    const code = (err as NodeJS.ErrnoException).code ?? '';
-    if (this.phase === Phase.Waiting) {
-      const timeout = code === 'UND_ERR_HEADERS_TIMEOUT';
-      this.ctx.metrics.upstreamErrors.labels(route.tier, timeout ? 'timeout' : 'connect').inc();
+    const code = (err as NodeJS.ErrnoException).code ?? err.message;
+    // an error status whose body broke off: answer with what came
+    if (attempt.phase === AttemptPhase.ErrorBody) this.failed(attempt, AttemptFailure.Status, code);
+    else this.failed(attempt, failureOf(code), code);
+  }
+
+  /** Every failed attempt comes here: account for it, then do what {@link afterFailure} says. */
+  private failed(attempt: Attempt, failure: AttemptFailure, code: string): void {
+    const { route, endpoint } = attempt.candidate;
+    const midstream = attempt.phase === AttemptPhase.Relaying;
+    const what = describeFailure(failure, code, attempt.status);
+    const { metrics } = this.ctx;
+    if (failure === AttemptFailure.Status) {
+      if (attempt.status === 503 && route.wake !== null) this.ctx.tierRefused(route.tier);
+      if (attempt.status >= 500) this.endpointFailed(attempt, 'status', `HTTP ${attempt.status}`);
+    } else {
+      const kind = midstream || failure === AttemptFailure.Incomplete ? 'midstream' : failure === AttemptFailure.Timeout ? 'timeout' : 'connect';
+      metrics.upstreamErrors.labels(route.tier, kind).inc();
       // an engine that refuses or resets connections has vanished (spot preemption): ejected at once
-      this.endpointFailed(timeout ? 'status' : 'connect', code || err.message);
-      // nothing sent: any replica may take it; sent and lost: the request may be what killed the engine
-      const retryable = timeout || RETRYABLE_CODES.has(code);
-      if (retryable && !UNSENT_CODES.has(code) && this.poisoned(sentFailure(code))) return;
-      if (retryable && this.mayRetry()) {
-        this.ctx.metrics.retries.labels(route.tier).inc();
-        this.next();
+      const breaker = failure === AttemptFailure.Unsent || failure === AttemptFailure.Lost ? 'connect' : 'status';
+      this.endpointFailed(attempt, breaker, midstream ? `mid-response: ${what}` : what);
+      if (midstream) this.ctx.onError(`engine ${endpoint.origin} (tier ${route.tier}) failed mid-response: ${what}`);
+    }
+    const strikes = implicatesBody(failure) ? this.strike(attempt) : 0;
+    const decision = afterFailure({ failure, status: attempt.status, clientReceived: this.res.headersSent, strikes });
+    switch (decision) {
+      case AfterFailure.Poisoned:
+        this.poisoned(what);
         return;
-      }
-      if (retryable && this.wakeFallback()) return;
-      this.ctx.onError(`engine ${endpoint.origin} (tier ${route.tier}) failed before responding: ${code || err.message}`);
-      const status = timeout ? 504 : 502;
-      const message = timeout
-        ? 'The engine did not answer in time. Please retry.'
-        : 'The engine serving this model is unreachable. Please retry shortly.';
-      this.respondError(status, errorBody(status, message, 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
-      return;
-    }
-    if (this.phase === Phase.ErrorBody) {
-      this.sendUpstreamError();
-      return;
-    }
-    // relaying: bytes already reached the client, so no retry; make the failure visible
-    this.ctx.metrics.upstreamErrors.labels(route.tier, 'midstream').inc();
-    this.endpointFailed(RETRYABLE_CODES.has(code) ? 'connect' : 'status', `mid-response: ${code || err.message}`);
-    this.ctx.onError(`engine ${endpoint.origin} failed mid-response: ${code || err.message}`);
-    if (RETRYABLE_CODES.has(code) && this.poisoned(sentFailure(code))) return;
-    if (this.headPending && RETRYABLE_CODES.has(code) && this.retryUnsent()) return;
-    if (this.req.stream) this.failMidstream(`The engine failed mid-stream (${code || err.message}).`);
-    else {
-      this.res.destroy(err);
-      this.finish(502);
+      case AfterFailure.Cut:
+        this.cutResponse(failure === AttemptFailure.Incomplete ? 'The engine ended the stream before it was complete.' : `The engine failed mid-stream (${code}).`);
+        return;
+      case AfterFailure.Retry:
+        if (this.retry(attempt)) return;
+        this.answer(attempt, failure, what);
+        return;
+      case AfterFailure.Answer:
+        this.answer(attempt, failure, what);
+        return;
     }
   }
 
-  private keepTail(chunk: Buffer): void {
-    if (chunk.length >= TAIL_BYTES || this.tail === null) this.tail = chunk.length > TAIL_BYTES ? chunk.subarray(chunk.length - TAIL_BYTES) : chunk;
+  /** The failed attempt's request goes to the next candidate, or waits for a woken tier; false when neither is left. */
+  private retry(attempt: Attempt): boolean {
+    if (this.clientGone || this.gate === Gate.Refused || performance.now() - this.startedAt >= this.ctx.routeDeadlineMs) return false;
+    this.headPending = false;
+    this.firstByteAt = 0;
+    if (this.attemptIndex + 1 < this.candidates.length) {
+      this.ctx.metrics.retries.labels(attempt.candidate.route.tier).inc();
+      this.send();
+      return true;
+    }
+    return this.wakeFallback();
+  }
+
+  /** The client's answer to a failure no other engine will get: an error response (nothing was sent yet). */
+  private answer(attempt: Attempt, failure: AttemptFailure, what: string): void {
+    const { route, endpoint } = attempt.candidate;
+    switch (failure) {
+      case AttemptFailure.Status: {
+        const raw = Buffer.concat(attempt.errorChunks).toString('utf8');
+        const status = clientStatusForUpstream(attempt.status || 502);
+        this.ctx.metrics.upstreamErrors.labels(route.tier, 'status').inc();
+        const headers: Record<string, string> = {};
+        if (status === 429 || status === 503) headers['retry-after'] = '1';
+        this.respondError(status, JSON.stringify(normalizeUpstreamError(status, raw)), headers);
+        return;
+      }
+      case AttemptFailure.Timeout:
+        this.ctx.onError(`engine ${endpoint.origin} (tier ${route.tier}) failed before responding: ${what}`);
+        this.respondError(504, errorBody(504, 'The engine did not answer in time. Please retry.', 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
+        return;
+      case AttemptFailure.Incomplete:
+        this.respondError(502, errorBody(502, 'The engine ended the stream before it was complete.', 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
+        return;
+      case AttemptFailure.Unsent:
+      case AttemptFailure.Lost:
+      case AttemptFailure.Broken:
+        this.ctx.onError(`engine ${endpoint.origin} (tier ${route.tier}) failed before responding: ${what}`);
+        this.respondError(502, errorBody(502, 'The engine serving this model is unreachable. Please retry shortly.', 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
+        return;
+    }
+  }
+
+  /** Counts a failure that implicates the body against it; returns its engine incidents so far. */
+  private strike(attempt: Attempt): number {
+    if (this.clientGone || this.gate === Gate.Refused) return 0;
+    this.fingerprint ??= this.ctx.poison.fingerprint(this.req.body);
+    const strikes = this.ctx.poison.strike(this.fingerprint, attempt.candidate.endpoint.origin);
+    this.ctx.metrics.poison.labels(strikes >= 2 ? 'detected' : 'struck').inc();
+    return strikes;
+  }
+
+  /**
+   * The body failed a second engine: it is not tried again (it may be what kills them). A response not yet
+   * begun gets a 502 `upstream_error` naming the failure, a begun stream its error frame.
+   */
+  private poisoned(what: string): void {
+    this.ctx.onError(`request ${this.requestId}: ${what} on a second engine; identical requests are refused for ${this.ctx.poisonTtlS} s`);
+    const message = `The request failed on two engines in a row (${what}), so it is not retried again; identical requests are refused for ${this.ctx.poisonTtlS} seconds.`;
+    if (this.res.headersSent) {
+      this.cutResponse(message);
+      return;
+    }
+    this.headPending = false;
+    this.respondError(502, errorBody(502, message, 'upstream_error', null, 'server_error'), { 'x-should-retry': 'false' });
+  }
+
+  private keepTail(attempt: Attempt, chunk: Buffer): void {
+    const tail = attempt.tail;
+    if (chunk.length >= TAIL_BYTES || tail === null) attempt.tail = chunk.length > TAIL_BYTES ? chunk.subarray(chunk.length - TAIL_BYTES) : chunk;
     else {
-      const joined = Buffer.concat([this.tail, chunk]);
-      this.tail = joined.length > TAIL_BYTES ? joined.subarray(joined.length - TAIL_BYTES) : joined;
+      const joined = Buffer.concat([tail, chunk]);
+      attempt.tail = joined.length > TAIL_BYTES ? joined.subarray(joined.length - TAIL_BYTES) : joined;
     }
   }
 
@@ -427,7 +467,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
       'x-request-id': this.requestId,
     };
     this.timingHeaders(out);
-    this.res.writeHead(this.upstreamStatus, out);
+    this.res.writeHead(this.attempt.status, out);
   }
 
   /**
@@ -437,33 +477,10 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
    */
   private timingHeaders(out: Record<string, string>): void {
     const now = performance.now();
-    const gateway = (this.sentAt - this.startedAt + (now - this.upstreamAt)).toFixed(2);
+    const upstreamAt = this.attempt.upstreamAt;
+    const gateway = (this.sentAt - this.startedAt + (now - upstreamAt)).toFixed(2);
     out['x-spot-overhead-ms'] = gateway;
-    out['server-timing'] = `gateway;dur=${gateway};desc="spotinference", upstream;dur=${(this.upstreamAt - this.sentAt).toFixed(2)}`;
-  }
-
-  /**
-   * A stream's engine failed before any byte of it reached the client: the next candidate, or a woken tier,
-   * gets the request, as for a failure before the response. False when there is neither.
-   */
-  private retryUnsent(): boolean {
-    if (this.mayRetry()) {
-      this.ctx.metrics.retries.labels(this.candidate.route.tier).inc();
-      this.resetUnsent();
-      this.phase = Phase.Waiting;
-      this.next();
-      return true;
-    }
-    if (!this.wakeFallback()) return false;
-    this.resetUnsent();
-    return true;
-  }
-
-  private resetUnsent(): void {
-    this.headPending = false;
-    this.relay = new OpenAISseRelay(this.req.clientWantsUsage);
-    this.bodyUsage = null;
-    this.firstByteAt = 0;
+    out['server-timing'] = `gateway;dur=${gateway};desc="spotinference", upstream;dur=${(upstreamAt - this.sentAt).toFixed(2)}`;
   }
 
   /**
@@ -478,121 +495,62 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
     process.nextTick(this.uncork);
   }
 
-  private failMidstream(message: string): void {
+  /**
+   * Ends a response whose bytes already reached the client with an error: a stream's error frame, then the
+   * connection is cut (no terminating chunk, so no client can take it for a clean end); a plain response is cut.
+   * A stream whose head is still pending gets a plain error response instead, which the SDKs retry.
+   */
+  private cutResponse(message: string): void {
     if (this.headPending) {
-      // nothing reached the client yet: a plain error response, which the SDKs retry
       this.headPending = false;
       this.respondError(502, errorBody(502, message, 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
       return;
     }
-    const frame = midstreamErrorFrame(message);
-    // no terminating chunk: the connection is cut after the frame, so no client can take this for a clean end
-    this.res.write(frame, () => this.res.destroy());
+    if (this.req.stream) this.res.write(midstreamErrorFrame(message), () => this.res.destroy());
+    else this.res.destroy();
     this.finish(502);
   }
 
   /**
-   * Counts a failure of the current engine while it held the request. On the body's second engine incident the
-   * request is not tried again (it may be what kills them): a stream not yet begun and any other response get a
-   * 502 `upstream_error` naming the failure, a stream under way its error frame; true then. False: carry on.
-   */
-  private poisoned(failure: string): boolean {
-    if (this.clientGone || this.gate === Gate.Refused) return false;
-    this.fingerprint ??= this.ctx.poison.fingerprint(this.req.body);
-    const strikes = this.ctx.poison.strike(this.fingerprint, this.candidate.endpoint.origin);
-    if (strikes < POISON_STRIKES) {
-      this.ctx.metrics.poison.labels('struck').inc();
-      return false;
-    }
-    this.ctx.metrics.poison.labels('detected').inc();
-    this.ctx.onError(`request ${this.requestId}: ${failure} on a second engine; identical requests are refused for ${this.ctx.poisonTtlS} s`);
-    const message = `The request failed on two engines in a row (${failure}), so it is not retried again; identical requests are refused for ${this.ctx.poisonTtlS} seconds.`;
-    if (this.res.headersSent) {
-      this.failMidstream(message);
-      return true;
-    }
-    this.headPending = false;
-    this.respondError(502, errorBody(502, message, 'upstream_error', null, 'server_error'), { 'x-should-retry': 'false' });
-    return true;
-  }
-
-  /** Whether a failed attempt may move on: another candidate left, time left, nobody waiting on a refusal. */
-  private mayRetry(): boolean {
-    return (
-      this.attemptIndex + 1 < this.candidates.length &&
-      !this.clientGone &&
-      this.gate !== Gate.Refused &&
-      performance.now() - this.startedAt < this.ctx.routeDeadlineMs
-    );
-  }
-
-  /**
    * Out of candidates with nothing sent yet (e.g. a preempted spot tier with the on-demand tier asleep): waits for
-   * a sleeping tier of the model to wake and tries there. False when there is none, time is up, or nobody waits.
+   * a sleeping tier of the model to wake and tries there. False when there is none.
    */
   private wakeFallback(): boolean {
-    if (this.clientGone || this.gate === Gate.Refused || performance.now() - this.startedAt >= this.ctx.routeDeadlineMs) return false;
     const more = this.ctx.wakeFallback(this.req.model, this.candidates.slice(0, this.attemptIndex + 1));
     if (more === null) return false;
-    this.controller = null; // a client that leaves meanwhile ends the exchange (see the constructor)
-    this.phase = Phase.Waiting;
-    this.errorChunks = [];
-    this.errorBytes = 0;
+    this.waking = true; // a client that leaves meanwhile ends the exchange (see the constructor)
     more.then(
       (candidates) => {
-        if (this.phase === Phase.Done) return;
+        if (this.done) return;
         if (candidates.length === 0) {
-          this.respondError(503, errorBody(503, 'No engine serving this model is available. Please retry shortly.', 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
+          this.respondError(503, errorBody(503, NO_ENGINE, 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
           return;
         }
         this.candidates = candidates;
         this.attemptIndex = -1;
-        this.next();
+        this.send();
       },
       (err: unknown) => {
-        if (this.phase === Phase.Done) return;
+        if (this.done) return;
         const e = err as Partial<ApiError>;
         if (typeof e.toBody === 'function' && typeof e.status === 'number') {
           this.respondError(e.status, JSON.stringify(e.toBody()), (e.headers as Record<string, string> | null | undefined) ?? {});
         } else {
           this.ctx.onError(`waking a fallback tier failed: ${String(err)}`);
-          this.respondError(503, errorBody(503, 'No engine serving this model is available. Please retry shortly.', 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
+          this.respondError(503, errorBody(503, NO_ENGINE, 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
         }
       },
     );
     return true;
   }
 
-  /** Marks the current endpoint failed (ejecting it if its breaker says so). */
-  private endpointFailed(kind: FailureKind, message: string): void {
-    const { route, endpoint } = this.candidate;
+  /** Marks the attempt's endpoint failed (ejecting it if its breaker says so). */
+  private endpointFailed(attempt: Attempt, kind: FailureKind, message: string): void {
+    const { route, endpoint } = attempt.candidate;
     if (endpoint.failed(kind, message, Date.now())) {
       this.ctx.metrics.ejections.labels(endpoint.tier, endpoint.replica).inc();
       this.ctx.onError(`engine ${endpoint.origin} (tier ${route.tier}) ejected: ${message}`);
     }
-  }
-
-  private sendUpstreamError(): void {
-    if (this.upstreamStatus === 503 && this.candidate.route.wake !== null) this.ctx.tierRefused(this.candidate.route.tier);
-    if (this.upstreamStatus >= 500) {
-      this.endpointFailed('status', `HTTP ${this.upstreamStatus}`);
-      if (this.mayRetry()) {
-        // nothing reached the client yet: the next replica or tier gets the request
-        this.ctx.metrics.retries.labels(this.candidate.route.tier).inc();
-        this.phase = Phase.Waiting;
-        this.errorChunks = [];
-        this.errorBytes = 0;
-        this.next();
-        return;
-      }
-      if (this.wakeFallback()) return;
-    }
-    const raw = Buffer.concat(this.errorChunks).toString('utf8');
-    const status = clientStatusForUpstream(this.upstreamStatus || 502);
-    this.ctx.metrics.upstreamErrors.labels(this.candidate.route.tier, 'status').inc();
-    const headers: Record<string, string> = {};
-    if (status === 429 || status === 503) headers['retry-after'] = '1';
-    this.respondError(status, JSON.stringify(normalizeUpstreamError(status, raw)), headers);
   }
 
   private respondError(status: number, body: string, extra: Record<string, string>, billable = true): void {
@@ -605,8 +563,8 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
   }
 
   private finish(status: number, billable = true): void {
-    if (this.phase === Phase.Done) return;
-    this.phase = Phase.Done;
+    if (this.done) return;
+    this.done = true;
     const now = performance.now();
     const { metrics } = this.ctx;
     metrics.inflight.dec();
@@ -618,11 +576,6 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
     if (!billable && this.req.stream) this.ctx.recorder.unfollow(this);
     if (this.budgetKey !== null || this.key.budgetNanos !== null) this.ctx.settleBudget(this.key, this, cost);
     this.ctx.onSettled(this);
-  }
-
-  /** True once the request has ended (its usage recorded, its reservation settled). */
-  get finished(): boolean {
-    return this.phase === Phase.Done;
   }
 
   /** Records the request's usage event unless done already; returns what it cost, in nano-USD. */
@@ -643,9 +596,11 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold, Li
 
   /** The request's usage event as of now, and its cost in nano-USD. */
   private usageEvent(status: number, now: number): { event: UsageEvent; cost: number } {
-    const route = this.candidate.route;
-    const usage = this.req.stream ? this.relay.usage : this.bodyUsage;
-    const delivered = this.relay.contentEvents;
+    const attempt = this.attempt;
+    const route = attempt.candidate.route;
+    const relay = attempt.relay;
+    const usage = relay !== null ? relay.usage : attempt.tail !== null && attempt.phase !== AttemptPhase.ErrorBody ? usageFromJsonTail(attempt.tail.toString('utf8')) : null;
+    const delivered = relay?.contentEvents ?? 0;
     const reached = delivered > 0 || usage !== null || (status < 300 && status > 0);
     let prompt = 0;
     let completion = 0;
