@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici';
 import type { Candidate } from '../routing/upstream-pool';
-import { OpenAISseRelay } from './openai-sse-relay';
+import type { StreamRelay } from './protocol-adapter';
 
 /** Where an attempt stands. */
 export const enum AttemptPhase {
@@ -36,7 +36,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   phase = AttemptPhase.Waiting;
   status = 0;
   /** The stream relay (streams only). */
-  readonly relay: OpenAISseRelay | null;
+  readonly relay: StreamRelay | null;
   /** The last bytes of a non-streamed body, where its usage is. */
   tail: Buffer | null = null;
   /** An error status's body, up to 64 KiB. */
@@ -51,10 +51,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
   constructor(
     private readonly owner: AttemptOwner,
     readonly candidate: Candidate,
-    stream: boolean,
-    clientWantsUsage: boolean,
+    relay: StreamRelay | null,
   ) {
-    this.relay = stream ? new OpenAISseRelay(clientWantsUsage) : null;
+    this.relay = relay;
   }
 
   /** Aborts the engine request, if it is still running. */

@@ -1,8 +1,6 @@
 import { classifyFrame, ERROR_KEY, eventEnd, FrameKind, parseFrame, rewriteErrorFrame, USAGE_KEY, USAGE_NULL_KEY, usageNullSpan } from './sse-frames';
+import type { RelayWrite, StreamRelay } from './protocol-adapter';
 import { type TokenUsage, usageFromObject } from './token-usage';
-
-/** Where a relay's bytes go: the client's socket, through the exchange (which corks and sends the head). */
-export type RelayWrite = (bytes: Buffer) => void;
 
 /**
  * The relay of one engine attempt's OpenAI SSE stream (chat and completions): splits the engine's bytes into
@@ -10,7 +8,7 @@ export type RelayWrite = (bytes: Buffer) => void;
  * ask for usage (read, then dropped), `"usage":null` members then, and error frames (rewritten into OpenAI's
  * envelope). Pure bytes in, bytes out: one per attempt, thrown away when the attempt is.
  */
-export class OpenAISseRelay {
+export class OpenAISseRelay implements StreamRelay {
   /** The usage the engine reported (its usage chunk), or null so far. */
   usage: TokenUsage | null = null;
   /** `data: [DONE]` arrived: the engine ended the stream cleanly. */

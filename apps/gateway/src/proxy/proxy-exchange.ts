@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { type ApiError, errorBody, normalizeUpstreamError, clientStatusForUpstream } from '@spot/contract';
+import { type ApiError, clientStatusForUpstream } from '@spot/contract';
 import { costNanos } from '@spot/tiers';
 import type { LiveUsage, UsageEvent, UsageRecorder } from '@spot/usage';
 import type { AuthedKey } from '../auth/authed-key';
@@ -7,11 +7,10 @@ import type { BudgetHold } from '../limits/rate-limiter';
 import type { GatewayMetrics } from '../metrics/gateway-metrics';
 import type { PoisonGuard } from '../routing/poison-guard';
 import type { Candidate, FailureKind } from '../routing/upstream-pool';
-import { type CheckedRequest, type ProxyKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
+import type { CheckedRequest, ProxyKind } from './openai-request';
+import type { ProtocolAdapter } from './protocol-adapter';
 import { Attempt, AttemptPhase, type AttemptOwner } from './attempt';
 import { AfterFailure, afterFailure, AttemptFailure, failureOf, implicatesBody } from './failure-policy';
-import { midstreamErrorFrame } from './sse-frames';
-import { usageFromJsonTail } from './token-usage';
 
 /** Per-process collaborators of every exchange (singletons, so an exchange holds one reference). */
 export interface ExchangeContext {
@@ -101,6 +100,7 @@ export class ProxyExchange implements AttemptOwner, BudgetHold, LiveUsage {
   private corked = false;
   /** A stream's head waits for its first event: until then nothing reached the client, and a failure is retried. */
   private headPending = false;
+  private readonly kind: ProxyKind;
   /** Writes relayed bytes to the client (made once: the relay is handed it on every read). */
   private readonly writeOut: (bytes: Buffer) => void;
   private readonly onDrain: () => void;
@@ -116,11 +116,12 @@ export class ProxyExchange implements AttemptOwner, BudgetHold, LiveUsage {
     private readonly res: ServerResponse,
     readonly requestId: string,
     private readonly key: AuthedKey,
-    private readonly kind: ProxyKind,
+    private readonly adapter: ProtocolAdapter,
     private readonly req: CheckedRequest,
     private candidates: readonly Candidate[],
     private readonly startedAt: number,
   ) {
+    this.kind = adapter.kind;
     this.writeOut = (bytes) => this.write(bytes);
     this.onDrain = () => this.attempt.controller?.resume();
     this.uncork = () => {
@@ -178,7 +179,7 @@ export class ProxyExchange implements AttemptOwner, BudgetHold, LiveUsage {
     this.attemptIndex++;
     const candidate = this.candidates[this.attemptIndex];
     const { route, endpoint } = candidate;
-    const attempt = new Attempt(this, candidate, this.req.stream, this.req.clientWantsUsage);
+    const attempt = new Attempt(this, candidate, this.req.stream ? this.adapter.streamRelay(this.req) : null);
     this.attempt = attempt;
     this.waking = false;
     endpoint.taken();
@@ -188,7 +189,7 @@ export class ProxyExchange implements AttemptOwner, BudgetHold, LiveUsage {
       'x-request-id': this.requestId,
     };
     if (route.apiKey !== null) headers.authorization = `Bearer ${route.apiKey}`;
-    endpoint.pool.dispatch({ method: 'POST', path: UPSTREAM_PATHS[this.kind], headers, body: upstreamBody(this.req, route.upstreamModel) }, attempt);
+    endpoint.pool.dispatch({ method: 'POST', path: this.adapter.upstreamPath, headers, body: this.adapter.upstreamBody(this.req, route.upstreamModel) }, attempt);
   }
 
   // ---- the attempt's events (an attempt the request has left cannot send any: it is over)
@@ -400,21 +401,21 @@ export class ProxyExchange implements AttemptOwner, BudgetHold, LiveUsage {
         this.ctx.metrics.upstreamErrors.labels(route.tier, 'status').inc();
         const headers: Record<string, string> = {};
         if (status === 429 || status === 503) headers['retry-after'] = '1';
-        this.respondError(status, JSON.stringify(normalizeUpstreamError(status, raw)), headers);
+        this.respondError(status, this.adapter.engineError(status, raw), headers);
         return;
       }
       case AttemptFailure.Timeout:
         this.ctx.onError(`engine ${endpoint.origin} (tier ${route.tier}) failed before responding: ${what}`);
-        this.respondError(504, errorBody(504, 'The engine did not answer in time. Please retry.', 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
+        this.respondError(504, this.adapter.errorBody(504, 'The engine did not answer in time. Please retry.', 'upstream_unavailable'), { 'retry-after': '1' });
         return;
       case AttemptFailure.Incomplete:
-        this.respondError(502, errorBody(502, 'The engine ended the stream before it was complete.', 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
+        this.respondError(502, this.adapter.errorBody(502, 'The engine ended the stream before it was complete.', 'upstream_unavailable'), { 'retry-after': '1' });
         return;
       case AttemptFailure.Unsent:
       case AttemptFailure.Lost:
       case AttemptFailure.Broken:
         this.ctx.onError(`engine ${endpoint.origin} (tier ${route.tier}) failed before responding: ${what}`);
-        this.respondError(502, errorBody(502, 'The engine serving this model is unreachable. Please retry shortly.', 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
+        this.respondError(502, this.adapter.errorBody(502, 'The engine serving this model is unreachable. Please retry shortly.', 'upstream_unavailable'), { 'retry-after': '1' });
         return;
     }
   }
@@ -440,7 +441,7 @@ export class ProxyExchange implements AttemptOwner, BudgetHold, LiveUsage {
       return;
     }
     this.headPending = false;
-    this.respondError(502, errorBody(502, message, 'upstream_error', null, 'server_error'), { 'x-should-retry': 'false' });
+    this.respondError(502, this.adapter.errorBody(502, message, 'upstream_error'), { 'x-should-retry': 'false' });
   }
 
   private keepTail(attempt: Attempt, chunk: Buffer): void {
@@ -503,10 +504,10 @@ export class ProxyExchange implements AttemptOwner, BudgetHold, LiveUsage {
   private cutResponse(message: string): void {
     if (this.headPending) {
       this.headPending = false;
-      this.respondError(502, errorBody(502, message, 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
+      this.respondError(502, this.adapter.errorBody(502, message, 'upstream_unavailable'), { 'retry-after': '1' });
       return;
     }
-    if (this.req.stream) this.res.write(midstreamErrorFrame(message), () => this.res.destroy());
+    if (this.req.stream) this.res.write(this.adapter.midstreamErrorFrame(message), () => this.res.destroy());
     else this.res.destroy();
     this.finish(502);
   }
@@ -523,7 +524,7 @@ export class ProxyExchange implements AttemptOwner, BudgetHold, LiveUsage {
       (candidates) => {
         if (this.done) return;
         if (candidates.length === 0) {
-          this.respondError(503, errorBody(503, NO_ENGINE, 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
+          this.respondError(503, this.adapter.errorBody(503, NO_ENGINE, 'upstream_unavailable'), { 'retry-after': '1' });
           return;
         }
         this.candidates = candidates;
@@ -537,7 +538,7 @@ export class ProxyExchange implements AttemptOwner, BudgetHold, LiveUsage {
           this.respondError(e.status, JSON.stringify(e.toBody()), (e.headers as Record<string, string> | null | undefined) ?? {});
         } else {
           this.ctx.onError(`waking a fallback tier failed: ${String(err)}`);
-          this.respondError(503, errorBody(503, NO_ENGINE, 'upstream_unavailable', null, 'server_error'), { 'retry-after': '1' });
+          this.respondError(503, this.adapter.errorBody(503, NO_ENGINE, 'upstream_unavailable'), { 'retry-after': '1' });
         }
       },
     );
@@ -599,7 +600,7 @@ export class ProxyExchange implements AttemptOwner, BudgetHold, LiveUsage {
     const attempt = this.attempt;
     const route = attempt.candidate.route;
     const relay = attempt.relay;
-    const usage = relay !== null ? relay.usage : attempt.tail !== null && attempt.phase !== AttemptPhase.ErrorBody ? usageFromJsonTail(attempt.tail.toString('utf8')) : null;
+    const usage = relay !== null ? relay.usage : attempt.tail !== null && attempt.phase !== AttemptPhase.ErrorBody ? this.adapter.usageFromBody(attempt.tail.toString('utf8')) : null;
     const delivered = relay?.contentEvents ?? 0;
     const reached = delivered > 0 || usage !== null || (status < 300 && status > 0);
     let prompt = 0;

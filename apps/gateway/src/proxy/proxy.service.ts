@@ -10,7 +10,8 @@ import { GatewayMetrics } from '../metrics/gateway-metrics';
 import { PoisonGuard } from '../routing/poison-guard';
 import { TierWaker } from '../routing/tier-waker';
 import { UpstreamPool } from '../routing/upstream-pool';
-import { checkRequest, type ProxyKind } from './openai-request';
+import { OPENAI_ADAPTERS } from './openai-adapters';
+import type { ProxyKind } from './openai-request';
 import { type ExchangeContext, ProxyExchange } from './proxy-exchange';
 
 const routePrices = new WeakMap<readonly ModelRoute[], readonly ModelPrice[]>();
@@ -100,7 +101,8 @@ export class ProxyService {
     takeOver?: () => void,
   ): Promise<void> {
     const key = await this.auth.authenticate(headers.authorization);
-    const req = checkRequest(kind, body, bodyBytes);
+    const adapter = OPENAI_ADAPTERS[kind];
+    const req = adapter.check(body, bodyBytes);
     const routes = this.catalog.routesFor(req.model);
     if (routes === undefined || (key.allowedModels !== null && !key.allowedModels.has(req.model))) {
       throw modelNotFound(req.model);
@@ -116,7 +118,7 @@ export class ProxyService {
     const routable = this.waker.route(req.model, routes);
     const usable = Array.isArray(routable) ? (routable as readonly ModelRoute[]) : await routable;
     takeOver?.();
-    const exchange = new ProxyExchange(this.ctx, res, requestId, key, kind, req, this.pool.candidates(usable), startedAt);
+    const exchange = new ProxyExchange(this.ctx, res, requestId, key, adapter, req, this.pool.candidates(usable), startedAt);
     this.live.add(exchange);
     exchange.start();
     // the engine request is on the wire first; the limiter's round trip runs during the engine's work and

@@ -1,0 +1,50 @@
+import { errorBody, normalizeUpstreamError } from '@spot/contract';
+import { checkRequest, type CheckedRequest, type ProxyKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
+import { OpenAISseRelay } from './openai-sse-relay';
+import type { ProtocolAdapter, StreamRelay } from './protocol-adapter';
+import { midstreamErrorFrame } from './sse-frames';
+import { type TokenUsage, usageFromJsonTail } from './token-usage';
+
+/** OpenAI's chat completions, completions and embeddings: one shape of request, stream and error. */
+class OpenAIAdapter implements ProtocolAdapter {
+  readonly upstreamPath: string;
+
+  constructor(readonly kind: ProxyKind) {
+    this.upstreamPath = UPSTREAM_PATHS[kind];
+  }
+
+  check(body: unknown, bodyBytes: number): CheckedRequest {
+    return checkRequest(this.kind, body, bodyBytes);
+  }
+
+  upstreamBody(req: CheckedRequest, upstreamModel: string): string {
+    return upstreamBody(req, upstreamModel);
+  }
+
+  streamRelay(req: CheckedRequest): StreamRelay {
+    return new OpenAISseRelay(req.clientWantsUsage);
+  }
+
+  usageFromBody(tail: string): TokenUsage | null {
+    return usageFromJsonTail(tail);
+  }
+
+  errorBody(status: number, message: string, code: string | null): string {
+    return errorBody(status, message, code, null, 'server_error');
+  }
+
+  engineError(status: number, raw: string): string {
+    return JSON.stringify(normalizeUpstreamError(status, raw));
+  }
+
+  midstreamErrorFrame(message: string): Buffer {
+    return midstreamErrorFrame(message);
+  }
+}
+
+/** The adapter of each proxied OpenAI operation. */
+export const OPENAI_ADAPTERS: Readonly<Record<ProxyKind, ProtocolAdapter>> = {
+  chat: new OpenAIAdapter('chat'),
+  completions: new OpenAIAdapter('completions'),
+  embeddings: new OpenAIAdapter('embeddings'),
+};

@@ -1,0 +1,53 @@
+import type { CheckedRequest, ProxyKind } from './openai-request';
+import type { TokenUsage } from './token-usage';
+
+/** Where a relay's bytes go: the client's socket, through the exchange (which corks and sends the head). */
+export type RelayWrite = (bytes: Buffer) => void;
+
+/**
+ * The relay of one attempt's streamed response, in one protocol's framing: passes the engine's bytes on, takes
+ * out what the client must not see, rewrites error frames into the protocol's envelope, and meters the usage
+ * (the engine's report, else the content events relayed). Pure bytes in, bytes out; one per attempt.
+ */
+export interface StreamRelay {
+  /** The usage the engine reported, or null so far. */
+  readonly usage: TokenUsage | null;
+  /** The engine ended the stream cleanly (its terminating event arrived). */
+  readonly sawDone: boolean;
+  /** The status of the last error frame (0: none). */
+  readonly errorFrameStatus: number;
+  /** Error frames seen (for metrics). */
+  readonly errorFrames: number;
+  /** Content events relayed: what a cut stream is billed from. */
+  readonly contentEvents: number;
+  /** Relays one read of the engine's body; an event cut at the end waits for the next read. */
+  push(chunk: Buffer, write: RelayWrite): void;
+  /** The engine's body ended: an unterminated last event goes out as it is. */
+  end(write: RelayWrite): void;
+}
+
+/**
+ * What differs per API between the client and the engine: reading the request (model, stream flag, token
+ * estimate), the engine's path and body (usage always asked for), relaying its stream, reading the usage of a
+ * whole body, and the protocol's error envelope. The request path (auth, limits, routing, attempts, failover,
+ * usage events) is the same for all.
+ */
+export interface ProtocolAdapter {
+  readonly kind: ProxyKind;
+  /** The engine's path for this API. */
+  readonly upstreamPath: string;
+  /** Checks the client's body (throws the 4xx to answer); nothing is serialised. */
+  check(body: unknown, bodyBytes: number): CheckedRequest;
+  /** The body sent to the engine, serialised once: the engine's model name, usage always asked for. */
+  upstreamBody(req: CheckedRequest, upstreamModel: string): string;
+  /** A fresh relay for one attempt's stream. */
+  streamRelay(req: CheckedRequest): StreamRelay;
+  /** The usage in the last bytes of a non-streamed body (the engine puts it last), or null. */
+  usageFromBody(tail: string): TokenUsage | null;
+  /** An error of ours in the protocol's envelope. */
+  errorBody(status: number, message: string, code: string | null): string;
+  /** An engine's error body in the protocol's envelope, for the status the client gets. */
+  engineError(status: number, raw: string): string;
+  /** The event that ends a stream broken after bytes reached the client (never mistaken for a clean end). */
+  midstreamErrorFrame(message: string): Buffer;
+}
