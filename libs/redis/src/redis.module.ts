@@ -1,4 +1,4 @@
-import { Global, Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
+import { type DynamicModule, Global, Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { Redis, type RedisOptions } from 'ioredis';
 
@@ -16,6 +16,15 @@ export function redisOptions(extra: RedisOptions = {}): RedisOptions {
     retryStrategy: (times) => Math.min(times * 100, 2_000),
     ...extra,
   };
+}
+
+/**
+ * Options of a client on a request path: every command fails after `commandTimeoutMs` (an open connection
+ * that stopped answering included), none waits for a connection (no offline queue), and none is re-sent
+ * after a reconnect (a command that failed on its deadline must not be applied later behind its caller's back).
+ */
+export function deadlineRedisOptions(commandTimeoutMs: number, extra: RedisOptions = {}): RedisOptions {
+  return redisOptions({ commandTimeout: commandTimeoutMs, enableOfflineQueue: false, autoResendUnfulfilledCommands: false, ...extra });
 }
 
 /** Closes a client: QUIT when connected (pending replies arrive), at once otherwise (QUIT would wait for a connection). */
@@ -43,6 +52,9 @@ class RedisCloser implements OnApplicationShutdown {
   }
 }
 
+@Module({})
+class RedisWithDeadlineModule {}
+
 /** Redis for a process: one command client under {@link REDIS}, closed on shutdown. */
 @Global()
 @Module({
@@ -53,4 +65,25 @@ class RedisCloser implements OnApplicationShutdown {
   ],
   exports: [REDIS, RedisKeys],
 })
-export class RedisModule {}
+export class RedisModule {
+  /**
+   * The same module, with the shared client's commands bounded by REDIS_COMMAND_TIMEOUT_MS and never queued
+   * while disconnected ({@link deadlineRedisOptions}): for a process that serves requests from Redis.
+   */
+  static withCommandDeadline(): DynamicModule {
+    return {
+      module: RedisWithDeadlineModule,
+      global: true,
+      providers: [
+        {
+          provide: REDIS,
+          inject: [APP_CONFIG],
+          useFactory: (c: AppConfig) => new Redis(c.REDIS_URL, deadlineRedisOptions(c.REDIS_COMMAND_TIMEOUT_MS)),
+        },
+        RedisKeys,
+        RedisCloser,
+      ],
+      exports: [REDIS, RedisKeys],
+    };
+  }
+}

@@ -40,6 +40,13 @@ export class KeyCache {
     return n;
   }
 
+  /** The hashes of every verified key held (not the remembered misses and revocations). */
+  verifiedHashes(): string[] {
+    const hashes: string[] = [];
+    for (const [hash, entry] of this.lru.entries()) if (entry.key !== null) hashes.push(hash);
+    return hashes;
+  }
+
   /** Forgets every verified key (kept: nothing). Used when revocations may have been missed. */
   clear(): void {
     this.lru.clear();

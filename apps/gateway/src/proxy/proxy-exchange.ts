@@ -4,7 +4,7 @@ import { costNanos } from '@spot/tiers';
 import type { UsageRecorder } from '@spot/usage';
 import type { Dispatcher } from 'undici';
 import type { AuthedKey } from '../auth/authed-key';
-import type { BudgetHold } from '../limits/rate-limiter';
+import type { Reservation } from '../limits/reservation';
 import type { GatewayMetrics } from '../metrics/gateway-metrics';
 import type { Candidate, FailureKind } from '../routing/upstream-pool';
 import { type CheckedRequest, type ProxyKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
@@ -29,8 +29,8 @@ export interface ExchangeContext {
    * this request; the promise rejects with the 503 to answer past its deadline), or null when there is none.
    */
   readonly wakeFallback: (model: string, tried: readonly Candidate[]) => Promise<readonly Candidate[]> | null;
-  /** Settles the request's budget reservation with what it cost (called once, when it ends). */
-  readonly settleBudget: (key: AuthedKey, hold: BudgetHold, costNanos: number) => void;
+  /** Settles the request's reservation with what it cost (called once, when it ends). */
+  readonly settleBudget: (reservation: Reservation, costNanos: number) => void;
 }
 
 const enum Phase {
@@ -78,9 +78,9 @@ const enum Gate {
  * ask for it) and error frames are rewritten. Attempts move to the next candidate only while nothing has
  * reached the client. Ends with exactly one usage event.
  */
-export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
-  budgetKey: string | null = null;
-  reservedNanos = 0;
+export class ProxyExchange implements Dispatcher.DispatchHandler {
+  /** The limiter's admission of the request, settled when it ends. */
+  private reservation: Reservation | null = null;
   /** What the request cost once its usage is recorded; -1 before. */
   private cost = -1;
   private phase = Phase.Waiting;
@@ -143,9 +143,11 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
    * Holds the engine's response until the rate limiter's verdict is in (call right after {@link start},
    * before any response can arrive: they come on a later turn of the event loop).
    */
-  awaitAdmission(admission: Promise<ApiError | null>): void {
+  awaitAdmission(reservation: Reservation): void {
+    this.reservation = reservation;
+    if (reservation.verdict === null) return;
     this.gate = Gate.Pending;
-    void admission.then((refusal) => this.onAdmission(refusal));
+    void reservation.verdict.then((refusal) => this.onAdmission(refusal));
   }
 
   /** Aborts the engine request (shutdown past its grace period): the client sees an error, not a clean end. */
@@ -580,13 +582,8 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     timers.duration.observe((now - this.startedAt) / 1000);
     if (this.firstByteAt > 0) timers.ttfb.observe((this.firstByteAt - this.startedAt) / 1000);
     const cost = billable ? this.recordOnce(status, now) : 0;
-    if (this.budgetKey !== null || this.key.budgetNanos !== null) this.ctx.settleBudget(this.key, this, cost);
+    if (this.reservation !== null) this.ctx.settleBudget(this.reservation, cost);
     this.ctx.onSettled(this);
-  }
-
-  /** True once the request has ended (its usage recorded, its reservation settled). */
-  get finished(): boolean {
-    return this.phase === Phase.Done;
   }
 
   /** Records the request's usage event unless done already; returns what it cost, in nano-USD. */
