@@ -27,10 +27,30 @@ export function deadlineRedisOptions(commandTimeoutMs: number, extra: RedisOptio
   return redisOptions({ commandTimeout: commandTimeoutMs, enableOfflineQueue: false, autoResendUnfulfilledCommands: false, ...extra });
 }
 
-/** Closes a client: QUIT when connected (pending replies arrive), at once otherwise (QUIT would wait for a connection). */
+/** How long QUIT may take on a connection that looks alive (a Redis that stopped answering never replies). */
+const QUIT_TIMEOUT_MS = 1_000;
+
+/**
+ * Closes a client: QUIT when connected (pending replies arrive), at once otherwise (QUIT would wait for a
+ * connection) or when QUIT is not answered within {@link QUIT_TIMEOUT_MS}.
+ */
 export async function closeRedis(redis: Redis): Promise<void> {
-  if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect());
-  else redis.disconnect();
+  if (redis.status !== 'ready') {
+    redis.disconnect();
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const answered = await Promise.race([
+    redis.quit().then(
+      () => true,
+      () => false,
+    ),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(resolve, QUIT_TIMEOUT_MS, false);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (!answered) redis.disconnect();
 }
 
 /** Builds `prefix + name` Redis keys and channels from the configured REDIS_PREFIX. */
