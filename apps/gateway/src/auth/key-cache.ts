@@ -47,11 +47,6 @@ export class KeyCache {
     return hashes;
   }
 
-  /** Forgets every verified key (kept: nothing). Used when revocations may have been missed. */
-  clear(): void {
-    this.lru.clear();
-  }
-
   get size(): number {
     return this.lru.size;
   }
