@@ -6,7 +6,7 @@ import { GatewayMetrics } from '../metrics/gateway-metrics';
 /** How often Redis is pinged when nothing else tells us how it is. */
 const PROBE_MS = 500;
 /** Consecutive failed commands (timeouts, connection errors) that make Redis down. */
-const DOWN_AFTER = 2;
+const DOWN_AFTER = 3;
 /** Consecutive answered commands that make it up again. */
 const UP_AFTER = 2;
 
