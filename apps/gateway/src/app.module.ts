@@ -9,6 +9,7 @@ import { ApiKeyAuthService } from './auth/api-key-auth.service';
 import { KeyRevocationSubscriber } from './auth/key-revocation.subscriber';
 import { OpenAIExceptionFilter } from './errors/openai-exception.filter';
 import { HealthController } from './health/health.controller';
+import { RedisHealth } from './health/redis-health';
 import { ShutdownCoordinator } from './lifecycle/shutdown-coordinator';
 import { RateLimiter } from './limits/rate-limiter';
 import { GatewayMetrics } from './metrics/gateway-metrics';
@@ -29,10 +30,11 @@ export class GatewayModule {
   static forRoot(config: AppConfig, fastPath: FastPath = new FastPath()): DynamicModule {
     return {
       module: GatewayModule,
-      imports: [ConfigModule.forRoot(config), DbModule, RedisModule, UsageModule],
+      imports: [ConfigModule.forRoot(config), DbModule, RedisModule.withCommandDeadline(), UsageModule],
       controllers: [HealthController, MetricsController, AdminController],
       providers: [
         GatewayMetrics,
+        RedisHealth,
         ApiKeyAuthService,
         KeyRevocationSubscriber,
         RateLimiter,

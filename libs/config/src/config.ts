@@ -17,6 +17,12 @@ export const configSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DATABASE_URL: url(['postgresql:', 'postgres:']).default('postgresql://postgres@127.0.0.1:5432/spotinference'),
   REDIS_URL: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
+  /**
+   * Deadline of every command of the gateway's Redis client, in ms: a command past it fails (the request
+   * follows the outage policy: limits fail open, budgets are enforced from the gateway's own view) and counts
+   * against readiness. A Redis that stops answering must not hang requests.
+   */
+  REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(100),
   /** Prefix of every Redis key and pub/sub channel, so several stacks (or test files) can share one Redis. */
   REDIS_PREFIX: z.string().min(1).default('spot:'),
   GATEWAY_HOST: z.string().min(1).default('0.0.0.0'),

@@ -106,6 +106,46 @@ export class ApiKeysRepository {
     });
   }
 
+  /**
+   * The auth rows of many keys at once, by their hashes (keys not found are absent), in one query however
+   * many: the gateway re-checks every key it has in memory while revocations cannot be pushed to it.
+   */
+  async findAuthByHashes(secretHashes: readonly string[]): Promise<Array<ApiKeyAuthRow & { secretHash: string }>> {
+    if (secretHashes.length === 0) return [];
+    const rows = await this.prisma.$queryRaw<
+      Array<{
+        id: string;
+        org_id: string;
+        prefix: string;
+        secret_hash: string;
+        allowed_models: string[];
+        rpm_limit: number | null;
+        tpm_limit: number | null;
+        expires_at: Date | null;
+        revoked_at: Date | null;
+        monthly_budget_micros: bigint | null;
+        billing_status: BillingStatus;
+        billing_status_at: Date | null;
+      }>
+    >`
+      SELECT k.id::text, k.org_id::text, k.prefix, k.secret_hash, k.allowed_models, k.rpm_limit, k.tpm_limit, k.expires_at,
+             k.revoked_at, o.monthly_budget_micros, o.billing_status::text AS billing_status, o.billing_status_at
+      FROM api_keys k JOIN orgs o ON o.id = k.org_id
+      WHERE k.secret_hash = ANY(${[...secretHashes]}::bpchar[])`;
+    return rows.map((r) => ({
+      id: r.id,
+      orgId: r.org_id,
+      prefix: r.prefix,
+      secretHash: r.secret_hash,
+      allowedModels: r.allowed_models,
+      rpmLimit: r.rpm_limit,
+      tpmLimit: r.tpm_limit,
+      expiresAt: r.expires_at,
+      revokedAt: r.revoked_at,
+      org: { monthlyBudgetMicros: r.monthly_budget_micros, billingStatus: r.billing_status, billingStatusAt: r.billing_status_at },
+    }));
+  }
+
   /** An org's keys, newest first. */
   async listByOrg(orgId: string): Promise<ApiKeyListRow[]> {
     const rows = await this.prisma.apiKey.findMany({ where: { orgId }, select: LIST_SELECT, orderBy: { createdAt: 'desc' } });

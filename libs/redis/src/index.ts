@@ -1,1 +1,1 @@
-export { RedisModule, REDIS, RedisKeys, redisOptions, closeRedis } from './redis.module';
+export { RedisModule, REDIS, RedisKeys, redisOptions, deadlineRedis, closeRedis } from './redis.module';

@@ -120,9 +120,32 @@ export class ApiKeyAuthService {
     return this.cache.deleteOrg(orgId);
   }
 
-  /** Drops every cached answer (after a Redis reconnect, revocations may have been missed). */
-  forgetAll(): void {
-    this.cache.clear();
+  /**
+   * Re-reads every verified key held in memory from Postgres, in one query, and applies what changed
+   * (revoked, deleted, new settings of the key or its org): revocations cannot be pushed while the Redis
+   * subscription is down. Resolves with how many keys were revoked or gone; rejects when Postgres fails
+   * (the keys are kept as they are: warm keys go on working through an outage of both).
+   */
+  async revalidate(): Promise<number> {
+    const hashes = this.cache.verifiedHashes();
+    if (hashes.length === 0) return 0;
+    const rows = await this.keys.findAuthByHashes(hashes);
+    const found = new Map<string, (typeof rows)[number]>();
+    for (const row of rows) found.set(row.secretHash, row);
+    const now = Date.now();
+    let gone = 0;
+    for (const hash of hashes) {
+      // a revocation pushed meanwhile, or a key evicted, is left as it is
+      if (this.cache.get(hash)?.key == null) continue;
+      const row = found.get(hash);
+      if (row === undefined || row.revokedAt !== null) {
+        gone++;
+        this.cache.set(hash, { key: null, fetchedAt: now, revoked: row !== undefined });
+      } else {
+        this.cache.set(hash, { key: toAuthedKey(row, this.graceMs), fetchedAt: now, revoked: false });
+      }
+    }
+    return gone;
   }
 
   private load(hash: string, stale: KeyCacheEntry | undefined): Promise<KeyCacheEntry> {

@@ -40,9 +40,11 @@ export class KeyCache {
     return n;
   }
 
-  /** Forgets every verified key (kept: nothing). Used when revocations may have been missed. */
-  clear(): void {
-    this.lru.clear();
+  /** The hashes of every verified key held (not the remembered misses and revocations). */
+  verifiedHashes(): string[] {
+    const hashes: string[] = [];
+    for (const [hash, entry] of this.lru.entries()) if (entry.key !== null) hashes.push(hash);
+    return hashes;
   }
 
   get size(): number {

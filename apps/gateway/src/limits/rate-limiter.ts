@@ -1,112 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { ApiError } from '@spot/contract';
 import { UsageEventsRepository } from '@spot/db';
 import { REDIS, RedisKeys } from '@spot/redis';
 import type { Redis } from 'ioredis';
 import type { AuthedKey } from '../auth/authed-key';
+import { RedisHealth } from '../health/redis-health';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
-
-// One round trip for everything a request needs from Redis.
-// Budget (ARGV[7] >= 0): KEYS[2] is the org's month ledger {spent, r:<gateway> reserved, t:<gateway> last
-// seen}; reservations of gateways unseen for a minute (crashed) are dropped. Refuses with {3} when the ledger
-// is missing (the caller seeds it from Postgres and asks again) and {4, used} when spent + reserved + this
-// request's worst case ARGV[8] would pass the budget.
-// Limits (ARGV[1] = 1): lease up to ARGV[2] requests and ARGV[3] tokens of this minute's window KEYS[1], at
-// least 1 request and ARGV[4] tokens (the request at hand), within rpm ARGV[5] / tpm ARGV[6] (0 = none);
-// {1} requests or {2} tokens exhausted.
-// Otherwise reserves the worst case for this gateway (ARGV[9]) and returns {0, requests, tokens granted}.
-const ADMIT = `
-local budget = tonumber(ARGV[7])
-local now = tonumber(ARGV[10])
-if budget >= 0 then
-  if redis.call('EXISTS', KEYS[2]) == 0 then return {3, 0, 0} end
-  local h = redis.call('HGETALL', KEYS[2])
-  local used = 0
-  local alive = {}
-  for i = 1, #h, 2 do
-    if h[i] == 'spent' then used = used + tonumber(h[i + 1])
-    elseif string.sub(h[i], 1, 2) == 't:' then alive[string.sub(h[i], 3)] = tonumber(h[i + 1]) >= now - 60000 end
-  end
-  for i = 1, #h, 2 do
-    if string.sub(h[i], 1, 2) == 'r:' then
-      local gw = string.sub(h[i], 3)
-      if alive[gw] then used = used + tonumber(h[i + 1]) else redis.call('HDEL', KEYS[2], h[i], 't:' .. gw) end
-    end
-  end
-  if used + tonumber(ARGV[8]) > budget then return {4, used, 0} end
-end
-local gr, gt = 0, 0
-if ARGV[1] == '1' then
-  local r = tonumber(redis.call('HGET', KEYS[1], 'r') or '0')
-  local t = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
-  gr = tonumber(ARGV[2])
-  gt = tonumber(ARGV[3])
-  local rpm = tonumber(ARGV[5])
-  local tpm = tonumber(ARGV[6])
-  if rpm > 0 then gr = math.min(gr, rpm - r) end
-  if tpm > 0 then gt = math.min(gt, tpm - t) end
-  if gr < 1 then return {1, 0, 0} end
-  if gt < tonumber(ARGV[4]) then return {2, 0, 0} end
-  redis.call('HINCRBY', KEYS[1], 'r', gr)
-  redis.call('HINCRBY', KEYS[1], 't', gt)
-  redis.call('PEXPIRE', KEYS[1], 120000)
-end
-if budget >= 0 then
-  redis.call('HINCRBY', KEYS[2], 'r:' .. ARGV[9], ARGV[8])
-  redis.call('HSET', KEYS[2], 't:' .. ARGV[9], now)
-  redis.call('PEXPIRE', KEYS[2], ARGV[11])
-end
-return {0, gr, gt}
-`;
-
-// Settles one request on an existing ledger: spent += ARGV[2], this gateway's reservation -= ARGV[1].
-const SETTLE = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[1], 'spent', ARGV[2])
-if ARGV[1] ~= '0' then
-  redis.call('HINCRBY', KEYS[1], 'r:' .. ARGV[3], 0 - tonumber(ARGV[1]))
-  redis.call('HSET', KEYS[1], 't:' .. ARGV[3], ARGV[4])
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return 1
-`;
-
-// Seeds a missing ledger with the month's spend so far (first writer wins).
-const SEED = `
-if redis.call('HSETNX', KEYS[1], 'spent', ARGV[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 1
-`;
-
-interface LimiterRedis extends Redis {
-  spotAdmit(
-    rlKey: string,
-    budgetKey: string,
-    lease: 0 | 1,
-    requests: number,
-    tokens: number,
-    need: number,
-    rpm: number,
-    tpm: number,
-    budgetNanos: number,
-    worstNanos: number,
-    gateway: string,
-    nowMs: number,
-    ledgerTtlMs: number,
-  ): Promise<[number, number, number]>;
-  spotSettle(budgetKey: string, reservedNanos: number, actualNanos: number, gateway: string, nowMs: number, ledgerTtlMs: number): Promise<number>;
-  spotSeed(budgetKey: string, spentNanos: number, ledgerTtlMs: number): Promise<number>;
-}
-
-/**
- * Where a request's budget reservation is kept until it settles: the exchange relaying it. `finished` tells
- * a reservation that arrives after the request ended to release itself at once.
- */
-export interface BudgetHold {
-  budgetKey: string | null;
-  reservedNanos: number;
-  readonly finished: boolean;
-}
+import { type AdmitReply, AdmitVerdict, LedgerCommands } from './ledger-commands';
+import { type Ledger, Reservation, ReservationState } from './reservation';
 
 /** What this process may still admit for a key in the current window without asking Redis. */
 interface Lease {
@@ -122,8 +24,19 @@ function leaseSize(limit: number, cap: number): number {
 
 /** A ledger is kept this long after its last use; an org without a budget stops touching it, so it lapses. */
 const LEDGER_TTL_MS = 10 * 60_000;
-/** Reservations of a gateway not seen for a minute are dropped by the others; refresh well within that. */
-const HEARTBEAT_MS = 20_000;
+/**
+ * Registers this gateway and refreshes its reservations in their ledgers this often (the others drop the
+ * reservations of a gateway unseen for a minute, and count the gateways heard from in 30 s).
+ */
+const HEARTBEAT_MS = 5_000;
+/** While Redis is unreachable, a ledger read this long before its last answer is too old to decide from. */
+const VIEW_MAX_AGE_MS = 60_000;
+/** Deadline of the Postgres read of an org's month spend, when there is no view of its ledger. */
+const SPEND_READ_TIMEOUT_MS = 2_000;
+/** Settles that did not reach Redis are tried again this often (and at once when it is back). */
+const SETTLE_RETRY_MS = 1_000;
+
+const NO_LEDGER = 'budget:none';
 
 /**
  * Per-key requests-per-minute and tokens-per-minute limits, and the org's monthly budget, shared by every
@@ -137,38 +50,60 @@ const HEARTBEAT_MS = 20_000;
  * Budget: a request of an org with a budget reserves its worst case (prompt estimate and completion cap at
  * the dearest tier's price) in the org's month ledger and settles the real cost when it ends, so concurrent
  * streams cannot overshoot. A missing ledger (first request of the month, Redis restarted) is seeded from
- * the month's usage_events.
+ * the month's usage_events. Settles are sent in batches, one per ledger on the wire at a time, numbered so
+ * that a batch re-sent after a lost reply is applied once; the gateway's reservations are written as a total,
+ * so one whose admit timed out (applied or not) cannot stick.
  *
- * A verdict that needs Redis is a promise, which the caller overlaps with the engine's time to first token.
- * If Redis (or the seeding read) fails the check fails open, counted in a metric: an outage of the limiter
- * must not take the API down.
+ * A verdict that needs Redis is a promise, which the caller overlaps with the engine's time to first token;
+ * every command has a deadline (REDIS_COMMAND_TIMEOUT_MS). When Redis does not answer (or is known down:
+ * {@link RedisHealth}), limits fail open (counted in a metric: an outage of the limiter must not take the API
+ * down), but budgets do not: each gateway admits within its share of the headroom it last saw (the ledger's
+ * total as last read, divided among the live gateways), counting what it reserved and spent since; with no
+ * recent view, from the month's spend in Postgres. What it spent meanwhile reaches the ledger when Redis is back.
  */
 @Injectable()
-export class RateLimiter implements OnApplicationShutdown {
+export class RateLimiter implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger(RateLimiter.name);
-  private readonly redis: LimiterRedis;
+  private readonly commands: LedgerCommands;
   private readonly leases = new Map<string, Lease>();
   private readonly refusedUntil = new Map<string, { until: number; error: ApiError }>();
   private readonly seeding = new Map<string, Promise<void>>();
-  /** Ledgers this gateway holds reservations in, and how much: refreshed by a heartbeat while non-zero. */
-  private readonly held = new Map<string, number>();
-  private readonly settles: Array<[string, number, number]> = [];
-  private settleScheduled = false;
+  private readonly ledgers = new Map<string, Ledger>();
+  private readonly dirty = new Set<Ledger>();
+  private flushScheduled = false;
+  private retry: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
+  /** Live gateways, as the registry last said (for a view read from Postgres). */
+  private gateways = 1;
   private readonly gateway = randomBytes(6).toString('hex');
+  private readonly registryKey: string;
+  private readonly noLedgerKey: string;
 
   constructor(
-    @Inject(REDIS) redis: Redis,
+    @Inject(REDIS) private readonly redis: Redis,
     private readonly keys: RedisKeys,
     private readonly metrics: GatewayMetrics,
     private readonly usage: UsageEventsRepository,
+    private readonly health: RedisHealth,
   ) {
-    if (!('spotAdmit' in redis)) {
-      redis.defineCommand('spotAdmit', { numberOfKeys: 2, lua: ADMIT });
-      redis.defineCommand('spotSettle', { numberOfKeys: 1, lua: SETTLE });
-      redis.defineCommand('spotSeed', { numberOfKeys: 1, lua: SEED });
-    }
-    this.redis = redis as LimiterRedis;
+    this.commands = new LedgerCommands(redis);
+    this.registryKey = keys.key('gateways');
+    this.noLedgerKey = keys.key(NO_LEDGER);
+  }
+
+  onModuleInit(): void {
+    this.health.onRecovered(() => this.recovered());
+    this.redis.on('ready', () => this.beat());
+    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
+    this.heartbeat.unref();
+    this.beat();
+  }
+
+  onApplicationShutdown(): void {
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    if (this.retry !== null) clearTimeout(this.retry);
+    this.heartbeat = null;
+    this.retry = null;
   }
 
   /** A refusal already known in this process (for the key's window, or its org's budget), or null. */
@@ -184,11 +119,10 @@ export class RateLimiter implements OnApplicationShutdown {
 
   /**
    * Counts a request reserving `tokens` of the key's TPM and `worstNanos` of its org's budget (0 when the
-   * org has none). null: admitted now (nothing to check, or within this process's lease). Otherwise a
-   * promise of null (admitted) or of the 429 error; it never rejects. A budget reservation is recorded on
-   * `hold`, which must be passed to {@link settle} when the request ends.
+   * org has none). null: admitted now, nothing to settle (no limits, or within this process's lease).
+   * Otherwise the request's {@link Reservation}: its verdict, and what it holds until {@link settle}.
    */
-  admit(key: AuthedKey, tokens: number, worstNanos: number, hold: BudgetHold): Promise<ApiError | null> | null {
+  admit(key: AuthedKey, tokens: number, worstNanos: number): Reservation | null {
     const rpm = key.rpmLimit ?? 0;
     const tpm = key.tpmLimit ?? 0;
     const budget = key.budgetNanos;
@@ -211,27 +145,47 @@ export class RateLimiter implements OnApplicationShutdown {
         lease = null;
       }
     }
-    return this.ask(key, tokens, worstNanos, hold, lease, now, window, true);
+    if (budget === null) {
+      // limits fail open while Redis is down: no request waits for a command that cannot be answered
+      if (!this.health.usable) return null;
+      const r = new Reservation(null, 0);
+      r.verdict = this.ask(key, tokens, r, lease, now, window, true);
+      return r;
+    }
+    const ledger = this.ledgerFor(key.orgId, now);
+    const r = new Reservation(ledger, worstNanos);
+    ledger.held += worstNanos;
+    ledger.pending += worstNanos;
+    ledger.lastUse = now;
+    if (this.health.usable) r.verdict = this.ask(key, tokens, r, lease, now, window, true);
+    else {
+      const local = this.decideLocally(key, r);
+      r.verdict = local === null ? null : local instanceof ApiError ? Promise.resolve(local) : local;
+    }
+    return r;
   }
 
   /**
-   * Settles a finished request: its real cost is added to its org's ledger and its reservation released.
-   * A request of a budgeted org that holds no reservation (its check failed open) still adds its cost.
+   * Settles a finished request: its real cost is added to its org's ledger and its reservation released
+   * (when its verdict is not in yet, as soon as it is).
    */
-  settle(key: AuthedKey, hold: BudgetHold, actualNanos: number): void {
-    const budgetKey = hold.budgetKey;
-    if (budgetKey !== null) {
-      hold.budgetKey = null;
-      this.release(budgetKey, hold.reservedNanos);
-      this.queueSettle(budgetKey, hold.reservedNanos, actualNanos);
-    } else if (key.budgetNanos !== null && actualNanos > 0) {
-      this.queueSettle(this.ledgerKey(key.orgId, Date.now()), 0, actualNanos);
+  settle(r: Reservation, actualNanos: number): void {
+    const ledger = r.ledger;
+    if (ledger === null) return;
+    switch (r.state) {
+      case ReservationState.Pending:
+        r.endedCost = Math.max(0, actualNanos);
+        return;
+      case ReservationState.Held:
+        r.state = ReservationState.Done;
+        ledger.held -= r.nanos;
+        ledger.delta -= r.nanos;
+        this.spend(ledger, actualNanos);
+        return;
+      case ReservationState.Done:
+        if (actualNanos > 0) this.spend(ledger, actualNanos);
+        return;
     }
-  }
-
-  onApplicationShutdown(): void {
-    if (this.heartbeat !== null) clearInterval(this.heartbeat);
-    this.heartbeat = null;
   }
 
   private knownRefusal(id: string): ApiError | null {
@@ -242,138 +196,317 @@ export class RateLimiter implements OnApplicationShutdown {
     return null;
   }
 
-  private ledgerKey(orgId: string, now: number): string {
+  private ledgerFor(orgId: string, now: number): Ledger {
     const d = new Date(now);
-    return this.keys.key(`budget:${orgId}:${d.getUTCFullYear()}-${String(d.getUTCMonth() + 1).padStart(2, '0')}`);
+    const key = this.keys.key(`budget:${orgId}:${d.getUTCFullYear()}-${String(d.getUTCMonth() + 1).padStart(2, '0')}`);
+    let ledger = this.ledgers.get(key);
+    if (ledger === undefined) {
+      ledger = { key, orgId, base: 0, gateways: 1, seenAt: 0, delta: 0, held: 0, pending: 0, open: 0, batch: null, seq: 0, sending: false, lastUse: now, loading: null };
+      this.ledgers.set(key, ledger);
+    }
+    return ledger;
   }
 
-  private ask(
-    key: AuthedKey,
-    tokens: number,
-    worstNanos: number,
-    hold: BudgetHold,
-    lease: Lease | null,
-    now: number,
-    window: number,
-    maySeed: boolean,
-  ): Promise<ApiError | null> {
+  private ask(key: AuthedKey, tokens: number, r: Reservation, lease: Lease | null, now: number, window: number, maySeed: boolean): Promise<ApiError | null> {
     const rpm = key.rpmLimit ?? 0;
     const tpm = key.tpmLimit ?? 0;
-    const budget = key.budgetNanos;
-    const budgetKey = budget === null ? '' : this.ledgerKey(key.orgId, now);
-    const retryMs = (window + 1) * 60_000 - now;
-    return this.redis
-      .spotAdmit(
+    const ledger = r.ledger;
+    return this.commands
+      .admit(
         this.keys.key(`rl:${key.id}:${window}`),
-        budgetKey || this.keys.key('budget:none'),
+        ledger === null ? this.noLedgerKey : ledger.key,
+        this.registryKey,
         lease === null ? 0 : 1,
         leaseSize(rpm, 100),
         Math.max(tokens, leaseSize(tpm, 1_000_000)),
         tokens,
         rpm,
         tpm,
-        budget ?? -1,
-        worstNanos,
+        key.budgetNanos ?? -1,
+        r.nanos,
         this.gateway,
         now,
         LEDGER_TTL_MS,
       )
       .then(
-        ([which, a, b]): ApiError | null | Promise<ApiError | null> => {
-          if (which === 0) {
-            if (lease !== null) {
-              lease.requests += a - 1;
-              lease.tokens += b - tokens;
-            }
-            if (budget !== null) this.reserved(budgetKey, worstNanos, hold);
-            return null;
-          }
-          if (which === 3) {
-            if (!maySeed) return null;
-            return this.seed(key.orgId, budgetKey, now).then(() => this.ask(key, tokens, worstNanos, hold, lease, now, window, false));
-          }
-          if (which === 4) {
-            const error = overBudget(budget ?? 0, a);
-            // a budget refusal stands for a second in this process: no round trip per refused request
-            this.refusedUntil.set(key.orgId, { until: Date.now() + 1_000, error });
-            return error;
-          }
-          const error = refusal(key, which === 1, rpm, tpm, tokens, retryMs);
-          if (which === 1) this.refusedUntil.set(key.id, { until: now + retryMs, error });
-          return error;
+        (reply) => {
+          this.health.answered();
+          return this.verdict(key, tokens, r, lease, now, window, maySeed, reply);
         },
-      )
-      .catch((err: unknown) => {
-        this.metrics.limiterErrors.inc();
-        this.logger.warn(`rate limiter unavailable, admitting: ${String(err)}`);
-        return null;
-      });
+        (err: unknown) => {
+          this.health.failed(err);
+          this.metrics.limiterErrors.inc();
+          this.logger.warn(`rate limiter: Redis did not answer (${String(err)}); limits fail open${ledger === null ? '' : ", the budget is checked from this gateway's view"}`);
+          return ledger === null ? null : this.decideLocally(key, r);
+        },
+      );
   }
 
-  private seed(orgId: string, budgetKey: string, now: number): Promise<void> {
-    let pending = this.seeding.get(budgetKey);
+  private verdict(
+    key: AuthedKey,
+    tokens: number,
+    r: Reservation,
+    lease: Lease | null,
+    now: number,
+    window: number,
+    maySeed: boolean,
+    [which, a, b, used, gateways]: AdmitReply,
+  ): ApiError | null | Promise<ApiError | null> {
+    const ledger = r.ledger;
+    if (ledger !== null && (which === AdmitVerdict.Admitted || which === AdmitVerdict.OverBudget)) {
+      // the ledger as Redis has it now (this request's reservation included when admitted)
+      ledger.base = used;
+      ledger.gateways = Math.max(1, gateways);
+      ledger.seenAt = Date.now();
+      ledger.delta = 0;
+      this.gateways = ledger.gateways;
+    }
+    switch (which) {
+      case AdmitVerdict.Admitted:
+        if (lease !== null) {
+          lease.requests += a - 1;
+          lease.tokens += b - tokens;
+        }
+        if (ledger !== null) this.hold(r);
+        return null;
+      case AdmitVerdict.NoLedger:
+        if (ledger === null) return null;
+        if (!maySeed) return this.decideLocally(key, r);
+        return this.seed(ledger, now).then(
+          () => this.ask(key, tokens, r, lease, now, window, false),
+          (err: unknown) => {
+            this.logger.warn(`cannot seed the budget ledger of org ${ledger.orgId}: ${String(err)}`);
+            return this.decideLocally(key, r);
+          },
+        );
+      case AdmitVerdict.OverBudget: {
+        this.release(r, false);
+        return this.refuseBudget(key, a);
+      }
+      case AdmitVerdict.NoRequests:
+      case AdmitVerdict.NoTokens: {
+        if (ledger !== null) this.release(r, false);
+        const retryMs = (window + 1) * 60_000 - now;
+        const error = refusal(key, which === AdmitVerdict.NoRequests, key.rpmLimit ?? 0, key.tpmLimit ?? 0, tokens, retryMs);
+        if (which === AdmitVerdict.NoRequests) this.refusedUntil.set(key.id, { until: now + retryMs, error });
+        return error;
+      }
+    }
+  }
+
+  /** Admitted: the reservation holds until it settles (at once, if the request ended meanwhile). */
+  private hold(r: Reservation): void {
+    const ledger = r.ledger!;
+    ledger.pending -= r.nanos;
+    r.state = ReservationState.Held;
+    if (r.endedCost >= 0) this.settle(r, r.endedCost);
+  }
+
+  /**
+   * Refused: the worst case is no longer held. `uncertain`: its admit may have reserved it in Redis all the
+   * same (the command timed out), so the next settle writes the true total.
+   */
+  private release(r: Reservation, uncertain = true): void {
+    const ledger = r.ledger!;
+    ledger.pending -= r.nanos;
+    ledger.held -= r.nanos;
+    r.state = ReservationState.Done;
+    if (r.endedCost > 0) this.spend(ledger, r.endedCost);
+    else if (uncertain) this.markDirty(ledger);
+  }
+
+  private refuseBudget(key: AuthedKey, usedNanos: number): ApiError {
+    const error = overBudget(key.budgetNanos ?? 0, usedNanos);
+    // a budget refusal stands for a second in this process: no round trip per refused request
+    this.refusedUntil.set(key.orgId, { until: Date.now() + 1_000, error });
+    return error;
+  }
+
+  /**
+   * Redis did not answer: admits within this gateway's share of the headroom it last saw, counting what it
+   * reserved and spent since. A view too old (or none) is replaced by the month's spend read from Postgres.
+   */
+  private decideLocally(key: AuthedKey, r: Reservation): ApiError | null | Promise<ApiError | null> {
+    const ledger = r.ledger!;
+    const lastAnswer = this.health.lastAnswerAt;
+    if (ledger.seenAt > 0 && lastAnswer - ledger.seenAt <= VIEW_MAX_AGE_MS) return this.judge(key, r);
+    ledger.loading ??= this.loadView(ledger).finally(() => {
+      ledger.loading = null;
+    });
+    return ledger.loading.then(
+      () => (r.state === ReservationState.Pending ? this.judge(key, r) : null),
+      (err: unknown) => {
+        this.logger.warn(`org ${ledger.orgId}: no view of its budget (Redis unreachable, Postgres: ${String(err)}); refusing`);
+        this.metrics.budgetLocal.labels('unknown').inc();
+        this.release(r);
+        return budgetUnknown();
+      },
+    );
+  }
+
+  private judge(key: AuthedKey, r: Reservation): ApiError | null {
+    const ledger = r.ledger!;
+    const share = ((key.budgetNanos ?? 0) - ledger.base) / ledger.gateways;
+    if (ledger.delta + r.nanos <= share) {
+      ledger.delta += r.nanos;
+      this.metrics.budgetLocal.labels('admitted').inc();
+      this.hold(r);
+      return null;
+    }
+    this.metrics.budgetLocal.labels('refused').inc();
+    this.release(r);
+    return this.refuseBudget(key, ledger.base + Math.max(0, ledger.delta) * ledger.gateways);
+  }
+
+  /** The month's spend from Postgres as the ledger's base (it lags by what the recorder has not written yet). */
+  private async loadView(ledger: Ledger): Promise<void> {
+    const now = Date.now();
+    const d = new Date(now);
+    let timer: NodeJS.Timeout | undefined;
+    const spent = await Promise.race([
+      this.usage.costSince(ledger.orgId, new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1))),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer in ${SPEND_READ_TIMEOUT_MS} ms`)), SPEND_READ_TIMEOUT_MS);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    ledger.base = spent;
+    ledger.gateways = this.gateways;
+    ledger.seenAt = now;
+    // what this gateway holds is not in usage_events yet
+    ledger.delta = ledger.held - ledger.pending;
+  }
+
+  private seed(ledger: Ledger, now: number): Promise<void> {
+    let pending = this.seeding.get(ledger.key);
     if (pending === undefined) {
       const d = new Date(now);
       const monthStart = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
       pending = this.usage
-        .costSince(orgId, monthStart)
-        .then((spent) => this.redis.spotSeed(budgetKey, spent, LEDGER_TTL_MS))
+        .costSince(ledger.orgId, monthStart)
+        .then((spent) => this.commands.seed(ledger.key, spent, LEDGER_TTL_MS))
         .then(() => undefined)
-        .finally(() => this.seeding.delete(budgetKey));
-      this.seeding.set(budgetKey, pending);
+        .finally(() => this.seeding.delete(ledger.key));
+      this.seeding.set(ledger.key, pending);
     }
     return pending;
   }
 
-  private reserved(budgetKey: string, nanos: number, hold: BudgetHold): void {
-    if (hold.finished) {
-      // the request ended (client gone, engine unreachable) before the verdict: give the reservation back
-      this.queueSettle(budgetKey, nanos, 0);
-      return;
+  private spend(ledger: Ledger, nanos: number): void {
+    if (nanos > 0) {
+      ledger.open += nanos;
+      ledger.delta += nanos;
     }
-    hold.budgetKey = budgetKey;
-    hold.reservedNanos = nanos;
-    this.held.set(budgetKey, (this.held.get(budgetKey) ?? 0) + nanos);
-    if (this.heartbeat === null) {
-      this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
-      this.heartbeat.unref();
-    }
+    this.markDirty(ledger);
   }
 
-  private release(budgetKey: string, nanos: number): void {
-    const left = (this.held.get(budgetKey) ?? 0) - nanos;
-    if (left > 0) this.held.set(budgetKey, left);
-    else this.held.delete(budgetKey);
-  }
-
-  /** Keeps this gateway's outstanding reservations alive in their ledgers (long streams outlive a minute). */
-  private beat(): void {
-    if (this.held.size === 0) {
-      if (this.heartbeat !== null) clearInterval(this.heartbeat);
-      this.heartbeat = null;
-      return;
-    }
-    for (const budgetKey of this.held.keys()) this.queueSettle(budgetKey, 0, 0);
-  }
-
-  private queueSettle(budgetKey: string, reservedNanos: number, actualNanos: number): void {
-    this.settles.push([budgetKey, reservedNanos, actualNanos]);
-    if (this.settleScheduled) return;
-    this.settleScheduled = true;
+  private markDirty(ledger: Ledger): void {
+    this.dirty.add(ledger);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
     // one pipeline per event-loop turn, after the responses of this turn are written
-    setImmediate(() => this.flushSettles());
+    setImmediate(() => this.flush());
   }
 
-  private flushSettles(): void {
-    this.settleScheduled = false;
-    const batch = this.settles.splice(0);
+  /** Sends what the dirty ledgers owe: one settle per ledger, and none while its previous one is on the wire. */
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.dirty.size === 0) return;
+    if (!this.health.usable) {
+      this.retryLater();
+      return;
+    }
     const now = Date.now();
-    const pipeline = this.redis.pipeline() as unknown as LimiterRedis & { exec(): Promise<unknown> };
-    for (const [budgetKey, reserved, actual] of batch) pipeline.spotSettle(budgetKey, reserved, actual, this.gateway, now, LEDGER_TTL_MS);
-    pipeline.exec().catch((err: unknown) => {
-      this.metrics.limiterErrors.inc();
-      this.logger.warn(`could not settle ${batch.length} budget reservations: ${String(err)}`);
-    });
+    const pipeline = this.commands.pipeline();
+    const sent: Ledger[] = [];
+    for (const ledger of this.dirty) {
+      if (ledger.sending) continue; // sent again when its reply is in
+      this.dirty.delete(ledger);
+      if (ledger.batch === null && ledger.open > 0) {
+        ledger.batch = { seq: ++ledger.seq, nanos: ledger.open };
+        ledger.open = 0;
+      }
+      const batch = ledger.batch;
+      this.commands.settleIn(pipeline, ledger.key, this.gateway, batch?.seq ?? 0, batch?.nanos ?? 0, Math.max(0, ledger.held), now, LEDGER_TTL_MS);
+      ledger.sending = true;
+      sent.push(ledger);
+    }
+    if (sent.length === 0) return;
+    pipeline.exec().then(
+      (results) => {
+        let failed = 0;
+        sent.forEach((ledger, i) => {
+          ledger.sending = false;
+          const err = results?.[i]?.[0] ?? (results === null ? new Error('pipeline discarded') : null);
+          if (err === null) {
+            this.health.answered();
+            // applied (1), or the ledger is gone (0) and will be seeded from usage_events, which have these requests
+            ledger.batch = null;
+            if (ledger.open > 0) this.dirty.add(ledger);
+          } else {
+            failed++;
+            this.health.failed(err);
+            this.dirty.add(ledger);
+          }
+        });
+        if (failed > 0) {
+          this.metrics.limiterErrors.inc();
+          this.logger.warn(`could not settle the budgets of ${failed} org(s), will retry: ${String(results?.find((x) => x[0] !== null)?.[0])}`);
+          this.retryLater();
+        } else if (this.dirty.size > 0 && !this.flushScheduled) {
+          this.flushScheduled = true;
+          setImmediate(() => this.flush());
+        }
+      },
+      (err: unknown) => {
+        for (const ledger of sent) {
+          ledger.sending = false;
+          this.dirty.add(ledger);
+        }
+        this.health.failed(err);
+        this.metrics.limiterErrors.inc();
+        this.logger.warn(`could not settle the budgets of ${sent.length} org(s), will retry: ${String(err)}`);
+        this.retryLater();
+      },
+    );
+  }
+
+  private retryLater(): void {
+    if (this.retry !== null) return;
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      this.flush();
+    }, SETTLE_RETRY_MS);
+    this.retry.unref();
+  }
+
+  /** Redis is back: every ledger this gateway touched gets its true reservations and what it spent meanwhile. */
+  private recovered(): void {
+    for (const ledger of this.ledgers.values()) {
+      if (ledger.held !== 0 || ledger.open > 0 || ledger.batch !== null) this.dirty.add(ledger);
+    }
+    this.beat();
+    if (this.dirty.size > 0 && !this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Registers this gateway, keeps its reservations alive in their ledgers, forgets ledgers unused for long. */
+  private beat(): void {
+    const now = Date.now();
+    for (const ledger of this.ledgers.values()) {
+      if (ledger.held > 0) this.markDirty(ledger);
+      else if (ledger.open === 0 && ledger.batch === null && !ledger.sending && ledger.loading === null && now - ledger.lastUse > LEDGER_TTL_MS) {
+        this.ledgers.delete(ledger.key);
+      }
+    }
+    if (this.redis.status !== 'ready') return;
+    this.commands.register(this.registryKey, this.gateway, now).then(
+      (n) => {
+        this.gateways = Math.max(1, n);
+      },
+      (err: unknown) => this.logger.debug(`gateway registry: ${String(err)}`),
+    );
   }
 }
 
@@ -387,6 +520,10 @@ function overBudget(budgetNanos: number, usedNanos: number): ApiError {
     null,
     { 'x-should-retry': 'false' },
   );
+}
+
+function budgetUnknown(): ApiError {
+  return new ApiError(503, 'server_error', "The org's budget cannot be checked right now. Please retry shortly.", null, null, { 'retry-after': '1' });
 }
 
 function refusal(key: AuthedKey, requests: boolean, rpm: number, tpm: number, tokens: number, retryMs: number): ApiError {

@@ -83,7 +83,18 @@ export class GatewayMetrics {
   });
   readonly limiterErrors = new Counter({
     name: 'gateway_rate_limiter_errors_total',
-    help: 'Rate-limit checks that failed open because Redis did not answer',
+    help: 'Limiter commands that Redis did not answer in time (limits failed open, budgets were decided locally)',
+    registers: [this.registry],
+  });
+  readonly redisUp = new Gauge({
+    name: 'gateway_redis_up',
+    help: 'Whether Redis answers this gateway (1) or not (0: commands time out or the connection is down)',
+    registers: [this.registry],
+  });
+  readonly budgetLocal = new Counter({
+    name: 'gateway_budget_local_decisions_total',
+    help: 'Budget checks decided from this gateway\'s own view because Redis did not answer, by outcome',
+    labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
   readonly inflight = new Gauge({

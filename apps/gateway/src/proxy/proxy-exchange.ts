@@ -3,7 +3,7 @@ import { type ApiError, clientStatusForUpstream } from '@spot/contract';
 import { costNanos } from '@spot/tiers';
 import type { LiveUsage, UsageEvent, UsageRecorder } from '@spot/usage';
 import type { AuthedKey } from '../auth/authed-key';
-import type { BudgetHold } from '../limits/rate-limiter';
+import type { Reservation } from '../limits/reservation';
 import type { GatewayMetrics } from '../metrics/gateway-metrics';
 import type { PoisonGuard } from '../routing/poison-guard';
 import type { Candidate, FailureKind } from '../routing/upstream-pool';
@@ -30,8 +30,8 @@ export interface ExchangeContext {
    * this request; the promise rejects with the 503 to answer past its deadline), or null when there is none.
    */
   readonly wakeFallback: (model: string, tried: readonly Candidate[]) => Promise<readonly Candidate[]> | null;
-  /** Settles the request's budget reservation with what it cost (called once, when it ends). */
-  readonly settleBudget: (key: AuthedKey, hold: BudgetHold, costNanos: number) => void;
+  /** Settles the request's reservation with what it cost (called once, when it ends). */
+  readonly settleBudget: (reservation: Reservation, costNanos: number) => void;
   /** Bodies that failed engines after being sent: at most two engine incidents each. */
   readonly poison: PoisonGuard;
   /** POISON_TTL_S, for the message of the 502. */
@@ -82,9 +82,9 @@ const NO_ENGINE = 'No engine serving this model is available. Please retry short
  * replica tried. Engine bytes go to the client as they arrive through the attempt's relay; what follows a
  * failed attempt is decided in one place ({@link afterFailure}). Ends with exactly one usage event.
  */
-export class ProxyExchange implements AttemptOwner, BudgetHold, LiveUsage {
-  budgetKey: string | null = null;
-  reservedNanos = 0;
+export class ProxyExchange implements AttemptOwner, LiveUsage {
+  /** The limiter's admission of the request, settled when it ends. */
+  private reservation: Reservation | null = null;
   /** What the request cost once its usage is recorded; -1 before. */
   private cost = -1;
   private done = false;
@@ -159,20 +159,17 @@ export class ProxyExchange implements AttemptOwner, BudgetHold, LiveUsage {
    * Holds the engine's response until the rate limiter's verdict is in (call right after {@link start},
    * before any response can arrive: they come on a later turn of the event loop).
    */
-  awaitAdmission(admission: Promise<ApiError | null>): void {
+  awaitAdmission(reservation: Reservation): void {
+    this.reservation = reservation;
+    if (reservation.verdict === null) return;
     this.gate = Gate.Pending;
-    void admission.then((refusal) => this.onAdmission(refusal));
+    void reservation.verdict.then((refusal) => this.onAdmission(refusal));
   }
 
   /** Aborts the engine request (shutdown past its grace period): the client sees an error, not a clean end. */
   cut(reason: string): void {
     if (this.done || this.waking) return;
     this.attempt.abort(new Error(reason));
-  }
-
-  /** True once the request has ended (its usage recorded, its reservation settled). */
-  get finished(): boolean {
-    return this.done;
   }
 
   private send(): void {
@@ -575,7 +572,7 @@ export class ProxyExchange implements AttemptOwner, BudgetHold, LiveUsage {
     if (this.firstByteAt > 0) timers.ttfb.observe((this.firstByteAt - this.startedAt) / 1000);
     const cost = billable ? this.recordOnce(status, now) : 0;
     if (!billable && this.req.stream) this.ctx.recorder.unfollow(this);
-    if (this.budgetKey !== null || this.key.budgetNanos !== null) this.ctx.settleBudget(this.key, this, cost);
+    if (this.reservation !== null) this.ctx.settleBudget(this.reservation, cost);
     this.ctx.onSettled(this);
   }
 

@@ -75,7 +75,7 @@ export class ProxyService {
       recorder,
       onSettled: (x) => this.settled(x),
       onError: (message) => this.logger.warn(message),
-      settleBudget: (key, hold, costNanos) => limiter.settle(key, hold, costNanos),
+      settleBudget: (reservation, costNanos) => limiter.settle(reservation, costNanos),
       routeDeadlineMs: config.ROUTE_DEADLINE_MS,
       tierRefused: (tier) => waker.refused(tier),
       wakeFallback: (model, tried) => {
@@ -124,8 +124,8 @@ export class ProxyService {
     // the engine request is on the wire first; the limiter's round trip runs during the engine's work and
     // no byte reaches the client before its verdict
     const worstNanos = key.budgetNanos === null ? 0 : worstCaseNanos(pricesOf(routes), req.promptTokensEstimate, req.completionTokensCap);
-    const admission = this.limiter.admit(key, req.promptTokensEstimate + req.completionTokensCap, worstNanos, exchange);
-    if (admission !== null) exchange.awaitAdmission(admission);
+    const reservation = this.limiter.admit(key, req.promptTokensEstimate + req.completionTokensCap, worstNanos);
+    if (reservation !== null) exchange.awaitAdmission(reservation);
   }
 
   /** Requests being relayed now. */

@@ -132,6 +132,8 @@ export class TierWaker implements OnApplicationBootstrap, OnApplicationShutdown 
       new Promise<boolean>((r) => setTimeout(r, PROBE_TIMEOUT_MS, false).unref()),
     ]);
     if (!subscribed) this.logger.warn('tier announcements are not heard yet: state changes by other processes are found by probing');
+    // the shared client does not queue commands while it connects
+    if (this.redis.status !== 'ready') await this.connected(PROBE_TIMEOUT_MS);
     await Promise.all(
       [...this.tiers.values()].map(async (t) => {
         const epoch = await this.redis.get(this.keys.key(tierKeys.draining(t.view.name))).catch(() => null);
@@ -151,6 +153,20 @@ export class TierWaker implements OnApplicationBootstrap, OnApplicationShutdown 
     this.report();
     this.heartbeat = setInterval(() => this.report(), HEARTBEAT_MS);
     this.heartbeat.unref();
+  }
+
+  /** Resolves when the shared client is ready, or after `timeoutMs`. */
+  private connected(timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.redis.off('ready', done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      timer.unref();
+      this.redis.on('ready', done);
+    });
   }
 
   async onApplicationShutdown(): Promise<void> {
