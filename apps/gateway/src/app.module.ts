@@ -9,11 +9,12 @@ import { ApiKeyAuthService } from './auth/api-key-auth.service';
 import { KeyRevocationSubscriber } from './auth/key-revocation.subscriber';
 import { OpenAIExceptionFilter } from './errors/openai-exception.filter';
 import { HealthController } from './health/health.controller';
+import { BodyBudget } from './http/body-budget';
 import { ShutdownCoordinator } from './lifecycle/shutdown-coordinator';
 import { RateLimiter } from './limits/rate-limiter';
 import { GatewayMetrics } from './metrics/gateway-metrics';
 import { MetricsController } from './metrics/metrics.controller';
-import { FastPath } from './proxy/fast-path';
+import { clientTimeouts, FastPath } from './proxy/fast-path';
 import { ModelsService } from './proxy/models.service';
 import { ProxyService } from './proxy/proxy.service';
 import { V1Routes } from './proxy/v1-routes';
@@ -25,7 +26,7 @@ import { UpstreamPool } from './routing/upstream-pool';
 /** The data plane: OpenAI's contract in front of the engine tiers. */
 @Module({})
 export class GatewayModule {
-  static forRoot(config: AppConfig, fastPath: FastPath = new FastPath()): DynamicModule {
+  static forRoot(config: AppConfig, fastPath: FastPath = new FastPath(clientTimeouts(config))): DynamicModule {
     return {
       module: GatewayModule,
       imports: [ConfigModule.forRoot(config), DbModule, RedisModule, UsageModule],
@@ -45,6 +46,7 @@ export class GatewayModule {
         { provide: APP_FILTER, useExisting: OpenAIExceptionFilter },
         ShutdownCoordinator,
         V1Routes,
+        BodyBudget,
         { provide: FastPath, useValue: fastPath },
       ],
     };

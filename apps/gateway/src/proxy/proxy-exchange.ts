@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { type ApiError, errorBody, normalizeUpstreamError, clientStatusForUpstream } from '@spot/contract';
+import { ApiError, errorBody, normalizeUpstreamError, clientStatusForUpstream } from '@spot/contract';
 import { costNanos } from '@spot/tiers';
 import type { UsageRecorder } from '@spot/usage';
 import type { Dispatcher } from 'undici';
@@ -108,6 +108,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
   private readonly onDrain: () => void;
   private readonly uncork: () => void;
   private readonly startedAtEpoch = Date.now();
+  private upstreamJsonModel: string;
 
   constructor(
     private readonly ctx: ExchangeContext,
@@ -118,7 +119,10 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
     private readonly req: CheckedRequest,
     private candidates: readonly Candidate[],
     private readonly startedAt: number,
+    /** The engine body for the first candidate's upstream model (serialised by the caller, which answers its errors). */
+    private upstreamJson: string,
   ) {
+    this.upstreamJsonModel = candidates[0].route.upstreamModel;
     this.onDrain = () => this.controller?.resume();
     this.uncork = () => {
       this.corked = false;
@@ -162,6 +166,17 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
   private next(): void {
     this.attemptIndex++;
     const { route, endpoint } = this.candidate;
+    if (route.upstreamModel !== this.upstreamJsonModel) {
+      // a retry on a tier that names the model otherwise
+      try {
+        this.upstreamJson = upstreamBody(this.req, route.upstreamModel);
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        this.respondError(err.status, JSON.stringify(err.toBody()), {}, false);
+        return;
+      }
+      this.upstreamJsonModel = route.upstreamModel;
+    }
     this.controller = null;
     this.upstreamStatus = 0;
     endpoint.taken();
@@ -171,10 +186,7 @@ export class ProxyExchange implements Dispatcher.DispatchHandler, BudgetHold {
       'x-request-id': this.requestId,
     };
     if (route.apiKey !== null) headers.authorization = `Bearer ${route.apiKey}`;
-    endpoint.pool.dispatch(
-      { method: 'POST', path: UPSTREAM_PATHS[this.kind], headers, body: upstreamBody(this.req, route.upstreamModel) },
-      this,
-    );
+    endpoint.pool.dispatch({ method: 'POST', path: UPSTREAM_PATHS[this.kind], headers, body: this.upstreamJson }, this);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
