@@ -15,6 +15,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { Pool } from 'undici';
 
 const root = path.resolve(__dirname, '../..');
@@ -35,7 +36,7 @@ const DURATION_S = Number(values.duration);
 const BODY_BYTES = Number(values['body-mb']) * 1024 * 1024;
 const KEYED_RATE = Number(values['keyed-rate']);
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/spotinference';
-const TICK_MS = 100;
+const TICK_MS = 200;
 /** Bytes a hostile connection writes per tick: its body would take the whole run to arrive. */
 const PIECE = Math.max(1, Math.ceil(BODY_BYTES / ((DURATION_S * 1000) / TICK_MS)));
 
@@ -128,47 +129,72 @@ interface HostileStats {
 
 const KEYS = [null, 'sk-proj-123', `sk-spot-AAAAAAAAAAAA-${'B'.repeat(40)}`];
 
-/** A hostile client: announce the body, trickle it, reconnect when cut, until `stopAt`. */
-function hostile(i: number, port: number, stopAt: number, stats: HostileStats, live: Map<Socket, { answered: boolean }>): void {
-  if (Date.now() >= stopAt) return;
+/** What the flood thread is told. */
+interface FloodPlan {
+  port: number;
+  stopAt: number;
+  connections: number;
+  bodyBytes: number;
+  /** Bytes per write, one write every {@link TICK_MS}. */
+  piece: number;
+}
+
+type FloodResult = HostileStats & { openAtEnd: number; unansweredAtEnd: number };
+
+/** A hostile client: announce the body, trickle it, reconnect when cut, until the plan's end. */
+function hostile(i: number, plan: FloodPlan, stats: HostileStats, live: Map<Socket, { answered: boolean }>): void {
+  if (Date.now() >= plan.stopAt) return;
   const key = KEYS[i % KEYS.length];
   const head =
-    `POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\ncontent-length: ${BODY_BYTES}\r\n` +
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\ncontent-length: ${plan.bodyBytes}\r\n` +
     `${key === null ? '' : `authorization: Bearer ${key}\r\n`}\r\n`;
-  const piece = Buffer.alloc(PIECE, 'a');
+  const piece = Buffer.alloc(plan.piece, 'a');
   stats.attempts++;
-  const socket = connect(port, '127.0.0.1');
+  const socket = connect(plan.port, '127.0.0.1');
   const state = { answered: false };
   live.set(socket, state);
   let sent = 0;
-  let head2 = '';
+  let statusLine = '';
   let ticker: NodeJS.Timeout | null = null;
   socket.on('connect', () => {
     socket.write(head);
     ticker = setInterval(() => {
-      if (sent >= BODY_BYTES || socket.destroyed) return;
-      const n = Math.min(PIECE, BODY_BYTES - sent);
+      if (sent >= plan.bodyBytes || socket.destroyed) return;
+      const n = Math.min(plan.piece, plan.bodyBytes - sent);
       sent += n;
       stats.bytesSent += n;
-      socket.write(n === PIECE ? piece : piece.subarray(0, n));
+      socket.write(n === plan.piece ? piece : piece.subarray(0, n));
     }, TICK_MS);
   });
   socket.on('data', (d: Buffer) => {
     if (state.answered) return;
-    head2 += d.toString('latin1');
-    const eol = head2.indexOf('\r\n');
+    statusLine += d.toString('latin1');
+    const eol = statusLine.indexOf('\r\n');
     if (eol < 0) return;
     state.answered = true;
-    const status = head2.slice(0, eol).split(' ')[1] ?? '?';
+    const status = statusLine.slice(0, eol).split(' ')[1] ?? '?';
     stats.answered[status] = (stats.answered[status] ?? 0) + 1;
   });
   socket.on('error', () => undefined);
   socket.on('close', () => {
     if (ticker !== null) clearInterval(ticker);
     live.delete(socket);
-    if (!state.answered && Date.now() < stopAt) stats.unanswered++;
-    setImmediate(() => hostile(i, port, stopAt, stats, live));
+    if (!state.answered && Date.now() < plan.stopAt) stats.unanswered++;
+    setImmediate(() => hostile(i, plan, stats, live));
   });
+}
+
+/** The hostile connections, in a thread of their own so that their load does not delay the probes' timing. */
+async function flood(plan: FloodPlan): Promise<FloodResult> {
+  const stats: HostileStats = { attempts: 0, answered: {}, unanswered: 0, bytesSent: 0 };
+  const live = new Map<Socket, { answered: boolean }>();
+  // opened over the first second, not in one burst of SYNs
+  for (let i = 0; i < plan.connections; i++) setTimeout(() => hostile(i, plan, stats, live), (i * 1000) / plan.connections);
+  await new Promise((r) => setTimeout(r, plan.stopAt - Date.now()));
+  const openAtEnd = live.size;
+  const unansweredAtEnd = [...live.values()].filter((x) => !x.answered).length;
+  for (const socket of live.keys()) socket.destroy();
+  return { ...stats, openAtEnd, unansweredAtEnd };
 }
 
 async function main(): Promise<void> {
@@ -199,7 +225,6 @@ async function main(): Promise<void> {
 
   const sim = start('sim', path.join(dist, 'apps/vllm-sim/src/main.js'), ['--port', String(simPort), '--models', 'bench-upstream', '--output-tokens', '16'], env);
   const gateway = start('gateway', path.join(dist, 'apps/gateway/src/main.js'), [], env);
-  const live = new Map<Socket, { answered: boolean }>();
   try {
     await waitFor(`http://127.0.0.1:${simPort}/health`);
     await waitFor(`http://127.0.0.1:${gwPort}/readyz`);
@@ -224,9 +249,12 @@ async function main(): Promise<void> {
 
     const t0 = Date.now();
     const stopAt = t0 + DURATION_S * 1000;
-    const stats: HostileStats = { attempts: 0, answered: {}, unanswered: 0, bytesSent: 0 };
-    // open the hostile connections over the first second, not in one burst of SYNs
-    for (let i = 0; i < CONNECTIONS; i++) setTimeout(() => hostile(i, gwPort, stopAt, stats, live), (i * 1000) / CONNECTIONS);
+    const plan: FloodPlan = { port: gwPort, stopAt, connections: CONNECTIONS, bodyBytes: BODY_BYTES, piece: PIECE };
+    const floodThread = new Worker(__filename, { workerData: plan });
+    const flooded = new Promise<FloodResult>((resolve, reject) => {
+      floodThread.once('message', resolve);
+      floodThread.once('error', reject);
+    });
 
     const rss: Array<{ s: number; mib: number }> = [];
     const sampler = setInterval(() => rss.push({ s: (Date.now() - t0) / 1000, mib: rssMiB(pid) }), 250);
@@ -248,9 +276,8 @@ async function main(): Promise<void> {
     clearInterval(keyedTicker);
     const keyedResults = await Promise.all(keyed);
     clearInterval(sampler);
-    const openAtEnd = live.size;
-    const unansweredAtEnd = [...live.values()].filter((x) => !x.answered).length;
-    for (const s of live.keys()) s.destroy();
+    const stats = await flooded;
+    await floodThread.terminate();
     await new Promise((r) => setTimeout(r, 3000));
     const rssAfter = rssMiB(pid);
     await pool.close();
@@ -272,7 +299,7 @@ async function main(): Promise<void> {
     console.log(`                                 ${String(keyedResults.length).padStart(7)} ${String(keyedOk.length).padStart(7)}${f(pct(keyedMs, 50))}${f(pct(keyedMs, 99))}`);
     console.log('\nhostile connections              opened  answered  unanswered  by status');
     console.log(
-      `                                 ${String(stats.attempts).padStart(7)} ${String(answeredTotal).padStart(9)} ${String(stats.unanswered).padStart(11)}  ${JSON.stringify(stats.answered)}  (${(stats.bytesSent / 1024 / 1024).toFixed(0)} MiB sent; at the end ${openAtEnd} open, ${unansweredAtEnd} of them unanswered)`,
+      `                                 ${String(stats.attempts).padStart(7)} ${String(answeredTotal).padStart(9)} ${String(stats.unanswered).padStart(11)}  ${JSON.stringify(stats.answered)}  (${(stats.bytesSent / 1024 / 1024).toFixed(0)} MiB sent; at the end ${stats.openAtEnd} open, ${stats.unansweredAtEnd} of them unanswered)`,
     );
 
     const result = {
@@ -283,7 +310,7 @@ async function main(): Promise<void> {
       rssMiB: { before: rssBefore, max: rssMax, after: rssAfter, growthMax: rssMax - rssBefore, samples: rss },
       healthz: { probes: health.length, failed: healthFailures, p50: pct(health, 50), p95: pct(health, 95), max: health[health.length - 1] ?? null },
       keyed: { sent: keyedResults.length, ok: keyedOk.length, p50: pct(keyedMs, 50), p99: pct(keyedMs, 99), statuses: countBy(keyedResults.map((r) => String(r.status))) },
-      hostile: { ...stats, openAtEnd, unansweredAtEnd },
+      hostile: stats,
     };
     const outDir = path.join(root, 'bench/results');
     mkdirSync(outDir, { recursive: true });
@@ -291,7 +318,6 @@ async function main(): Promise<void> {
     writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
     console.log(`wrote ${path.relative(root, file)}`);
   } finally {
-    for (const s of live.keys()) s.destroy();
     sim.kill('SIGTERM');
     if (gateway.exitCode === null) gateway.kill('SIGTERM');
   }
@@ -303,7 +329,11 @@ function countBy(xs: string[]): Record<string, number> {
   return out;
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+if (isMainThread) {
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+} else {
+  void flood(workerData as FloodPlan).then((result) => parentPort!.postMessage(result));
+}

@@ -63,9 +63,8 @@ export function invalidRequest(message: string, param: string | null = null, cod
  * and it should be retried shortly (`retry-after`).
  */
 export function serverOverloaded(retryAfterSeconds = 1): ApiError {
-  return new ApiError(503, 'server_error', 'The server is overloaded with requests right now. Please retry shortly.', 'server_overloaded', null, {
-    'retry-after': String(retryAfterSeconds),
-  });
+  const message = 'The server is overloaded with requests right now. Please retry shortly.';
+  return new ApiError(503, 'server_error', message, 'server_overloaded', null, { 'retry-after': String(retryAfterSeconds) });
 }
 
 /** The default OpenAI type for an HTTP status. */

@@ -58,9 +58,8 @@ export function clientErrorHandler(err: ClientError, socket: Duplex): void {
   if (socket.writable && !answeredEarly(socket) && inFlight?.headersSent !== true) {
     const error = problemOf(err);
     const body = JSON.stringify(error.toBody());
-    socket.write(
-      `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
+    const head = `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\ncontent-type: application/json\r\n`;
+    socket.write(`${head}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   }
   socket.destroy(err);
 }
@@ -69,9 +68,16 @@ export function clientErrorHandler(err: ClientError, socket: Duplex): void {
  * Fastify's `frameworkErrors`: what its router refuses before any route runs (a malformed percent-escape, a
  * parameter past maxParamLength), in the envelope, answered before the body is read.
  */
-export function frameworkErrorHandler(drain: DrainBound): (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => void {
+export function frameworkErrorHandler(
+  drain: DrainBound,
+): (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => void {
   return (error, request, reply) => {
-    const answer = error.code === 'FST_ERR_BAD_URL' ? protocolError('bad_url') : error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? protocolError('url_too_long') : internalError();
+    const answer =
+      error.code === 'FST_ERR_BAD_URL'
+        ? protocolError('bad_url')
+        : error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? protocolError('url_too_long')
+          : internalError();
     reply.hijack();
     answerEarly(request.raw, reply.raw, answer, request.id, drain);
   };

@@ -75,7 +75,7 @@ export class V1Routes implements OnModuleInit {
           reply.hijack();
           this.serve(kind, request.raw, reply.raw, request.id);
         },
-      }, UNREACHABLE);
+      }, handedOver);
     }
     this.fastPath.install((kind, req, res) => this.serve(kind, req, res, newRequestId()));
     app.get('/v1/models', { errorHandler: handlerFor('models') }, async (req) => {
@@ -181,6 +181,6 @@ export class V1Routes implements OnModuleInit {
 }
 
 /** The proxied routes never reach their Fastify handler: their onRequest hook hands them to the fast path. */
-function UNREACHABLE(): never {
+function handedOver(): never {
   throw new Error('a proxied route reached its Fastify handler');
 }
