@@ -3,7 +3,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { type AppConfig, nestLogLevels } from '@spot/config';
 import { GatewayModule } from './app.module';
 import { clientErrorHandler, frameworkErrorHandler } from './errors/client-errors';
-import { drainBound } from './http/early-answer';
+import { drainLimit } from './http/early-answer';
 import { clientTimeouts, FastPath } from './proxy/fast-path';
 import { newRequestId } from './proxy/request-id';
 
@@ -19,7 +19,7 @@ export async function createGatewayApp(config: AppConfig, options: { logger?: bo
     return503OnClosing: true,
     // what Node and the router refuse before any route runs leaves in the OpenAI envelope too
     clientErrorHandler,
-    frameworkErrors: frameworkErrorHandler(drainBound(config)),
+    frameworkErrors: frameworkErrorHandler(drainLimit(config)),
   });
   const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.forRoot(config, fastPath), adapter, {
     logger: options.logger === false ? false : nestLogLevels(config.LOG_LEVEL),

@@ -2,7 +2,7 @@ import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ApiError } from '@spot/contract';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { answerEarly, answeredEarly, type DrainBound } from '../http/early-answer';
+import { answerEarly, answeredEarly } from '../http/early-answer';
 import { internalError } from './to-api-error';
 
 /** What can be wrong with a request below the routes: its framing, its headers, its URL or its pace. */
@@ -69,7 +69,7 @@ export function clientErrorHandler(err: ClientError, socket: Duplex): void {
  * parameter past maxParamLength), in the envelope, answered before the body is read.
  */
 export function frameworkErrorHandler(
-  drain: DrainBound,
+  drainBytes: number,
 ): (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => void {
   return (error, request, reply) => {
     const answer =
@@ -79,6 +79,6 @@ export function frameworkErrorHandler(
           ? protocolError('url_too_long')
           : internalError();
     reply.hijack();
-    answerEarly(request.raw, reply.raw, answer, request.id, drain);
+    answerEarly(request.raw, reply.raw, answer, request.id, drainBytes);
   };
 }

@@ -3,7 +3,7 @@ import { APP_CONFIG, type AppConfig } from '@spot/config';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ApiError } from '@spot/contract';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { answerEarly, type DrainBound, drainBound } from '../http/early-answer';
+import { answerEarly, drainLimit } from '../http/early-answer';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
 import { internalError, toApiError } from './to-api-error';
 
@@ -14,13 +14,13 @@ import { internalError, toApiError } from './to-api-error';
 @Catch()
 export class OpenAIExceptionFilter implements ExceptionFilter {
   private readonly logger = new Logger('Gateway');
-  private readonly drain: DrainBound;
+  private readonly drainBytes: number;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly metrics: GatewayMetrics,
   ) {
-    this.drain = drainBound(config);
+    this.drainBytes = drainLimit(config);
   }
 
   catch(exception: unknown, host: ArgumentsHost): void {
@@ -50,7 +50,7 @@ export class OpenAIExceptionFilter implements ExceptionFilter {
    * sent at once, the rest of the body read and thrown away within bounds, then the connection closed.
    */
   sendBeforeBody(exception: unknown, req: IncomingMessage, res: ServerResponse, requestId: string, route: string): void {
-    answerEarly(req, res, this.resolve(exception, req.method ?? '', req.url ?? '', requestId, route), requestId, this.drain);
+    answerEarly(req, res, this.resolve(exception, req.method ?? '', req.url ?? '', requestId, route), requestId, this.drainBytes);
   }
 
   private resolve(exception: unknown, method: string, url: string, requestId: string, route: string): ApiError {
