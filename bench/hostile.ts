@@ -259,12 +259,15 @@ async function main(): Promise<void> {
     const rss: Array<{ s: number; mib: number }> = [];
     const sampler = setInterval(() => rss.push({ s: (Date.now() - t0) / 1000, mib: rssMiB(pid) }), 250);
     const healthMs: number[] = [];
+    const slowProbes: Array<{ s: number; ms: number }> = [];
     let healthFailures = 0;
     const prober = (async () => {
       while (Date.now() < stopAt) {
+        const at = (Date.now() - t0) / 1000;
         const ms = await probe(gwPort);
         if (Number.isNaN(ms)) healthFailures++;
         else healthMs.push(ms);
+        if (ms > 50) slowProbes.push({ s: at, ms });
         await new Promise((r) => setTimeout(r, 250));
       }
     })();
@@ -293,8 +296,12 @@ async function main(): Promise<void> {
     console.log(`${os.cpus().length} cores, node ${process.version}, open files limit ${openFilesLimit().soft}\n`);
     console.log('gateway RSS (MiB)       before      max    after   growth(max)');
     console.log(`                      ${f(rssBefore)}${f(rssMax)}${f(rssAfter)}${f(rssMax - rssBefore)}`);
-    console.log('\n/healthz (ms, fresh connection)   probes  failed      p50      p95      max');
-    console.log(`                                 ${String(health.length).padStart(7)} ${String(healthFailures).padStart(7)}${f(pct(health, 50))}${f(pct(health, 95))}${f(health[health.length - 1] ?? NaN)}`);
+    console.log('\n/healthz (ms, fresh connection)   probes  failed      p50      p95      p99      max  over 50 ms (at s)');
+    console.log(
+      `                                 ${String(health.length).padStart(7)} ${String(healthFailures).padStart(7)}` +
+        `${f(pct(health, 50))}${f(pct(health, 95))}${f(pct(health, 99))}${f(health[health.length - 1] ?? NaN)}  ` +
+        `${slowProbes.length} ${slowProbes.map((p) => `${p.ms.toFixed(0)}ms@${p.s.toFixed(1)}`).join(' ')}`,
+    );
     console.log('\nkeyed chat requests                 sent      ok     p50 ms   p99 ms');
     console.log(`                                 ${String(keyedResults.length).padStart(7)} ${String(keyedOk.length).padStart(7)}${f(pct(keyedMs, 50))}${f(pct(keyedMs, 99))}`);
     console.log('\nhostile connections              opened  answered  unanswered  by status');
@@ -308,7 +315,15 @@ async function main(): Promise<void> {
       machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
       params: { connections: CONNECTIONS, durationS: DURATION_S, bodyBytes: BODY_BYTES, trickleBytesPerSecond: (PIECE * 1000) / TICK_MS, keyedRequestsPerSecond: KEYED_RATE },
       rssMiB: { before: rssBefore, max: rssMax, after: rssAfter, growthMax: rssMax - rssBefore, samples: rss },
-      healthz: { probes: health.length, failed: healthFailures, p50: pct(health, 50), p95: pct(health, 95), max: health[health.length - 1] ?? null },
+      healthz: {
+        probes: health.length,
+        failed: healthFailures,
+        p50: pct(health, 50),
+        p95: pct(health, 95),
+        p99: pct(health, 99),
+        max: health[health.length - 1] ?? null,
+        over50ms: slowProbes,
+      },
       keyed: { sent: keyedResults.length, ok: keyedOk.length, p50: pct(keyedMs, 50), p99: pct(keyedMs, 99), statuses: countBy(keyedResults.map((r) => String(r.status))) },
       hostile: stats,
     };
