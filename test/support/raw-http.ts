@@ -16,10 +16,12 @@ export interface RawOutcome {
   error: string | null;
   /** Body bytes written before the exchange ended. */
   sent: number;
+  /** Whatever came after the first response (a second answer written over it, say). */
+  rest: string;
 }
 
-/** Parses the first response in `buf` once its head and content-length body are complete; null before. */
-export function parseResponse(buf: Buffer): RawResponse | null {
+/** The first response in `buf` and where it ends, once its head and content-length body are complete; null before. */
+function parseAt(buf: Buffer): { response: RawResponse; end: number } | null {
   const end = buf.indexOf('\r\n\r\n');
   if (end < 0) return null;
   const [statusLine, ...lines] = buf.subarray(0, end).toString('latin1').split('\r\n');
@@ -31,7 +33,7 @@ export function parseResponse(buf: Buffer): RawResponse | null {
   }
   const length = Number(headers['content-length'] ?? 0);
   if (buf.length < end + 4 + length) return null;
-  return { status, headers, body: buf.subarray(end + 4, end + 4 + length).toString('utf8') };
+  return { response: { status, headers, body: buf.subarray(end + 4, end + 4 + length).toString('utf8') }, end: end + 4 + length };
 }
 
 export interface RawRequestOptions {
@@ -60,11 +62,13 @@ export function rawRequest(port: number, opts: RawRequestOptions): Promise<RawOu
   return new Promise((resolve) => {
     const socket: Socket = connect(port, '127.0.0.1');
     let received = Buffer.alloc(0);
-    const outcome: RawOutcome = { response: null, closed: false, error: null, sent: 0 };
+    const outcome: RawOutcome = { response: null, closed: false, error: null, sent: 0, rest: '' };
     let settled = false;
+    let responseEnd = 0;
     const finish = () => {
       if (settled) return;
       settled = true;
+      if (outcome.response !== null) outcome.rest = received.subarray(responseEnd).toString('latin1');
       clearTimeout(timer);
       socket.destroy();
       resolve(outcome);
@@ -73,8 +77,11 @@ export function rawRequest(port: number, opts: RawRequestOptions): Promise<RawOu
     socket.on('data', (d: Buffer) => {
       received = Buffer.concat([received, d]);
       if (outcome.response === null) {
-        outcome.response = parseResponse(received);
-        if (outcome.response !== null && opts.resolveOnResponse) finish();
+        const parsed = parseAt(received);
+        if (parsed === null) return;
+        outcome.response = parsed.response;
+        responseEnd = parsed.end;
+        if (opts.resolveOnResponse) finish();
       }
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {

@@ -1,4 +1,4 @@
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ApiError } from '@spot/contract';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
@@ -50,12 +50,13 @@ function problemOf(err: ClientError): ApiError {
  * Fastify's `clientErrorHandler`: a request Node's HTTP parser rejects (bad request line, content-length
  * with transfer-encoding, bare LF, a NUL in a header, headers too large) or one not received in time
  * (headersTimeout, requestTimeout) is answered in the OpenAI envelope, then its connection is closed. Nothing
- * is written over a response already under way on the socket (as Node's own handler).
+ * is written over an answer already under way on the socket ({@link answerEarly}'s, whose drain the request
+ * timeout ends).
  */
 export function clientErrorHandler(err: ClientError, socket: Duplex): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
-  if (socket.writable && !answeredEarly(socket) && inFlight?.headersSent !== true) {
+  // the one answer that can be under way while a request is still arriving is an early one
+  if (socket.writable && !answeredEarly(socket)) {
     const error = problemOf(err);
     const body = JSON.stringify(error.toBody());
     const head = `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\ncontent-type: application/json\r\n`;
