@@ -170,6 +170,8 @@ describe('gateway front door', () => {
         ['a NUL in a header', 'GET /healthz HTTP/1.1\r\nhost: gw\r\nx-test: a\u0000b\r\n\r\n', 400],
         ['headers too large', `GET /healthz HTTP/1.1\r\nhost: gw\r\nx-big: ${huge}\r\n\r\n`, 431],
         ['a malformed percent-escape in the URL', 'GET /v1/models/%zz HTTP/1.1\r\nhost: gw\r\n\r\n', 400],
+        ['an HTTP/1.1 request without Host', 'GET /healthz HTTP/1.1\r\n\r\n', 400],
+        ['an expectation other than 100-continue', 'GET /healthz HTTP/1.1\r\nhost: gw\r\nexpect: 200-ok\r\n\r\n', 417],
         ['a malformed percent-escape in a POST URL, body unread', `POST /v1/chat/completions%zz HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\ncontent-length: 4000000\r\n\r\n`, 400],
       ];
       it.each(cases)('%s', async (_name, head, status) => {

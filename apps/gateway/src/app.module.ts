@@ -14,7 +14,7 @@ import { ShutdownCoordinator } from './lifecycle/shutdown-coordinator';
 import { RateLimiter } from './limits/rate-limiter';
 import { GatewayMetrics } from './metrics/gateway-metrics';
 import { MetricsController } from './metrics/metrics.controller';
-import { clientTimeouts, FastPath } from './proxy/fast-path';
+import { clientLimits, FastPath } from './proxy/fast-path';
 import { ModelsService } from './proxy/models.service';
 import { ProxyService } from './proxy/proxy.service';
 import { V1Routes } from './proxy/v1-routes';
@@ -26,7 +26,7 @@ import { UpstreamPool } from './routing/upstream-pool';
 /** The data plane: OpenAI's contract in front of the engine tiers. */
 @Module({})
 export class GatewayModule {
-  static forRoot(config: AppConfig, fastPath: FastPath = new FastPath(clientTimeouts(config))): DynamicModule {
+  static forRoot(config: AppConfig, fastPath: FastPath = new FastPath(clientLimits(config))): DynamicModule {
     return {
       module: GatewayModule,
       imports: [ConfigModule.forRoot(config), DbModule, RedisModule, UsageModule],

@@ -4,12 +4,12 @@ import { type AppConfig, nestLogLevels } from '@spot/config';
 import { GatewayModule } from './app.module';
 import { clientErrorHandler, frameworkErrorHandler } from './errors/client-errors';
 import { drainLimit } from './http/early-answer';
-import { clientTimeouts, FastPath } from './proxy/fast-path';
+import { clientLimits, FastPath } from './proxy/fast-path';
 import { newRequestId } from './proxy/request-id';
 
 /** Builds (does not start) the gateway for `config`: used by main.ts, the e2e tests and the benchmark. */
 export async function createGatewayApp(config: AppConfig, options: { logger?: boolean } = {}): Promise<NestFastifyApplication> {
-  const fastPath = new FastPath(clientTimeouts(config));
+  const fastPath = new FastPath(clientLimits(config));
   const adapter = new FastifyAdapter({
     serverFactory: fastPath.serverFactory, // which also sets the server's timeouts
     bodyLimit: config.GATEWAY_BODY_LIMIT,

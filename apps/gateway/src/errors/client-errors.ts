@@ -6,7 +6,14 @@ import { answerEarly, answeredEarly } from '../http/early-answer';
 import { internalError } from './to-api-error';
 
 /** What can be wrong with a request below the routes: its framing, its headers, its URL or its pace. */
-export type ProtocolProblem = 'malformed' | 'timeout' | 'headers_too_large' | 'chunk_extensions_too_large' | 'bad_url' | 'url_too_long';
+export type ProtocolProblem =
+  | 'malformed'
+  | 'timeout'
+  | 'headers_too_large'
+  | 'chunk_extensions_too_large'
+  | 'bad_url'
+  | 'url_too_long'
+  | 'expectation_failed';
 
 /** The OpenAI-style answer to a request the HTTP parser or the router refused. */
 export function protocolError(problem: ProtocolProblem, detail?: string): ApiError {
@@ -23,6 +30,8 @@ export function protocolError(problem: ProtocolProblem, detail?: string): ApiErr
       return new ApiError(400, 'invalid_request_error', 'Invalid URL: the path has a malformed percent-escape.', 'invalid_url');
     case 'url_too_long':
       return new ApiError(414, 'invalid_request_error', 'The URL is too long.', 'url_too_long');
+    case 'expectation_failed':
+      return new ApiError(417, 'invalid_request_error', 'Expectation failed: the only expectation supported is 100-continue.', 'expectation_failed');
   }
 }
 
