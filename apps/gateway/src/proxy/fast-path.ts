@@ -49,7 +49,8 @@ export function clientLimits(config: AppConfig): ClientLimits {
  *
  * The server bounds how long a client may take (Fastify does not apply its own options to a server it did
  * not build): headers within `headersMs`, the whole request within `requestMs` (then 408 and close, through
- * Fastify's clientErrorHandler), an idle kept-alive connection `keepAliveMs`.
+ * Fastify's clientErrorHandler), an idle kept-alive connection `keepAliveMs`. The refusals Node would write
+ * bare (no Host on HTTP/1.1, an unknown Expect) leave in the OpenAI envelope.
  */
 export class FastPath {
   private handler: FastPathHandler | null = null;
