@@ -261,36 +261,42 @@ describe('gateway front door', () => {
       await gw?.stop();
     });
 
+    /** Ten clients at once, three rounds (a lost answer is a race: more rounds, more chances to see one). */
     async function tenAtOnce(init: () => RequestInit): Promise<string[]> {
-      return Promise.all(
-        Array.from({ length: 10 }, async () => {
-          try {
-            const res = await fetch(`${gw.url}/v1/chat/completions`, init());
-            return `${res.status} ${envelopeOf(await res.text()).code}`;
-          } catch (err) {
-            return `lost: ${String((err as Error).cause ?? err)}`;
-          }
-        }),
-      );
+      const got: string[] = [];
+      for (let round = 0; round < 3; round++) {
+        const answers = await Promise.all(
+          Array.from({ length: 10 }, async () => {
+            try {
+              const res = await fetch(`${gw.url}/v1/chat/completions`, init());
+              return `${res.status} ${envelopeOf(await res.text()).code}`;
+            } catch (err) {
+              return `lost: ${String((err as Error).cause ?? err)}`;
+            }
+          }),
+        );
+        got.push(...answers);
+      }
+      return got;
     }
 
-    it('a 413 on a declared length reaches every client of ten uploading 5.5 MB at once', async () => {
+    it('a 413 on a declared length reaches every client, ten at a time uploading 5.5 MB', async () => {
       const body = Buffer.alloc(5_500_000, 0x20);
       const got = await tenAtOnce(() => ({ method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body }));
-      expect(got).toEqual(Array(10).fill('413 request_too_large'));
+      expect(got).toEqual(Array(30).fill('413 request_too_large'));
     });
 
-    it('a 413 on a chunked body past the limit reaches every client of ten still uploading', async () => {
+    it('a 413 on a chunked body past the limit reaches every client, ten at a time still uploading', async () => {
       const got = await tenAtOnce(
         () => ({ method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: chunkedBody(5_500_000), duplex: 'half' }) as RequestInit,
       );
-      expect(got).toEqual(Array(10).fill('413 request_too_large'));
+      expect(got).toEqual(Array(30).fill('413 request_too_large'));
     });
 
-    it('a 401 reaches every client of ten uploading 5.5 MB without a valid key', async () => {
+    it('a 401 reaches every client, ten at a time uploading 5.5 MB without a valid key', async () => {
       const body = Buffer.alloc(5_500_000, 0x20);
       const got = await tenAtOnce(() => ({ method: 'POST', headers: { authorization: `Bearer ${UNKNOWN_KEY}`, 'content-type': 'application/json' }, body }));
-      expect(got).toEqual(Array(10).fill('401 invalid_api_key'));
+      expect(got).toEqual(Array(30).fill('401 invalid_api_key'));
     });
 
     it('a connection over the drain bound is cut rather than read forever', async () => {
