@@ -266,14 +266,14 @@ describe('gateway: the OpenAI contract through the official SDK', () => {
     });
 
     it('415 for a body that is not JSON, on the fast path and on the Fastify route alike', async () => {
-      for (const path of ['/v1/chat/completions', '/v1/chat/completions?via=fastify']) {
+      for (const path of ['/v1/chat/completions', '/v1/chat/completions?via=fast-path', '/v1/chat/complet%69ons']) {
         const res = await raw(path, { body: 'model=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
         expect(res).toMatchObject({ status: 415, error: { type: 'invalid_request_error' } });
       }
     });
 
-    it('serves a proxied route Fastify matches but the fast path does not (a query string)', async () => {
-      const res = await fetch(`${s.baseURL}/chat/completions?trace=1`, {
+    it('serves a proxied route Fastify matches but the fast path does not (a percent-escaped path)', async () => {
+      const res = await fetch(`${s.baseURL}/chat/complet%69ons?trace=1`, {
         method: 'POST',
         headers: { authorization: `Bearer ${s.key}`, 'content-type': 'application/json' },
         body: JSON.stringify({ model: CHAT_MODEL, messages }),
@@ -281,8 +281,10 @@ describe('gateway: the OpenAI contract through the official SDK', () => {
       expect(res.status).toBe(200);
       expect(res.headers.get('x-request-id')).toMatch(/^req_[0-9a-f]{32}$/);
       expect(((await res.json()) as { object: string }).object).toBe('chat.completion');
-      const bad = await raw('/v1/chat/completions?trace=1', { body: '{"model":' });
+      const bad = await raw('/v1/chat/complet%69ons?trace=1', { body: '{"model":' });
       expect(bad.status).toBe(400);
+      const query = await raw('/v1/chat/completions?trace=1', { body: '{"model":' });
+      expect(query.status).toBe(400);
     });
 
     it('404 in the envelope for unknown routes', async () => {

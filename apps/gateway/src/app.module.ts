@@ -10,11 +10,12 @@ import { KeyRevocationSubscriber } from './auth/key-revocation.subscriber';
 import { OpenAIExceptionFilter } from './errors/openai-exception.filter';
 import { HealthController } from './health/health.controller';
 import { RedisHealth } from './health/redis-health';
+import { BodyBudget } from './http/body-budget';
 import { ShutdownCoordinator } from './lifecycle/shutdown-coordinator';
 import { RateLimiter } from './limits/rate-limiter';
 import { GatewayMetrics } from './metrics/gateway-metrics';
 import { MetricsController } from './metrics/metrics.controller';
-import { FastPath } from './proxy/fast-path';
+import { clientLimits, FastPath } from './proxy/fast-path';
 import { ModelsService } from './proxy/models.service';
 import { ProxyService } from './proxy/proxy.service';
 import { V1Routes } from './proxy/v1-routes';
@@ -27,7 +28,7 @@ import { UpstreamPool } from './routing/upstream-pool';
 /** The data plane: OpenAI's contract in front of the engine tiers. */
 @Module({})
 export class GatewayModule {
-  static forRoot(config: AppConfig, fastPath: FastPath = new FastPath()): DynamicModule {
+  static forRoot(config: AppConfig, fastPath: FastPath = new FastPath(clientLimits(config))): DynamicModule {
     return {
       module: GatewayModule,
       imports: [ConfigModule.forRoot(config), DbModule, RedisModule.withCommandDeadline(), UsageModule],
@@ -49,6 +50,7 @@ export class GatewayModule {
         { provide: APP_FILTER, useExisting: OpenAIExceptionFilter },
         ShutdownCoordinator,
         V1Routes,
+        BodyBudget,
         { provide: FastPath, useValue: fastPath },
       ],
     };

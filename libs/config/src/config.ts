@@ -32,6 +32,21 @@ export const configSchema = z.object({
   TIERS_FILE: z.string().min(1).default('tiers.yaml'),
   /** Largest request body the gateway accepts, in bytes; bigger ones get 413. */
   GATEWAY_BODY_LIMIT: positiveInt.default(8 * 1024 * 1024),
+  /**
+   * A request whose body has not fully arrived this long after it began gets 408 and its connection closed.
+   * Also bounds the time a refused request's body is read and dropped (so that the client, still uploading,
+   * receives the answer rather than a reset), as twice GATEWAY_BODY_LIMIT bounds its bytes.
+   */
+  GATEWAY_BODY_TIMEOUT_MS: positiveInt.default(30_000),
+  /** A connection that has not sent a request's complete headers this long after it began is answered 408 and closed. */
+  GATEWAY_HEADERS_TIMEOUT_MS: positiveInt.default(10_000),
+  /** How long an idle kept-alive client connection stays open (above a load balancer's idle timeout, 60 s on AWS). */
+  GATEWAY_KEEP_ALIVE_TIMEOUT_MS: positiveInt.default(65_000),
+  /**
+   * Bytes of request bodies held in memory at once, over all requests being received: a request that would
+   * go past it gets 503 server_overloaded with retry-after (a declared content-length is reserved up front).
+   */
+  GATEWAY_MAX_BODY_BYTES_IN_FLIGHT: positiveInt.default(256 * 1024 * 1024),
   /** On SIGTERM, how long in-flight requests (streams included) may take before they are cut. */
   SHUTDOWN_GRACE_MS: positiveInt.default(25_000),
   /** After this long a verified key is re-checked in Postgres, behind the request; revocation is pushed, this is a safety net. */

@@ -1,3 +1,3 @@
-export { ApiError, invalidApiKey, modelNotFound, invalidRequest, errorTypeForStatus, errorBody } from './openai-error';
+export { ApiError, invalidApiKey, modelNotFound, invalidRequest, serverOverloaded, errorTypeForStatus, errorBody } from './openai-error';
 export type { OpenAIErrorBody, OpenAIErrorType } from './openai-error';
 export { normalizeUpstreamError, clientStatusForUpstream } from './upstream-error';

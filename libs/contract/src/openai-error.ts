@@ -58,6 +58,15 @@ export function invalidRequest(message: string, param: string | null = null, cod
   return new ApiError(400, 'invalid_request_error', message, code, param);
 }
 
+/**
+ * 503 when the server holds as many request bodies in memory as it may: nothing was wrong with the request,
+ * and it should be retried shortly (`retry-after`).
+ */
+export function serverOverloaded(retryAfterSeconds = 1): ApiError {
+  const message = 'The server is overloaded with requests right now. Please retry shortly.';
+  return new ApiError(503, 'server_error', message, 'server_overloaded', null, { 'retry-after': String(retryAfterSeconds) });
+}
+
 /** The default OpenAI type for an HTTP status. */
 export function errorTypeForStatus(status: number): string {
   if (status === 401) return 'invalid_request_error';

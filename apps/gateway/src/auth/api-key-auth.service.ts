@@ -7,9 +7,6 @@ import type { AuthedKey } from './authed-key';
 import { KeyCache, type KeyCacheEntry } from './key-cache';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
 
-const NO_KEY =
-  "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
-
 function redact(key: string): string {
   return key.length <= 12 ? '***' : `${key.slice(0, 12)}***${key.slice(-4)}`;
 }
@@ -48,8 +45,18 @@ function toAuthedKey(row: ApiKeyAuthRow, graceMs: number): AuthedKey {
   };
 }
 
+/** The key of a cache entry, or the 401 for a missing, revoked or expired one. */
+function verdict(entry: KeyCacheEntry, key: string, now: number): AuthedKey {
+  const found = entry.key;
+  if (found === null) {
+    throw invalidApiKey(entry.revoked ? `The API key ${redact(key)} has been revoked.` : `Incorrect API key provided: ${redact(key)}.`);
+  }
+  if (found.expiresAtMs !== null && found.expiresAtMs <= now) throw invalidApiKey(`The API key ${redact(key)} has expired.`);
+  return found;
+}
+
 /**
- * Verifies `Authorization: Bearer <key>` by the key's SHA-256. Warm keys are answered from memory (no
+ * Verifies an API key by the key's SHA-256. Warm keys are answered from memory (no
  * Postgres, no Redis); a miss reads Postgres once, however many requests wait for it. Revocations arrive
  * over Redis pub/sub ({@link revoke}); a known key is re-read behind the request after KEY_CACHE_TTL_MS,
  * and if Postgres is down then, the last known answer is kept so warm keys go on working through an outage.
@@ -74,35 +81,26 @@ export class ApiKeyAuthService {
     this.graceMs = config.BILLING_PAST_DUE_GRACE_HOURS * 3_600_000;
   }
 
-  /** Returns the verified key, or throws the 401/503 {@link ApiError} the client should get. */
-  async authenticate(authorization: string | undefined): Promise<AuthedKey> {
-    if (authorization === undefined || authorization.length < 8 || !/^bearer /i.test(authorization)) {
-      throw invalidApiKey(NO_KEY);
-    }
-    const key = authorization.slice(7).trim();
+  /**
+   * Verifies `key` (what {@link bearerCredential} read from the headers): the key itself when its answer is in
+   * memory (the hot path: no promise, no await), else a promise of it once Postgres has answered.
+   * @throws (or the promise rejects with) the 401/503 {@link ApiError} the client should get.
+   */
+  authenticate(key: string): AuthedKey | Promise<AuthedKey> {
     if (!isWellFormedApiKey(key)) throw invalidApiKey(`Incorrect API key provided: ${redact(key)}.`);
     const hash = hashApiKey(key);
     const now = Date.now();
-    let entry = this.cache.get(hash);
+    const entry = this.cache.get(hash);
     // a pushed revocation stands for a full TTL, whatever a lagging Postgres replica may still say
     if (entry === undefined || now - entry.fetchedAt > (entry.key || entry.revoked ? this.ttlMs : this.negativeTtlMs)) {
       if (entry?.key) {
         // a known key past its TTL: answer from memory, re-check Postgres behind the request (revocations are pushed)
         void this.load(hash, entry);
       } else {
-        entry = await this.load(hash, entry);
+        return this.loadVerdict(hash, entry, key);
       }
     }
-    const found = entry.key;
-    if (found === null) {
-      throw invalidApiKey(
-        entry.revoked ? `The API key ${redact(key)} has been revoked.` : `Incorrect API key provided: ${redact(key)}.`,
-      );
-    }
-    if (found.expiresAtMs !== null && found.expiresAtMs <= now) {
-      throw invalidApiKey(`The API key ${redact(key)} has expired.`);
-    }
-    return found;
+    return verdict(entry, key, now);
   }
 
   /** Applies a pushed revocation: the key is refused from now on in this process. */
@@ -146,6 +144,10 @@ export class ApiKeyAuthService {
       }
     }
     return gone;
+  }
+
+  private async loadVerdict(hash: string, stale: KeyCacheEntry | undefined, key: string): Promise<AuthedKey> {
+    return verdict(await this.load(hash, stale), key, Date.now());
   }
 
   private load(hash: string, stale: KeyCacheEntry | undefined): Promise<KeyCacheEntry> {

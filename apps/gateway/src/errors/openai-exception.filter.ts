@@ -1,8 +1,9 @@
 import { type ArgumentsHost, Catch, type ExceptionFilter, Inject, Logger } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ApiError } from '@spot/contract';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { answerEarly, drainLimit } from '../http/early-answer';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
 import { internalError, toApiError } from './to-api-error';
 
@@ -13,11 +14,14 @@ import { internalError, toApiError } from './to-api-error';
 @Catch()
 export class OpenAIExceptionFilter implements ExceptionFilter {
   private readonly logger = new Logger('Gateway');
+  private readonly drainBytes: number;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly metrics: GatewayMetrics,
-  ) {}
+  ) {
+    this.drainBytes = drainLimit(config);
+  }
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const http = host.switchToHttp();
@@ -39,6 +43,14 @@ export class OpenAIExceptionFilter implements ExceptionFilter {
     if (res.headersSent || res.destroyed) return;
     res.writeHead(error.status, { 'content-type': 'application/json', 'x-request-id': requestId, ...error.headers, ...headers });
     res.end(JSON.stringify(error.toBody()));
+  }
+
+  /**
+   * The same answer to a request whose body has not been read (refused on its headers, or while it arrives):
+   * sent at once, the rest of the body read and thrown away within bounds, then the connection closed.
+   */
+  sendBeforeBody(exception: unknown, req: IncomingMessage, res: ServerResponse, requestId: string, route: string): void {
+    answerEarly(req, res, this.resolve(exception, req.method ?? '', req.url ?? '', requestId, route), requestId, this.drainBytes);
   }
 
   private resolve(exception: unknown, method: string, url: string, requestId: string, route: string): ApiError {

@@ -8,7 +8,7 @@ interface FrameworkError {
 }
 
 /** What can be wrong with a request body before it is read as a request. */
-export type BodyProblem = 'invalid_json' | 'empty' | 'too_large' | 'media_type';
+export type BodyProblem = 'invalid_json' | 'empty' | 'too_large' | 'media_type' | 'too_deep';
 
 const BODY_ERRORS: Readonly<Record<string, BodyProblem>> = {
   FST_ERR_CTP_INVALID_JSON: 'invalid_json',
@@ -31,6 +31,8 @@ export function bodyError(problem: BodyProblem, bodyLimit: number): ApiError {
       return new ApiError(413, 'invalid_request_error', `Request body too large: the limit is ${bodyLimit} bytes.`, 'request_too_large');
     case 'media_type':
       return new ApiError(415, 'invalid_request_error', 'Unsupported Content-Type: send the body as application/json.');
+    case 'too_deep':
+      return new ApiError(400, 'invalid_request_error', 'The JSON body of your request is nested too deeply.', 'invalid_json');
   }
 }
 

@@ -1,4 +1,5 @@
 import { invalidRequest } from '@spot/contract';
+import { bodyError } from '../errors/to-api-error';
 
 /** The three proxied OpenAI operations. */
 export type ProxyKind = 'chat' | 'completions' | 'embeddings';
@@ -82,13 +83,23 @@ export function checkRequest(kind: ProxyKind, raw: unknown, bodyBytes: number): 
 /**
  * The body sent to the engine: the client's, with the engine's name for the model and, for streams,
  * `include_usage` always on (usage is billed whether or not the client reads it). Serialised once.
+ * @throws the 400 for a body nested too deeply to serialise (JSON.parse takes any depth, JSON.stringify
+ * runs out of stack at a few thousand levels).
  */
 export function upstreamBody(req: CheckedRequest, upstreamModel: string): string {
-  if (!req.stream) {
-    return upstreamModel === req.model ? JSON.stringify(req.body) : JSON.stringify({ ...req.body, model: upstreamModel });
-  }
+  if (!req.stream) return serialise(upstreamModel === req.model ? req.body : { ...req.body, model: upstreamModel });
   const clientOptions = req.body.stream_options as Record<string, unknown> | null | undefined;
   // per-chunk usage only when the client asked for usage; otherwise the engine's chunks stay as the client expects
   const stream_options = req.clientWantsUsage ? { ...clientOptions, include_usage: true } : { include_usage: true };
-  return JSON.stringify({ ...req.body, model: upstreamModel, stream_options });
+  return serialise({ ...req.body, model: upstreamModel, stream_options });
+}
+
+function serialise(body: Record<string, unknown>): string {
+  try {
+    return JSON.stringify(body);
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    // the client's doing, not a fault of ours: no stack in the log
+    throw bodyError('too_deep', 0);
+  }
 }

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { type ApiError, clientStatusForUpstream } from '@spot/contract';
+import { ApiError, clientStatusForUpstream } from '@spot/contract';
 import { costNanos } from '@spot/tiers';
 import type { LiveUsage, UsageEvent, UsageRecorder } from '@spot/usage';
 import type { AuthedKey } from '../auth/authed-key';
@@ -101,6 +101,8 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
   /** A stream's head waits for its first event: until then nothing reached the client, and a failure is retried. */
   private headPending = false;
   private readonly kind: ProxyKind;
+  /** The engine model name {@link upstreamJson} was serialised for. */
+  private upstreamJsonModel: string;
   /** Writes relayed bytes to the client (made once: the relay is handed it on every read). */
   private readonly writeOut: (bytes: Buffer) => void;
   private readonly onDrain: () => void;
@@ -120,7 +122,10 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     private readonly req: CheckedRequest,
     private candidates: readonly Candidate[],
     private readonly startedAt: number,
+    /** The engine body for the first candidate's model name (serialised by the caller, which answers its errors). */
+    private upstreamJson: string,
   ) {
+    this.upstreamJsonModel = candidates[0].route.upstreamModel;
     this.kind = adapter.kind;
     this.writeOut = (bytes) => this.write(bytes);
     this.onDrain = () => this.attempt.controller?.resume();
@@ -176,6 +181,17 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     this.attemptIndex++;
     const candidate = this.candidates[this.attemptIndex];
     const { route, endpoint } = candidate;
+    if (route.upstreamModel !== this.upstreamJsonModel) {
+      // a retry on a tier that names the model otherwise
+      try {
+        this.upstreamJson = this.adapter.upstreamBody(this.req, route.upstreamModel);
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        this.respondError(err.status, JSON.stringify(err.toBody()), {}, false);
+        return;
+      }
+      this.upstreamJsonModel = route.upstreamModel;
+    }
     const attempt = new Attempt(this, candidate, this.req.stream ? this.adapter.streamRelay(this.req) : null);
     this.attempt = attempt;
     this.waking = false;
@@ -186,7 +202,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       'x-request-id': this.requestId,
     };
     if (route.apiKey !== null) headers.authorization = `Bearer ${route.apiKey}`;
-    endpoint.pool.dispatch({ method: 'POST', path: this.adapter.upstreamPath, headers, body: this.adapter.upstreamBody(this.req, route.upstreamModel) }, attempt);
+    endpoint.pool.dispatch({ method: 'POST', path: this.adapter.upstreamPath, headers, body: this.upstreamJson }, attempt);
   }
 
   // ---- the attempt's events (an attempt the request has left cannot send any: it is over)

@@ -3,8 +3,8 @@ import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { ApiError, modelNotFound } from '@spot/contract';
 import { type ModelPrice, type ModelRoute, ModelCatalog, worstCaseNanos } from '@spot/tiers';
 import { UsageRecorder } from '@spot/usage';
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
-import { ApiKeyAuthService } from '../auth/api-key-auth.service';
+import type { ServerResponse } from 'node:http';
+import type { AuthedKey } from '../auth/authed-key';
 import { RateLimiter } from '../limits/rate-limiter';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
 import { PoisonGuard } from '../routing/poison-guard';
@@ -27,8 +27,8 @@ function pricesOf(routes: readonly ModelRoute[]): readonly ModelPrice[] {
 }
 
 /**
- * The request path of the proxied operations: authenticate, check, authorize the model, start the limit
- * check, then hand the client's socket to a {@link ProxyExchange}. Errors thrown before that become
+ * The request path of the proxied operations once the key is verified and the body read: check, authorize
+ * the model, start the limit check, then hand the client's socket to a {@link ProxyExchange}. Errors thrown before that become
  * OpenAI envelopes.
  */
 @Injectable()
@@ -41,7 +41,6 @@ export class ProxyService {
   private idleWaiters: Array<() => void> = [];
 
   constructor(
-    private readonly auth: ApiKeyAuthService,
     private readonly limiter: RateLimiter,
     @Inject(ModelCatalog) private readonly catalog: ModelCatalog,
     private readonly pool: UpstreamPool,
@@ -87,20 +86,18 @@ export class ProxyService {
   }
 
   /**
-   * Checks one request and starts relaying it to `res`. Throws the {@link ApiError} to answer before any
-   * byte is written; `takeOver` runs just before the exchange owns `res`.
+   * Checks one request of an authenticated `key` and starts relaying it to `res`. Throws (rejects with) the
+   * {@link ApiError} to answer before any byte is written.
    */
   async handle(
     kind: ProxyKind,
     requestId: string,
-    headers: IncomingHttpHeaders,
+    key: AuthedKey,
     body: unknown,
     bodyBytes: number,
     res: ServerResponse,
     startedAt: number,
-    takeOver?: () => void,
   ): Promise<void> {
-    const key = await this.auth.authenticate(headers.authorization);
     const adapter = OPENAI_ADAPTERS[kind];
     const req = adapter.check(body, bodyBytes);
     const routes = this.catalog.routesFor(req.model);
@@ -117,8 +114,10 @@ export class ProxyService {
     }
     const routable = this.waker.route(req.model, routes);
     const usable = Array.isArray(routable) ? (routable as readonly ModelRoute[]) : await routable;
-    takeOver?.();
-    const exchange = new ProxyExchange(this.ctx, res, requestId, key, adapter, req, this.pool.candidates(usable), startedAt);
+    const candidates = this.pool.candidates(usable);
+    // serialised here, so that a body the engine cannot be sent is answered before an exchange exists
+    const upstreamJson = adapter.upstreamBody(req, candidates[0].route.upstreamModel);
+    const exchange = new ProxyExchange(this.ctx, res, requestId, key, adapter, req, candidates, startedAt, upstreamJson);
     this.live.add(exchange);
     exchange.start();
     // the engine request is on the wire first; the limiter's round trip runs during the engine's work and

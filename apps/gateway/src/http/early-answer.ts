@@ -1,0 +1,52 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { AppConfig } from '@spot/config';
+import type { ApiError } from '@spot/contract';
+
+/**
+ * How much of an unread body is read and thrown away after an early answer before the connection is cut:
+ * twice the body limit. (Time is bounded by the server's request timeout, GATEWAY_BODY_TIMEOUT_MS, which runs
+ * until the body has ended whether it is read to be used or to be dropped.)
+ */
+export function drainLimit(config: AppConfig): number {
+  return 2 * config.GATEWAY_BODY_LIMIT;
+}
+
+const answered = new WeakSet<Duplex>();
+
+/** Whether `socket` carries an answer sent before its request's body was read (no 408 may follow it). */
+export function answeredEarly(socket: Duplex): boolean {
+  return answered.has(socket);
+}
+
+/**
+ * Answers `error` (in the OpenAI envelope, with `connection: close`) without reading the request's body into
+ * memory, then reads and throws away what the client still sends, up to `drainBytes` (and the request
+ * timeout), before the connection closes. Closing at once while the client is still uploading makes its next
+ * write meet a reset, and many clients then lose the answer they were sent (EPIPE).
+ */
+export function answerEarly(req: IncomingMessage, res: ServerResponse, error: ApiError, requestId: string, drainBytes: number): void {
+  if (res.headersSent || res.destroyed) return;
+  const body = JSON.stringify(error.toBody());
+  res.writeHead(error.status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': requestId,
+    ...error.headers,
+    connection: 'close',
+  });
+  if (req.complete) {
+    res.end(body);
+    return;
+  }
+  answered.add(req.socket);
+  // the whole answer now, the end of the response (and so the close) once the body is in
+  res.write(body);
+  let seen = 0;
+  req.on('data', (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > drainBytes) req.socket.destroy();
+  });
+  req.on('end', () => res.end());
+  req.resume();
+}
