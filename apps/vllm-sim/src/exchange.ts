@@ -16,13 +16,16 @@ export class Exchange {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   model: ModelCounters | undefined;
+  /** The JSON body of an error answer; vLLM's OpenAI-style envelope unless a route speaks another protocol. */
+  errorJson: (err: SimError) => string;
 
   constructor(
     readonly res: ServerResponse,
     private readonly stats: SimStats,
-    private readonly shape: ErrorShape,
+    shape: ErrorShape,
   ) {
     stats.requests++;
+    this.errorJson = (err) => errorBody(err, shape);
     res.once('close', () => this.onClose());
   }
 
@@ -84,22 +87,34 @@ export class Exchange {
     this.stats.failed++;
   }
 
-  json(status: number, body: string, headers?: Record<string, string>): void {
+  json(status: number, body: string, headers?: Record<string, string>, contentType = 'application/json'): void {
     if (this.closed) return;
     this.setPhase('ended');
-    this.res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    this.res.writeHead(status, { ...headers, 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
     this.res.end(body);
   }
 
-  ok(body: string, finishReason: string): void {
-    this.json(200, body);
+  ok(body: string, finishReason: string, contentType?: string): void {
+    this.json(200, body, undefined, contentType);
     this.stats.completed++;
     this.model?.finish(finishReason);
   }
 
+  /** A successful answer that ran no generation (e.g. counting tokens): completed, but no finished request. */
+  answer(body: string): void {
+    this.json(200, body);
+    this.stats.completed++;
+  }
+
   error(err: SimError, headers?: Record<string, string>): void {
-    this.json(err.status, errorBody(err, this.shape), headers);
+    this.json(err.status, this.errorJson(err), headers);
     this.stats.failed++;
+  }
+
+  /** Writes `last` (if the client is still there), then runs `fn` once it is flushed. */
+  writeThen(last: string, fn: () => void): void {
+    if (this.closed || last === '') fn();
+    else this.res.write(last, () => fn());
   }
 
   /** Kills the connection after flushing `last`: no terminating chunk, no status if nothing was sent. */

@@ -1,0 +1,303 @@
+import { planChat, type ChatPlan } from './chat-completions';
+import type { StreamBody } from './generation-runner';
+import { invalid, missing, optBool, optInt, type Body } from './request-checks';
+import { randomHex, resolveModel, type SimContext } from './sim-context';
+import { SimError } from './sim-errors';
+
+/**
+ * POST /v1/responses as vLLM serves it (vllm/entrypoints/openai/serving_responses.py, protocol.py
+ * ResponsesRequest / ResponsesResponse): the input becomes a chat conversation (instructions as the system
+ * message, function_call items as assistant tool calls, function_call_output items as tool messages) and is
+ * generated like a chat completion, so tokens, usage and the tool-call decision are the chat ones.
+ */
+export interface ResponsesPlan {
+  readonly chat: ChatPlan;
+  readonly stream: boolean;
+  readonly instructions: string | null;
+  readonly tools: readonly unknown[];
+  readonly toolChoice: unknown;
+  readonly maxOutputTokens: number | null;
+  readonly metadata: unknown;
+  /** Item ids, fixed at plan time so the stream and its final response agree. */
+  readonly itemId: string;
+  readonly callId: string;
+}
+
+type Msg = { role: string; content?: unknown; tool_calls?: unknown[]; tool_call_id?: string };
+
+export function planResponses(ctx: SimContext, body: Body): ResponsesPlan {
+  const input = body.input;
+  if (input === undefined || input === null) throw missing('input');
+  const stream = optBool(body, 'stream');
+  const store = optBool(body, 'store');
+  const maxOutputTokens = optInt(body, 'max_output_tokens', 1);
+  const instructions = body.instructions;
+  if (instructions !== undefined && instructions !== null && typeof instructions !== 'string') {
+    throw invalid('instructions', 'Input should be a valid string');
+  }
+  resolveModel(ctx, body);
+  if (store && optBool(body, 'background')) {
+    throw new SimError(
+      400,
+      'This vLLM engine does not support `store=True` and therefore does not support the background mode. To enable ' +
+        'these features, set the environment variable `VLLM_ENABLE_RESPONSES_API_STORE=1` when launching the vLLM server.',
+      'invalid_request_error',
+      'background',
+    );
+  }
+  // vLLM keeps responses only with VLLM_ENABLE_RESPONSES_API_STORE (the sim never does; `store` is ignored like
+  // vLLM ignores it by default): any previous_response_id is unknown.
+  const prev = body.previous_response_id;
+  if (typeof prev === 'string') {
+    throw new SimError(404, `Response with id '${prev}' not found.`, 'invalid_request_error', 'response_id');
+  }
+
+  const messages: Msg[] = [];
+  if (typeof instructions === 'string') messages.push({ role: 'system', content: instructions });
+  if (typeof input === 'string') messages.push({ role: 'user', content: input });
+  else if (Array.isArray(input)) for (const item of input) messages.push(...inputItem(item));
+  else throw invalid('input', 'Input should be a valid string or a valid list');
+
+  const rawTools = body.tools;
+  if (rawTools !== undefined && rawTools !== null && !Array.isArray(rawTools)) throw invalid('tools', 'Input should be a valid list');
+  const tools = (rawTools ?? []) as unknown[];
+  const fnTools = tools
+    .filter((t): t is { type: string; name: string; parameters?: unknown; description?: unknown } => {
+      const tt = t as { type?: unknown; name?: unknown } | null;
+      return tt !== null && typeof tt === 'object' && tt.type === 'function' && typeof tt.name === 'string';
+    })
+    .map((t) => ({ type: 'function', function: { name: t.name, description: t.description, parameters: t.parameters } }));
+  const choice = body.tool_choice;
+  let chatChoice: unknown = choice;
+  if (choice !== null && typeof choice === 'object') {
+    const name = (choice as { name?: unknown }).name;
+    chatChoice = { type: 'function', function: { name } };
+  }
+  const chatBody: Body = { model: body.model, messages };
+  if (fnTools.length > 0) chatBody.tools = fnTools;
+  if (fnTools.length > 0 && chatChoice !== undefined && chatChoice !== null) chatBody.tool_choice = chatChoice;
+  if (maxOutputTokens !== undefined) chatBody.max_tokens = maxOutputTokens;
+  const chat = planChat(ctx, chatBody);
+  return {
+    chat,
+    stream,
+    instructions: typeof instructions === 'string' ? instructions : null,
+    tools,
+    toolChoice: choice ?? 'auto',
+    maxOutputTokens: maxOutputTokens ?? null,
+    metadata: body.metadata ?? null,
+    itemId: chat.outputs[0]?.toolCall ? `fc_${randomHex()}` : `msg_${randomHex()}`,
+    callId: `call_${randomHex()}`,
+  };
+}
+
+/** One `input` item as chat messages: a message, a function call (an assistant tool call), or its output. */
+function inputItem(item: unknown): Msg[] {
+  if (item === null || typeof item !== 'object') throw invalid('input', 'Each input item must be an object');
+  const it = item as { type?: unknown; role?: unknown; content?: unknown; call_id?: unknown; name?: unknown; arguments?: unknown; output?: unknown };
+  const type = it.type ?? (typeof it.role === 'string' ? 'message' : undefined);
+  switch (type) {
+    case 'message': {
+      if (typeof it.role !== 'string') throw invalid('input', 'A message item needs a `role`');
+      return [{ role: it.role === 'developer' ? 'system' : it.role, content: it.content }];
+    }
+    case 'function_call':
+      return [
+        {
+          role: 'assistant',
+          tool_calls: [{ id: String(it.call_id), type: 'function', function: { name: String(it.name), arguments: String(it.arguments ?? '') } }],
+        },
+      ];
+    case 'function_call_output':
+      return [{ role: 'tool', tool_call_id: String(it.call_id), content: typeof it.output === 'string' ? it.output : JSON.stringify(it.output) }];
+    default:
+      // reasoning and other items carry nothing the sim's prompt counts.
+      return [];
+  }
+}
+
+function outputText(plan: ResponsesPlan): string {
+  return plan.chat.outputs[0]?.text() ?? '';
+}
+
+function outputItem(plan: ResponsesPlan, status: 'in_progress' | 'completed', full: boolean): unknown {
+  const o = plan.chat.outputs[0]!;
+  if (o.toolCall) {
+    return { arguments: full ? o.text() : '', call_id: plan.callId, name: o.toolCall.name, type: 'function_call', id: plan.itemId, status };
+  }
+  return {
+    id: plan.itemId,
+    content: full ? [{ annotations: [], text: outputText(plan), type: 'output_text', logprobs: null }] : [],
+    role: 'assistant',
+    status,
+    type: 'message',
+  };
+}
+
+function usage(plan: ResponsesPlan): unknown {
+  const c = plan.chat;
+  const out = c.outputs[0]?.count ?? 0;
+  return {
+    input_tokens: c.promptTokens,
+    input_tokens_details: { cached_tokens: c.cachedTokens },
+    output_tokens: out,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: c.promptTokens + out,
+  };
+}
+
+/** The Response object, field for field in vLLM's ResponsesResponse order. */
+function responseObject(plan: ResponsesPlan, id: string, created: number, done: boolean): Record<string, unknown> {
+  const length = plan.chat.outputs[0]?.finishReason === 'length';
+  return {
+    id,
+    created_at: created,
+    incomplete_details: done && length ? { reason: 'max_output_tokens' } : null,
+    instructions: plan.instructions,
+    metadata: plan.metadata,
+    model: plan.chat.model,
+    object: 'response',
+    output: done ? [outputItem(plan, 'completed', true)] : [],
+    parallel_tool_calls: true,
+    temperature: 1.0,
+    tool_choice: plan.toolChoice,
+    tools: plan.tools,
+    top_p: 1.0,
+    background: false,
+    max_output_tokens: plan.maxOutputTokens,
+    max_tool_calls: null,
+    previous_response_id: null,
+    prompt: null,
+    reasoning: null,
+    service_tier: 'auto',
+    status: done ? (length ? 'incomplete' : 'completed') : 'in_progress',
+    text: null,
+    top_logprobs: null,
+    truncation: 'disabled',
+    usage: done ? usage(plan) : null,
+    user: null,
+  };
+}
+
+export function responsesUnaryBody(plan: ResponsesPlan, id: string, created: number): string {
+  return JSON.stringify(responseObject(plan, id, created, true));
+}
+
+function event(type: string, data: string): string {
+  return `event: ${type}\ndata: ${data}\n\n`;
+}
+
+/**
+ * The Responses stream as vLLM writes it (`event: <type>\ndata: <model_dump_json>\n\n`, no `[DONE]`):
+ * response.created, response.in_progress, output_item.added, content_part.added, one output_text.delta per
+ * token, output_text.done, content_part.done, output_item.done, response.completed with usage. A function call
+ * streams function_call_arguments.delta / .done instead of the content events. Every event has its
+ * sequence_number, counting from 0.
+ */
+export class ResponsesStream implements StreamBody {
+  readonly steps: number;
+  readonly finishReason: string;
+  private readonly base: number;
+  private readonly itemJson: string;
+  private readonly tool: boolean;
+
+  constructor(
+    private readonly plan: ResponsesPlan,
+    readonly id: string,
+    private readonly created: number,
+  ) {
+    const o = plan.chat.outputs[0]!;
+    this.steps = plan.chat.steps;
+    this.finishReason = o.finishReason;
+    this.tool = o.toolCall !== null;
+    // Events before the first delta, less the tool call's name token (which sends no delta).
+    this.base = this.tool ? 2 : 4;
+    this.itemJson = JSON.stringify(plan.itemId);
+  }
+
+  head(): string {
+    const pending = responseObject(this.plan, this.id, this.created, false);
+    let s =
+      event('response.created', JSON.stringify({ response: pending, sequence_number: 0, type: 'response.created' })) +
+      event('response.in_progress', JSON.stringify({ response: pending, sequence_number: 1, type: 'response.in_progress' })) +
+      event(
+        'response.output_item.added',
+        JSON.stringify({ item: outputItem(this.plan, 'in_progress', false), output_index: 0, sequence_number: 2, type: 'response.output_item.added' }),
+      );
+    if (!this.tool) {
+      s += event(
+        'response.content_part.added',
+        JSON.stringify({
+          content_index: 0,
+          item_id: this.plan.itemId,
+          output_index: 0,
+          part: { annotations: [], text: '', type: 'output_text', logprobs: [] },
+          sequence_number: 3,
+          type: 'response.content_part.added',
+        }),
+      );
+    }
+    return s;
+  }
+
+  step(k: number): string {
+    const o = this.plan.chat.outputs[0]!;
+    if (k >= o.count) return '';
+    const seq = this.base + k;
+    if (this.tool) {
+      if (k === 0) return '';
+      return event(
+        'response.function_call_arguments.delta',
+        `{"delta":${o.tokenJson(k)},"item_id":${this.itemJson},"output_index":0,"sequence_number":${seq},"type":"response.function_call_arguments.delta"}`,
+      );
+    }
+    return event(
+      'response.output_text.delta',
+      `{"content_index":0,"delta":${o.tokenJson(k)},"item_id":${this.itemJson},"logprobs":[],"output_index":0,` +
+        `"sequence_number":${seq},"type":"response.output_text.delta"}`,
+    );
+  }
+
+  tokensIn(k: number): number {
+    return k < (this.plan.chat.outputs[0]?.count ?? 0) ? 1 : 0;
+  }
+
+  tail(): string {
+    const o = this.plan.chat.outputs[0]!;
+    let seq = this.base + o.count;
+    const text = o.text();
+    let s = '';
+    if (this.tool) {
+      s += event(
+        'response.function_call_arguments.done',
+        JSON.stringify({ arguments: text, item_id: this.plan.itemId, name: o.toolCall!.name, output_index: 0, sequence_number: seq++, type: 'response.function_call_arguments.done' }),
+      );
+    } else {
+      const part = { annotations: [], text, type: 'output_text', logprobs: null };
+      s +=
+        event(
+          'response.output_text.done',
+          JSON.stringify({ content_index: 0, item_id: this.plan.itemId, logprobs: [], output_index: 0, sequence_number: seq++, text, type: 'response.output_text.done' }),
+        ) +
+        event(
+          'response.content_part.done',
+          JSON.stringify({ content_index: 0, item_id: this.plan.itemId, output_index: 0, part, sequence_number: seq++, type: 'response.content_part.done' }),
+        );
+    }
+    s += event(
+      'response.output_item.done',
+      JSON.stringify({ item: outputItem(this.plan, 'completed', true), output_index: 0, sequence_number: seq++, type: 'response.output_item.done' }),
+    );
+    s += event(
+      'response.completed',
+      JSON.stringify({ response: responseObject(this.plan, this.id, this.created, true), sequence_number: seq, type: 'response.completed' }),
+    );
+    return s;
+  }
+
+  /** A mid-stream failure, as OpenAI's `error` event (the sequence number follows the last delta sent). */
+  errorFrame(err: SimError, sent: number): string {
+    const seq = this.base + Math.min(sent, this.plan.chat.outputs[0]?.count ?? 0);
+    return event('error', JSON.stringify({ code: err.type, message: err.message, param: err.param, sequence_number: seq, type: 'error' }));
+  }
+}

@@ -1,0 +1,174 @@
+import { completionTokens, type StreamBody, tokensInStep } from './generation-runner';
+import { multipartBoundary, MultipartError, parseMultipart } from './multipart';
+import { invalid, missing, usageJson } from './request-checks';
+import { resolveModel, type SimContext } from './sim-context';
+import { SimError, validationError } from './sim-errors';
+import type { ModelCounters } from './sim-metrics';
+import { countWords, WordOutput } from './sim-tokens';
+import { parseWav, WavError } from './wav';
+
+/**
+ * POST /v1/audio/transcriptions and /v1/audio/translations as vLLM serves them
+ * (vllm/entrypoints/openai/speech_to_text.py, serving_transcription.py, protocol.py TranscriptionRequest,
+ * TranscriptionResponse, TranscriptionStreamResponse): a multipart form with a WAV `file`. The sim "hears" one
+ * word per started second of audio (the duration read from the RIFF header); the decoder prompt is 4 tokens
+ * (start of transcript, language, task, no timestamps) plus the words of `prompt`.
+ * vLLM streams its own `transcription.chunk` chunks (chat-like `data:` lines, usage chunk when
+ * `stream_include_usage`, then `[DONE]`), not OpenAI's `transcript.text.delta` events: the sim does the same.
+ */
+export type AudioTask = 'transcribe' | 'translate';
+type Format = 'json' | 'text' | 'verbose_json';
+
+export interface AudioPlan {
+  readonly task: AudioTask;
+  readonly model: string;
+  readonly counters: ModelCounters;
+  readonly format: Format;
+  readonly language: string;
+  readonly durationS: number;
+  readonly seconds: number;
+  readonly stream: boolean;
+  readonly includeUsage: boolean;
+  readonly continuousUsage: boolean;
+  readonly promptTokens: number;
+  readonly outputs: readonly WordOutput[];
+  readonly steps: number;
+  /** What the received-requests log keeps: the fields, and the file's name and size (not its bytes). */
+  readonly logged: Record<string, unknown>;
+}
+
+export const DECODER_PROMPT_TOKENS = 4;
+
+function formBool(fields: ReadonlyMap<string, string>, name: string): boolean {
+  const v = fields.get(name);
+  if (v === undefined || v === '') return false;
+  const l = v.toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(l)) return true;
+  if (['false', '0', 'no', 'off'].includes(l)) return false;
+  throw invalid(name, 'Input should be a valid boolean, unable to interpret input');
+}
+
+export function planAudio(ctx: SimContext, task: AudioTask, raw: unknown, contentType: string | undefined): AudioPlan {
+  const boundary = multipartBoundary(contentType);
+  // FastAPI reads the form before validating it: anything else is a form without its required `file`.
+  if (boundary === undefined || !Buffer.isBuffer(raw)) throw missing('file');
+  let form;
+  try {
+    form = parseMultipart(raw, boundary);
+  } catch (e) {
+    if (!(e instanceof MultipartError)) throw e;
+    throw validationError(`There was an error parsing the body: ${e.message}`);
+  }
+  const { fields, files } = form;
+  const file = files.get('file');
+  const logged: Record<string, unknown> = Object.fromEntries(fields);
+  if (file) logged.file = { filename: file.filename, bytes: file.data.length };
+  if (!file) throw missing('file');
+  const format = fields.get('response_format') ?? 'json';
+  if (!['json', 'text', 'srt', 'verbose_json', 'vtt'].includes(format)) {
+    throw invalid('response_format', "Input should be 'json', 'text', 'srt', 'verbose_json' or 'vtt'");
+  }
+  const stream = formBool(fields, 'stream');
+  const includeUsage = formBool(fields, 'stream_include_usage');
+  const continuousUsage = formBool(fields, 'stream_continuous_usage_stats');
+  const model = fields.get('model');
+  const counters = resolveModel(ctx, { model: model === '' ? undefined : model });
+  if (format === 'srt' || format === 'vtt') {
+    throw new SimError(400, 'Currently only support response_format `text`, `json` or `verbose_json`');
+  }
+  let durationS: number;
+  try {
+    durationS = parseWav(file.data).durationS;
+  } catch (e) {
+    if (!(e instanceof WavError)) throw e;
+    throw new SimError(400, `Invalid or unsupported audio file: ${e.message}`);
+  }
+  const seconds = Math.ceil(durationS - 1e-9);
+  const promptTokens = DECODER_PROMPT_TOKENS + countWords(fields.get('prompt') ?? '');
+  const out = new WordOutput(seconds, seconds, 0);
+  return {
+    task,
+    model: counters.model,
+    counters,
+    format: format as Format,
+    language: fields.get('language') || 'en',
+    durationS,
+    seconds,
+    stream,
+    includeUsage,
+    continuousUsage,
+    promptTokens,
+    outputs: [out],
+    steps: out.count,
+    logged,
+  };
+}
+
+/** The non-streamed answer: its body and content type. */
+export function audioUnaryBody(plan: AudioPlan): { body: string; contentType: string } {
+  const text = plan.outputs[0]!.text();
+  if (plan.format === 'text') return { body: text, contentType: 'text/plain; charset=utf-8' };
+  if (plan.format === 'verbose_json') {
+    const segment = {
+      id: 0,
+      avg_logprob: 0,
+      compression_ratio: 1,
+      end: plan.durationS,
+      no_speech_prob: 0,
+      seek: 0,
+      start: 0,
+      temperature: 0,
+      text,
+      tokens: plan.outputs[0]!.count > 0 ? Array.from({ length: plan.outputs[0]!.count }, (_, i) => 1000 + i) : [],
+    };
+    // vLLM's TranscriptionResponseVerbose types `duration` as a string.
+    const body: Record<string, unknown> = { duration: String(plan.durationS), language: plan.language, text, segments: [segment], words: null };
+    if (plan.task === 'transcribe') body.usage = { type: 'duration', seconds: plan.seconds };
+    return { body: JSON.stringify(body), contentType: 'application/json' };
+  }
+  // vLLM's TranslationResponse carries only the text; a transcription also its audio duration as usage.
+  const body = plan.task === 'transcribe' ? { text, usage: { type: 'duration', seconds: plan.seconds } } : { text };
+  return { body: JSON.stringify(body), contentType: 'application/json' };
+}
+
+/** vLLM's speech-to-text stream: one chunk per token, `exclude_unset` (no finish_reason until the last). */
+export class AudioStream implements StreamBody {
+  readonly steps: number;
+  readonly finishReason: string;
+  private readonly pre: string;
+  private readonly usageHead: string;
+
+  constructor(
+    private readonly plan: AudioPlan,
+    id: string,
+    created: number,
+  ) {
+    this.steps = plan.steps;
+    this.finishReason = plan.outputs[0]!.finishReason;
+    const object = plan.task === 'transcribe' ? 'transcription.chunk' : 'translation.chunk';
+    const head = `data: {"id":${JSON.stringify(id)},"object":"${object}","created":${created},"model":${JSON.stringify(plan.model)},"choices":`;
+    this.pre = `${head}[{"delta":{"content":`;
+    this.usageHead = `${head}[],"usage":`;
+  }
+
+  head(): string {
+    return '';
+  }
+
+  step(k: number): string {
+    const o = this.plan.outputs[0]!;
+    if (k >= o.count) return '';
+    const end = k === o.count - 1 ? `},"finish_reason":"${o.finishReason}","stop_reason":null}]` : '}}]';
+    const usage = this.plan.continuousUsage ? `,"usage":${usageJson(this.plan.promptTokens, k + 1, false)}` : '';
+    return `${this.pre}${o.tokenJson(k)}${end}${usage}}\n\n`;
+  }
+
+  tokensIn(k: number): number {
+    return tokensInStep(this.plan.outputs, k);
+  }
+
+  tail(): string {
+    if (!this.plan.includeUsage) return 'data: [DONE]\n\n';
+    return `${this.usageHead}${usageJson(this.plan.promptTokens, completionTokens(this.plan.outputs), false)}}\n\ndata: [DONE]\n\n`;
+  }
+}
