@@ -260,8 +260,15 @@ export class ChatStream implements StreamBody {
   }
 
   tail(): string {
-    if (!this.plan.flags.includeUsage) return 'data: [DONE]\n\n';
-    const completion = completionTokens(this.plan.outputs);
-    return `data: {"id":${this.idJson}${this.post}${usageJson(this.plan.promptTokens, completion, false, this.plan.cachedTokens)}}\n\ndata: [DONE]\n\n`;
+    // A choice with nothing left to generate (a continued message that was complete) still finishes.
+    let s = '';
+    const outputs = this.plan.outputs;
+    for (let i = 0; i < outputs.length; i++) {
+      const o = outputs[i]!;
+      if (o.count === 0) s += `${this.pre}${i},"delta":{"content":""},"logprobs":null,"finish_reason":"${o.finishReason}","stop_reason":null}]}\n\n`;
+    }
+    if (!this.plan.flags.includeUsage) return `${s}data: [DONE]\n\n`;
+    const completion = completionTokens(outputs);
+    return `${s}data: {"id":${this.idJson}${this.post}${usageJson(this.plan.promptTokens, completion, false, this.plan.cachedTokens)}}\n\ndata: [DONE]\n\n`;
   }
 }

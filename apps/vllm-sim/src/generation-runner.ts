@@ -64,7 +64,8 @@ export function runStream(ex: Exchange, body: StreamBody, timing: Timing, cut: C
   const { ttftMs, itlMs } = timing;
   if (itlMs === 0 || limit <= 1) {
     const all = (): void => {
-      let s = '';
+      // Nothing to generate (a continuation that was already complete): the head still goes out.
+      let s = limit === 0 && !cut ? body.head() : '';
       for (let k = 0; k < limit; k++) s += emit(k);
       finish(s);
     };

@@ -73,7 +73,7 @@ async function main(): Promise<void> {
   const sim = await startSim({
     ...opts,
     onCrash: () => {
-      process.stderr.write('vllm-sim: crashed (a crash fault matched the request)\n');
+      process.stderr.write('vllm-sim: crashed (a crash fault, or POST /sim/crash-at)\n');
       process.exit(1);
     },
   });

@@ -18,6 +18,7 @@ export interface ResponsesPlan {
   readonly toolChoice: unknown;
   readonly maxOutputTokens: number | null;
   readonly metadata: unknown;
+  readonly text: unknown;
   /** Item ids, fixed at plan time so the stream and its final response agree. */
   readonly itemId: string;
   readonly callId: string;
@@ -77,6 +78,9 @@ export function planResponses(ctx: SimContext, body: Body): ResponsesPlan {
   if (fnTools.length > 0) chatBody.tools = fnTools;
   if (fnTools.length > 0 && chatChoice !== undefined && chatChoice !== null) chatBody.tool_choice = chatChoice;
   if (maxOutputTokens !== undefined) chatBody.max_tokens = maxOutputTokens;
+  const format = (body.text as { format?: { type?: unknown; schema?: unknown } } | null | undefined)?.format;
+  if (format?.type === 'json_schema') chatBody.response_format = { type: 'json_schema', json_schema: { schema: format.schema } };
+  else if (format?.type === 'json_object') chatBody.response_format = { type: 'json_object' };
   const chat = planChat(ctx, chatBody);
   return {
     chat,
@@ -86,6 +90,7 @@ export function planResponses(ctx: SimContext, body: Body): ResponsesPlan {
     toolChoice: choice ?? 'auto',
     maxOutputTokens: maxOutputTokens ?? null,
     metadata: body.metadata ?? null,
+    text: body.text ?? null,
     itemId: chat.outputs[0]?.toolCall ? `fc_${randomHex()}` : `msg_${randomHex()}`,
     callId: `call_${randomHex()}`,
   };
@@ -171,7 +176,7 @@ function responseObject(plan: ResponsesPlan, id: string, created: number, done: 
     reasoning: null,
     service_tier: 'auto',
     status: done ? (length ? 'incomplete' : 'completed') : 'in_progress',
-    text: null,
+    text: plan.text,
     top_logprobs: null,
     truncation: 'disabled',
     usage: done ? usage(plan) : null,

@@ -56,6 +56,26 @@ describe('vllm-sim continue_final_message (a stream resumed on another engine)',
     expect(sim.stats.generationTokens).toBe(2);
   });
 
+  it('a prefix that is the whole answer continues with nothing, and still finishes', async () => {
+    const body = {
+      model: 'm1',
+      messages: [user, { role: 'assistant', content: whole }],
+      continue_final_message: true,
+      add_generation_prompt: false,
+    };
+    const unary = (await (await postJson(`${sim.url}/v1/chat/completions`, body)).json()) as {
+      choices: { message: { content: string }; finish_reason: string }[];
+      usage: { completion_tokens: number };
+    };
+    expect(unary.choices[0]).toMatchObject({ message: { content: '' }, finish_reason: 'stop' });
+    expect(unary.usage.completion_tokens).toBe(0);
+    const res = await postJson(`${sim.url}/v1/chat/completions`, { ...body, stream: true, stream_options: { include_usage: true } });
+    const chunks = sseJson<ChatChunk & { choices: { delta: { role?: string } }[] }>(await res.text());
+    expect(chunks.map((c) => c.choices[0]?.delta ?? null)).toEqual([{ role: 'assistant', content: '' }, { content: '' }, null]);
+    expect(chunks[1]!.choices[0]!.finish_reason).toBe('stop');
+    expect(chunks[2]!.usage!.completion_tokens).toBe(0);
+  });
+
   it('continues whatever the tool setting would have done without the prefix', async () => {
     const tools = [{ type: 'function' as const, function: { name: 'f', parameters: { type: 'object', properties: {} } } }];
     // After a tool result the answer is words; continuing it keeps it words.

@@ -141,6 +141,13 @@ describe('vllm-sim /v1/responses', () => {
     expect(events.at(-1)!.event).toBe('response.completed');
   });
 
+  it('honours text.format json_schema with JSON output, and echoes text', async () => {
+    const text = { format: { type: 'json_schema' as const, name: 'p', schema: { type: 'object', properties: { name: { type: 'string' } } } } };
+    const res = await client.responses.create({ model: 'm1', input: 'x', text });
+    expect(JSON.parse(res.output_text)).toEqual({ name: 'value' });
+    expect(res.text).toEqual(text);
+  });
+
   it('answers an unknown previous_response_id with 404 and bad requests with 400, in vLLM shape', async () => {
     const err = await client.responses.create({ model: 'm1', input: 'x', previous_response_id: 'resp_nope' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.NotFoundError);

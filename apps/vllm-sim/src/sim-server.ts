@@ -73,7 +73,7 @@ export interface SimServer {
   readonly faults: FaultController;
   /** Live counters. */
   readonly stats: SimStats;
-  /** The last 100 requests to /v1/*, oldest first. */
+  /** The last 100 requests to /v1/* and the other inference paths (/rerank, /score...), oldest first. */
   readonly received: ReceivedRequest[];
   /** Whether the engine is in vLLM sleep mode (POST /sleep, POST /wake_up). */
   sleeping: boolean;
