@@ -19,9 +19,14 @@ export interface ResponsesPlan {
   readonly maxOutputTokens: number | null;
   readonly metadata: unknown;
   readonly text: unknown;
-  /** Item ids, fixed at plan time so the stream and its final response agree. */
+  /**
+   * The output item's ids in a full response (`msg_`/`fc_` + uuid, the call id from vLLM's make_tool_call_id)
+   * and in the stream's item events (a bare uuid, `call_` + uuid): vLLM's streaming processor makes its own,
+   * so the items of response.completed do not carry the ids the stream's events did.
+   */
   readonly itemId: string;
-  readonly callId: string;
+  readonly streamItemId: string;
+  readonly streamCallId: string;
 }
 
 type Msg = { role: string; content?: unknown; tool_calls?: unknown[]; tool_call_id?: string };
@@ -92,7 +97,8 @@ export function planResponses(ctx: SimContext, body: Body): ResponsesPlan {
     metadata: body.metadata ?? null,
     text: body.text ?? null,
     itemId: chat.outputs[0]?.toolCall ? `fc_${randomHex()}` : `msg_${randomHex()}`,
-    callId: `call_${randomHex()}`,
+    streamItemId: randomHex(),
+    streamCallId: `call_${randomHex()}`,
   };
 }
 
@@ -125,13 +131,16 @@ function outputText(plan: ResponsesPlan): string {
   return plan.chat.outputs[0]?.text() ?? '';
 }
 
-function outputItem(plan: ResponsesPlan, status: 'in_progress' | 'completed', full: boolean): unknown {
+/** The output item: in a full response (`streamed` false), or as the stream's item events show it. */
+function outputItem(plan: ResponsesPlan, status: 'in_progress' | 'completed', full: boolean, streamed: boolean): unknown {
   const o = plan.chat.outputs[0]!;
+  const id = streamed ? plan.streamItemId : plan.itemId;
   if (o.toolCall) {
-    return { arguments: full ? o.text() : '', call_id: plan.callId, name: o.toolCall.name, type: 'function_call', id: plan.itemId, status };
+    const callId = streamed ? plan.streamCallId : o.toolCall.id;
+    return { arguments: full ? o.text() : '', call_id: callId, name: o.toolCall.name, type: 'function_call', id, status };
   }
   return {
-    id: plan.itemId,
+    id,
     content: full ? [{ annotations: [], text: outputText(plan), type: 'output_text', logprobs: null }] : [],
     role: 'assistant',
     status,
@@ -162,7 +171,7 @@ function responseObject(plan: ResponsesPlan, id: string, created: number, done: 
     metadata: plan.metadata,
     model: plan.chat.model,
     object: 'response',
-    output: done ? [outputItem(plan, 'completed', true)] : [],
+    output: done ? [outputItem(plan, 'completed', true, false)] : [],
     parallel_tool_calls: true,
     temperature: 1.0,
     tool_choice: plan.toolChoice,
@@ -217,7 +226,7 @@ export class ResponsesStream implements StreamBody {
     this.tool = o.toolCall !== null;
     // Events before the first delta, less the tool call's name token (which sends no delta).
     this.base = this.tool ? 2 : 4;
-    this.itemJson = JSON.stringify(plan.itemId);
+    this.itemJson = JSON.stringify(plan.streamItemId);
   }
 
   head(): string {
@@ -227,14 +236,14 @@ export class ResponsesStream implements StreamBody {
       event('response.in_progress', JSON.stringify({ response: pending, sequence_number: 1, type: 'response.in_progress' })) +
       event(
         'response.output_item.added',
-        JSON.stringify({ item: outputItem(this.plan, 'in_progress', false), output_index: 0, sequence_number: 2, type: 'response.output_item.added' }),
+        JSON.stringify({ item: outputItem(this.plan, 'in_progress', false, true), output_index: 0, sequence_number: 2, type: 'response.output_item.added' }),
       );
     if (!this.tool) {
       s += event(
         'response.content_part.added',
         JSON.stringify({
           content_index: 0,
-          item_id: this.plan.itemId,
+          item_id: this.plan.streamItemId,
           output_index: 0,
           part: { annotations: [], text: '', type: 'output_text', logprobs: [] },
           sequence_number: 3,
@@ -275,23 +284,23 @@ export class ResponsesStream implements StreamBody {
     if (this.tool) {
       s += event(
         'response.function_call_arguments.done',
-        JSON.stringify({ arguments: text, item_id: this.plan.itemId, name: o.toolCall!.name, output_index: 0, sequence_number: seq++, type: 'response.function_call_arguments.done' }),
+        JSON.stringify({ arguments: text, item_id: this.plan.streamItemId, name: o.toolCall!.name, output_index: 0, sequence_number: seq++, type: 'response.function_call_arguments.done' }),
       );
     } else {
       const part = { annotations: [], text, type: 'output_text', logprobs: null };
       s +=
         event(
           'response.output_text.done',
-          JSON.stringify({ content_index: 0, item_id: this.plan.itemId, logprobs: [], output_index: 0, sequence_number: seq++, text, type: 'response.output_text.done' }),
+          JSON.stringify({ content_index: 0, item_id: this.plan.streamItemId, logprobs: [], output_index: 0, sequence_number: seq++, text, type: 'response.output_text.done' }),
         ) +
         event(
           'response.content_part.done',
-          JSON.stringify({ content_index: 0, item_id: this.plan.itemId, output_index: 0, part, sequence_number: seq++, type: 'response.content_part.done' }),
+          JSON.stringify({ content_index: 0, item_id: this.plan.streamItemId, output_index: 0, part, sequence_number: seq++, type: 'response.content_part.done' }),
         );
     }
     s += event(
       'response.output_item.done',
-      JSON.stringify({ item: outputItem(this.plan, 'completed', true), output_index: 0, sequence_number: seq++, type: 'response.output_item.done' }),
+      JSON.stringify({ item: outputItem(this.plan, 'completed', true, true), output_index: 0, sequence_number: seq++, type: 'response.output_item.done' }),
     );
     s += event(
       'response.completed',

@@ -86,6 +86,9 @@ describe('vllm-sim /v1/responses', () => {
     const deltas = events.filter((e) => e.event === 'response.output_text.delta').map((e) => e.data.delta);
     expect(deltas.join('')).toBe(' lorem ipsum dolor sit amet');
     const itemId = (events[2]!.data.item as { id: string }).id;
+    // vLLM's streaming processor names items with a bare uuid; the full response has its own msg_ ids.
+    expect(itemId).toMatch(/^[0-9a-f]{32}$/);
+    expect(((events.at(-1)!.data.response as { output: { id: string }[] }).output[0]!.id)).toMatch(/^msg_[0-9a-f]{32}$/);
     expect(events.slice(3, -1).every((e) => e.data.item_id === undefined || e.data.item_id === itemId)).toBe(true);
     const done = events.at(-1)!.data.response as { id: string; status: string; usage: { output_tokens: number } };
     expect(done).toMatchObject({ id: (events[0]!.data.response as { id: string }).id, status: 'completed', usage: { output_tokens: 5 } });
@@ -111,8 +114,9 @@ describe('vllm-sim /v1/responses', () => {
     const res = await client.responses.create({ model: 'm1', input: 'weather?', tools });
     const call = res.output[0] as OpenAI.Responses.ResponseFunctionToolCall;
     expect(call).toMatchObject({ type: 'function_call', name: 'get_weather', status: 'completed' });
-    expect(call.call_id).toMatch(/^call_/);
-    expect(call.id).toMatch(/^fc_/);
+    // vLLM's make_tool_call_id, as in chat.
+    expect(call.call_id).toMatch(/^chatcmpl-tool-[0-9a-f]{32}$/);
+    expect(call.id).toMatch(/^fc_[0-9a-f]{32}$/);
     expect(JSON.parse(call.arguments)).toEqual({ city: 'value' });
 
     const next = await client.responses.create({
@@ -134,7 +138,9 @@ describe('vllm-sim /v1/responses', () => {
     const raw = await postJson(`${sim.url}/v1/responses`, { model: 'm1', input: 'weather?', tools, stream: true });
     const events = sseEvents(await raw.text());
     expect(events.map((e) => e.data.sequence_number)).toEqual(events.map((_, i) => i));
-    expect(events[2]!.data.item).toMatchObject({ type: 'function_call', arguments: '', name: 'get_weather', status: 'in_progress' });
+    expect(events[2]!.data.item).toMatchObject({
+      type: 'function_call', arguments: '', name: 'get_weather', status: 'in_progress', call_id: expect.stringMatching(/^call_[0-9a-f]{32}$/),
+    });
     const args = events.filter((e) => e.event === 'response.function_call_arguments.delta').map((e) => e.data.delta).join('');
     expect(JSON.parse(args)).toEqual({ city: 'value' });
     expect(events.find((e) => e.event === 'response.function_call_arguments.done')!.data).toMatchObject({ arguments: args, name: 'get_weather' });
