@@ -2,7 +2,7 @@ import { planChat, type ChatPlan } from './chat-completions';
 import type { StreamBody } from './generation-runner';
 import { invalid, missing, optBool, optInt, type Body } from './request-checks';
 import { randomHex, resolveModel, type SimContext } from './sim-context';
-import { SimError } from './sim-errors';
+import { SimError, validationError } from './sim-errors';
 
 /**
  * POST /v1/responses as vLLM serves it (vllm/entrypoints/openai/serving_responses.py, protocol.py
@@ -35,7 +35,14 @@ export function planResponses(ctx: SimContext, body: Body): ResponsesPlan {
   const input = body.input;
   if (input === undefined || input === null) throw missing('input');
   const stream = optBool(body, 'stream');
-  const store = optBool(body, 'store');
+  // ResponsesRequest.store defaults to true.
+  const store = body.store === undefined || body.store === null ? true : optBool(body, 'store');
+  if (optBool(body, 'background') && !store) {
+    throw validationError('1 validation error for ResponsesRequest\n  Value error, background can only be used when `store` is true [type=value_error]');
+  }
+  if (body.prompt !== undefined && body.prompt !== null) {
+    throw validationError('1 validation error for ResponsesRequest\n  Value error, prompt template is not supported [type=value_error]');
+  }
   const maxOutputTokens = optInt(body, 'max_output_tokens', 1);
   const instructions = body.instructions;
   if (instructions !== undefined && instructions !== null && typeof instructions !== 'string') {
@@ -148,14 +155,18 @@ function outputItem(plan: ResponsesPlan, status: 'in_progress' | 'completed', fu
   };
 }
 
+/**
+ * vLLM's ResponseUsage: OpenAI's fields plus its per-turn lists (filled by multi-turn tool contexts only; a
+ * plain generation leaves them empty) and tool_output_tokens.
+ */
 function usage(plan: ResponsesPlan): unknown {
   const c = plan.chat;
   const out = c.outputs[0]?.count ?? 0;
   return {
     input_tokens: c.promptTokens,
-    input_tokens_details: { cached_tokens: c.cachedTokens },
+    input_tokens_details: { cached_tokens: c.cachedTokens, input_tokens_per_turn: [], cached_tokens_per_turn: [] },
     output_tokens: out,
-    output_tokens_details: { reasoning_tokens: 0 },
+    output_tokens_details: { reasoning_tokens: 0, tool_output_tokens: 0, output_tokens_per_turn: [], tool_output_tokens_per_turn: [] },
     total_tokens: c.promptTokens + out,
   };
 }

@@ -74,13 +74,17 @@ export function planRerank(ctx: SimContext, body: Body): RerankPlan {
   return { ...p, topN: topN > 0 ? Math.min(topN, docs.length) : docs.length };
 }
 
-/** vLLM's RerankResponse: results best first, each with its document's text. */
+/**
+ * vLLM's RerankResponse (`model_dump()`): results best first, each with its document (RerankDocument: `text`,
+ * and `multi_modal` null for text); usage is RerankUsage (prompt_tokens, total_tokens; older vLLM had only
+ * total_tokens).
+ */
 export function rerankBody(p: RerankPlan, id: string): string {
   const results = p.pairs
-    .map(([q, d], index) => ({ index, document: { text: d }, relevance_score: relevance(q, d) }))
+    .map(([q, d], index) => ({ index, document: { text: d, multi_modal: null }, relevance_score: relevance(q, d) }))
     .sort((a, b) => b.relevance_score - a.relevance_score || a.index - b.index)
     .slice(0, p.topN);
-  return JSON.stringify({ id, model: p.model, usage: { total_tokens: p.promptTokens }, results });
+  return JSON.stringify({ id, model: p.model, usage: { prompt_tokens: p.promptTokens, total_tokens: p.promptTokens }, results });
 }
 
 function texts(body: Body, field: string): string[] {

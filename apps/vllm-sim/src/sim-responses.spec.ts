@@ -40,9 +40,9 @@ describe('vllm-sim /v1/responses', () => {
     // The chat prompt of one user message: 3 + (4 + 3).
     expect(res.usage).toEqual({
       input_tokens: 10,
-      input_tokens_details: { cached_tokens: 0 },
+      input_tokens_details: { cached_tokens: 0, input_tokens_per_turn: [], cached_tokens_per_turn: [] },
       output_tokens: 5,
-      output_tokens_details: { reasoning_tokens: 0 },
+      output_tokens_details: { reasoning_tokens: 0, tool_output_tokens: 0, output_tokens_per_turn: [], tool_output_tokens_per_turn: [] },
       total_tokens: 15,
     });
     expect(sim.stats).toMatchObject({ requests: 1, completed: 1, promptTokens: 10, generationTokens: 5 });

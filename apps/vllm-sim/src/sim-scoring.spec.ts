@@ -27,13 +27,18 @@ describe('vllm-sim rerank and score', () => {
   it.each(['/v1/rerank', '/rerank', '/v2/rerank'])('%s answers vLLM RerankResponse, best first, top_n cut', async (path) => {
     const res = await postJson(`${sim.url}${path}`, { model: 'reranker', query: 'capital of france', documents, top_n: 2 }, { headers: { 'x-request-id': 'q1' } });
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { id: string; model: string; usage: unknown; results: { index: number; document: { text: string }; relevance_score: number }[] };
+    const body = (await res.json()) as {
+      id: string;
+      model: string;
+      usage: unknown;
+      results: { index: number; document: { text: string }; relevance_score: number }[];
+    };
     expect(body.id).toBe('rerank-q1');
     expect(body.model).toBe('reranker');
     // Each pair: query words + document words + 2.
-    expect(body.usage).toEqual({ total_tokens: (3 + 3 + 2) + (3 + 6 + 2) + (3 + 6 + 2) });
+    expect(body.usage).toEqual({ prompt_tokens: 30, total_tokens: (3 + 3 + 2) + (3 + 6 + 2) + (3 + 6 + 2) });
     expect(body.results).toHaveLength(2);
-    expect(body.results[0]).toEqual({ index: 1, document: { text: documents[1] }, relevance_score: relevance('capital of france', documents[1]!) });
+    expect(body.results[0]).toEqual({ index: 1, document: { text: documents[1], multi_modal: null }, relevance_score: relevance('capital of france', documents[1]!) });
     expect(body.results[0]!.relevance_score).toBeGreaterThan(body.results[1]!.relevance_score);
     expect(sim.stats).toMatchObject({ requests: 1, completed: 1, promptTokens: 30, generationTokens: 0 });
     expect(sim.received.at(-1)!.path).toBe(path);
