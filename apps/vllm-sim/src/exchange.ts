@@ -87,15 +87,15 @@ export class Exchange {
     this.stats.failed++;
   }
 
-  json(status: number, body: string, headers?: Record<string, string>, contentType = 'application/json'): void {
+  json(status: number, body: string, headers?: Record<string, string>): void {
     if (this.closed) return;
     this.setPhase('ended');
-    this.res.writeHead(status, { ...headers, 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+    this.res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     this.res.end(body);
   }
 
-  ok(body: string, finishReason: string, contentType?: string): void {
-    this.json(200, body, undefined, contentType);
+  ok(body: string, finishReason: string): void {
+    this.json(200, body);
     this.stats.completed++;
     this.model?.finish(finishReason);
   }

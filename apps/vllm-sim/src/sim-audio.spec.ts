@@ -72,13 +72,15 @@ describe('vllm-sim audio transcriptions and translations', () => {
     expect(rec.body).toMatchObject({ model: 'whisper', file: { filename: 'a.wav', bytes: 44 + 80000 } });
   });
 
-  it('answers text and verbose_json, and translations without usage', async () => {
+  it('answers JSON for text and verbose_json too (as vLLM), and translations without usage', async () => {
     const text = await post('/v1/audio/transcriptions', form({ model: 'whisper', response_format: 'text' }, { name: 'a.wav', data: silentWav(2) }));
-    expect(text.headers.get('content-type')).toMatch(/^text\/plain/);
-    expect(await text.text()).toBe(' lorem ipsum');
+    expect(text.headers.get('content-type')).toBe('application/json');
+    expect(await text.json()).toEqual({ text: ' lorem ipsum', usage: { type: 'duration', seconds: 2 } });
 
     const verbose = await post('/v1/audio/transcriptions', form({ response_format: 'verbose_json', language: 'de' }, { name: 'a.wav', data: silentWav(1) }));
-    expect(await verbose.json()).toMatchObject({ duration: '1', language: 'de', text: ' lorem', segments: [{ id: 0, start: 0, end: 1, text: ' lorem' }] });
+    const body = (await verbose.json()) as Record<string, unknown>;
+    expect(body).toMatchObject({ duration: '1.0', language: 'de', text: ' lorem', segments: [{ id: 0, start: 0, end: 1, text: ' lorem' }], words: null });
+    expect(body).not.toHaveProperty('usage');
 
     const tr = await client.audio.translations.create({ model: 'whisper', file: await toFile(silentWav(1), 'a.wav') });
     expect(tr).toEqual({ text: ' lorem' });
@@ -93,7 +95,7 @@ describe('vllm-sim audio transcriptions and translations', () => {
     const text = await res.text();
     const data = sseData(text);
     expect(data.at(-1)).toBe('[DONE]');
-    expect(data[0]).toMatch(/^\{"id":"trsc-[0-9a-f]{32}","object":"transcription.chunk","created":\d+,"model":"whisper","choices":\[\{"delta":\{"content":" lorem"\}\}\]\}$/);
+    expect(data[0]).toMatch(/^\{"id":"transcribe-[0-9a-f]{32}","object":"transcription.chunk","created":\d+,"model":"whisper","choices":\[\{"delta":\{"content":" lorem"\}\}\]\}$/);
     type C = { choices: { delta: { content: string }; finish_reason?: string }[]; usage?: unknown };
     const chunks = sseJson<C>(text);
     expect(chunks.slice(0, 3).map((c) => c.choices[0]!.delta.content).join('')).toBe(' lorem ipsum dolor');
@@ -103,7 +105,7 @@ describe('vllm-sim audio transcriptions and translations', () => {
     const tr = await post('/v1/audio/translations', form({ stream: 'true' }, { name: 'a.wav', data: silentWav(1) }));
     const trChunks = sseJson<{ id: string; object: string }>(await tr.text());
     expect(trChunks).toHaveLength(1);
-    expect(trChunks[0]).toMatchObject({ object: 'translation.chunk', id: expect.stringMatching(/^trsl-/) });
+    expect(trChunks[0]).toMatchObject({ object: 'translation.chunk', id: expect.stringMatching(/^translate-/) });
   });
 
   it('rejects a bad WAV, a missing file, JSON bodies and unsupported formats with 400', async () => {
@@ -120,10 +122,19 @@ describe('vllm-sim audio transcriptions and translations', () => {
 
     const srt = await post('/v1/audio/transcriptions', form({ response_format: 'srt' }, { name: 'a.wav', data: silentWav(1) }));
     expect(srt.status).toBe(400);
-    expect(((await srt.json()) as { error: { message: string } }).error.message).toMatch(/only support response_format/);
+    expect(((await srt.json()) as { error: { message: string } }).error.message).toBe('Currently only support response_format: `text`, `json` or `verbose_json`');
+
+    const opts = await post('/v1/audio/transcriptions', form({ stream_include_usage: 'true' }, { name: 'a.wav', data: silentWav(1) }));
+    expect(opts.status).toBe(400);
+    expect(((await opts.json()) as { error: { message: string; param: string } }).error).toMatchObject({
+      message: expect.stringContaining('Stream options can only be defined when `stream=True`.'),
+      param: 'stream_include_usage',
+    });
+    const verboseStream = await post('/v1/audio/transcriptions', form({ response_format: 'verbose_json', stream: 'true' }, { name: 'a.wav', data: silentWav(1) }));
+    expect(verboseStream.status).toBe(400);
 
     expect((await post('/v1/audio/transcriptions', form({ model: 'zz' }, { name: 'a.wav', data: silentWav(1) }))).status).toBe(404);
-    expect(sim.stats).toMatchObject({ promptTokens: 0, completed: 0, failed: 5 });
+    expect(sim.stats).toMatchObject({ promptTokens: 0, completed: 0, failed: 7 });
   });
 
   it('takes faults by model and mid-stream', async () => {

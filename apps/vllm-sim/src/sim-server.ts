@@ -303,15 +303,9 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
         const task: AudioTask = kind === 'transcription' ? 'transcribe' : 'translate';
         const plan = planAudio(ctx, task, req.body, headers['content-type']);
         ex.start(plan.promptTokens);
-        const id = `${task === 'transcribe' ? 'trsc' : 'trsl'}-${requestId(headers['x-request-id'])}`;
-        const stream = new AudioStream(plan, id, created);
+        const stream = new AudioStream(plan, `${task}-${requestId(headers['x-request-id'])}`, created);
         if (plan.stream) runStream(ex, stream, timing, cut);
-        else {
-          runUnary(ex, plan.steps, (k) => stream.tokensIn(k), timing, cut, () => {
-            const { body: text, contentType } = audioUnaryBody(plan);
-            ex.ok(text, stream.finishReason, contentType);
-          });
-        }
+        else runUnary(ex, plan.steps, (k) => stream.tokensIn(k), timing, cut, () => ex.ok(audioUnaryBody(plan), stream.finishReason));
         return;
       }
     }

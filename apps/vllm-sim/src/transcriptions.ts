@@ -13,8 +13,12 @@ import { parseWav, WavError } from './wav';
  * TranscriptionResponse, TranscriptionStreamResponse): a multipart form with a WAV `file`. The sim "hears" one
  * word per started second of audio (the duration read from the RIFF header); the decoder prompt is 4 tokens
  * (start of transcript, language, task, no timestamps) plus the words of `prompt`.
- * vLLM streams its own `transcription.chunk` chunks (chat-like `data:` lines, usage chunk when
- * `stream_include_usage`, then `[DONE]`), not OpenAI's `transcript.text.delta` events: the sim does the same.
+ * Where vLLM differs from OpenAI the sim does what vLLM does:
+ * - it streams its own `transcription.chunk` / `translation.chunk` chunks (chat-like `data:` lines, a usage
+ *   chunk when `stream_include_usage`, then `[DONE]`), not OpenAI's `transcript.text.delta` events;
+ * - ids are the request id, `transcribe-<id>` / `translate-<id>`;
+ * - `response_format: text` still answers the JSON object (vLLM's router dumps the response model);
+ * - a translation has no usage; a transcription's usage is `{"type": "duration", "seconds": ceil(duration)}`.
  */
 export type AudioTask = 'transcribe' | 'translate';
 type Format = 'json' | 'text' | 'verbose_json';
@@ -71,11 +75,19 @@ export function planAudio(ctx: SimContext, task: AudioTask, raw: unknown, conten
   const stream = formBool(fields, 'stream');
   const includeUsage = formBool(fields, 'stream_include_usage');
   const continuousUsage = formBool(fields, 'stream_continuous_usage_stats');
+  if ((includeUsage || continuousUsage) && !stream) {
+    const cls = task === 'transcribe' ? 'TranscriptionRequest' : 'TranslationRequest';
+    throw validationError(
+      `1 validation error for ${cls}\n  Value error, Stream options can only be defined when \`stream=True\`. [type=value_error]`,
+      includeUsage ? 'stream_include_usage' : 'stream_continuous_usage_stats',
+    );
+  }
   const model = fields.get('model');
   const counters = resolveModel(ctx, { model: model === '' ? undefined : model });
   if (format === 'srt' || format === 'vtt') {
-    throw new SimError(400, 'Currently only support response_format `text`, `json` or `verbose_json`');
+    throw new SimError(400, 'Currently only support response_format: `text`, `json` or `verbose_json`');
   }
+  if (format === 'verbose_json' && stream) throw new SimError(400, "verbose_json format doesn't support streaming case");
   let durationS: number;
   try {
     durationS = parseWav(file.data).durationS;
@@ -96,7 +108,8 @@ export function planAudio(ctx: SimContext, task: AudioTask, raw: unknown, conten
     seconds,
     stream,
     includeUsage,
-    continuousUsage,
+    // vLLM: continuous usage only together with include_usage.
+    continuousUsage: includeUsage && continuousUsage,
     promptTokens,
     outputs: [out],
     steps: out.count,
@@ -104,10 +117,14 @@ export function planAudio(ctx: SimContext, task: AudioTask, raw: unknown, conten
   };
 }
 
-/** The non-streamed answer: its body and content type. */
-export function audioUnaryBody(plan: AudioPlan): { body: string; contentType: string } {
+/** Python's `str(float)`: 1.0 -> "1.0", 2.5 -> "2.5". */
+function pyFloat(n: number): string {
+  return Number.isInteger(n) ? `${n}.0` : String(n);
+}
+
+/** The non-streamed answer (JSON for every format, as vLLM's router dumps it). */
+export function audioUnaryBody(plan: AudioPlan): string {
   const text = plan.outputs[0]!.text();
-  if (plan.format === 'text') return { body: text, contentType: 'text/plain; charset=utf-8' };
   if (plan.format === 'verbose_json') {
     const segment = {
       id: 0,
@@ -121,14 +138,10 @@ export function audioUnaryBody(plan: AudioPlan): { body: string; contentType: st
       text,
       tokens: plan.outputs[0]!.count > 0 ? Array.from({ length: plan.outputs[0]!.count }, (_, i) => 1000 + i) : [],
     };
-    // vLLM's TranscriptionResponseVerbose types `duration` as a string.
-    const body: Record<string, unknown> = { duration: String(plan.durationS), language: plan.language, text, segments: [segment], words: null };
-    if (plan.task === 'transcribe') body.usage = { type: 'duration', seconds: plan.seconds };
-    return { body: JSON.stringify(body), contentType: 'application/json' };
+    // vLLM's verbose responses type `duration` as a string (Python's str of the float) and carry no usage.
+    return JSON.stringify({ duration: pyFloat(plan.durationS), language: plan.language, text, segments: [segment], words: null });
   }
-  // vLLM's TranslationResponse carries only the text; a transcription also its audio duration as usage.
-  const body = plan.task === 'transcribe' ? { text, usage: { type: 'duration', seconds: plan.seconds } } : { text };
-  return { body: JSON.stringify(body), contentType: 'application/json' };
+  return JSON.stringify(plan.task === 'transcribe' ? { text, usage: { type: 'duration', seconds: plan.seconds } } : { text });
 }
 
 /** vLLM's speech-to-text stream: one chunk per token, `exclude_unset` (no finish_reason until the last). */
