@@ -5,7 +5,7 @@ import { pythonJsonDumps, sampleFromSchema } from './schema-sample';
 import { randomHex, resolveModel, type SimContext } from './sim-context';
 import { SimError, validationError } from './sim-errors';
 import type { ModelCounters } from './sim-metrics';
-import { chatPromptTokens, contentWords, PieceOutput, splitPieces, WordOutput, words, type ChoiceOutput } from './sim-tokens';
+import { chatPromptTokens, contentWords, deliveredPieces, PieceOutput, splitPieces, WordOutput, words, type ChoiceOutput } from './sim-tokens';
 
 /** A validated chat request and what each of its choices will generate. */
 export interface ChatPlan {
@@ -38,7 +38,8 @@ export function planChat(ctx: SimContext, body: Body): ChatPlan {
   const flags = streamFlags(body, 'ChatCompletionRequest');
   const n = optInt(body, 'n', 1) ?? 1;
   const maxTokens = optInt(body, 'max_completion_tokens', 1) ?? optInt(body, 'max_tokens', 1);
-  const skip = continuedTokens(body, messages);
+  const prefix = continuedPrefix(body, messages);
+  const skip = prefix === undefined ? undefined : contentWords(prefix);
   const tools = parseTools(body);
   // What a continued generation would have been without its prefix: the choice of tool ignores the prefix.
   const tool = pickTool(body, tools, skip === undefined ? messages : messages.slice(0, -1));
@@ -54,7 +55,7 @@ export function planChat(ctx: SimContext, body: Body): ChatPlan {
   const pieces = tool ? splitPieces(pythonJsonDumps(sampleFromSchema(tool.parameters))) : json !== undefined ? splitPieces(json) : undefined;
   for (let i = 0; i < n; i++) {
     if (tool) outputs.push(new PieceOutput(pieces!, cap, { id: `chatcmpl-tool-${randomHex()}`, name: tool.name }));
-    else if (pieces) outputs.push(new PieceOutput(pieces, cap));
+    else if (pieces) outputs.push(new PieceOutput(pieces, cap, null, prefix === undefined ? 0 : deliveredPieces(pieces, contentText(prefix))));
     else outputs.push(new WordOutput(ctx.outputTokens, cap, 7 * i, skip ?? 0));
   }
   let steps = 0;
@@ -62,15 +63,22 @@ export function planChat(ctx: SimContext, body: Body): ChatPlan {
   return { model: counters.model, counters, flags, promptTokens, cachedTokens, outputs, steps };
 }
 
+/** The text of a message `content` (a string, or its text parts joined). */
+function contentText(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  return content.map((p: unknown) => (typeof p === 'string' ? p : typeof (p as { text?: unknown } | null)?.text === 'string' ? (p as { text: string }).text : '')).join('');
+}
+
 /**
- * `continue_final_message`: the final assistant message is a prefix the answer continues. Its words are the
- * tokens already generated (each sim token is one word), so the answer resumes after them; undefined when the
- * request does not continue. vLLM's pydantic check refuses it with `add_generation_prompt: true` given
+ * `continue_final_message`: the final assistant message's content is a prefix the answer continues (undefined
+ * when the request does not continue). Plain text resumes after the prefix's words (each sim token is one
+ * word); JSON content after the whole pieces the prefix holds. A tool call is not continued. vLLM's pydantic check refuses it with `add_generation_prompt: true` given
  * explicitly (the default, true, only fails later in the chat template; the sim accepts it, like the templates
  * that ignore the flag). Without a final assistant message vLLM's HF template would continue whatever the last
  * message is; the sim refuses it (400), since a prefix to continue is the only use the gateway has for it.
  */
-function continuedTokens(body: Body, messages: readonly unknown[]): number | undefined {
+function continuedPrefix(body: Body, messages: readonly unknown[]): unknown {
   const cont = optBool(body, 'continue_final_message');
   const agp = body.add_generation_prompt;
   if (agp !== undefined && agp !== null && typeof agp !== 'boolean') throw invalid('add_generation_prompt', 'Input should be a valid boolean');
@@ -85,7 +93,7 @@ function continuedTokens(body: Body, messages: readonly unknown[]): number | und
   if (last?.role !== 'assistant') {
     throw new SimError(400, 'continue_final_message is set but the final message is not an assistant message to continue.');
   }
-  return contentWords(last.content);
+  return last.content ?? '';
 }
 
 /** vLLM's `_validate_input` length checks. */

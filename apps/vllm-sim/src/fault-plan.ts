@@ -111,8 +111,8 @@ export class FaultController {
     return this.queue.length;
   }
 
-  /** Takes the fault for a request, if any (`body`: the raw request body, for `bodyContains`). */
-  take(path: string, model: string | undefined, body?: string): ParsedFault | undefined {
+  /** Takes the fault for a request, if any (`body`: the raw request body, text or bytes, for `bodyContains`). */
+  take(path: string, model: string | undefined, body?: string | Buffer): ParsedFault | undefined {
     if (this.queue.length === 0) return undefined;
     for (let i = 0; i < this.queue.length; i++) {
       const q = this.queue[i]!;

@@ -137,7 +137,10 @@ describe('vllm-sim audio transcriptions and translations', () => {
     expect(sim.stats).toMatchObject({ promptTokens: 0, completed: 0, failed: 7 });
   });
 
-  it('takes faults by model and mid-stream', async () => {
+  it('takes faults by model, by body content (the form bytes) and mid-stream', async () => {
+    sim.faults.add({ kind: 'error-before', status: 429, bodyContains: 'poison.wav' });
+    expect((await post('/v1/audio/transcriptions', form({}, { name: 'poison.wav', data: silentWav(1) }))).status).toBe(429);
+    expect((await post('/v1/audio/transcriptions', form({}, { name: 'fine.wav', data: silentWav(1) }))).status).toBe(200);
     sim.faults.add({ kind: 'error-before', status: 503, model: 'm2' });
     expect((await post('/v1/audio/transcriptions', form({ model: 'm2' }, { name: 'a.wav', data: silentWav(1) }))).status).toBe(503);
     sim.faults.add({ kind: 'error-after', afterTokens: 1, path: '/v1/audio/transcriptions' });

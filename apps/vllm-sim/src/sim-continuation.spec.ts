@@ -76,6 +76,25 @@ describe('vllm-sim continue_final_message (a stream resumed on another engine)',
     expect(chunks[2]!.usage!.completion_tokens).toBe(0);
   });
 
+  it('continues JSON content after the whole pieces already delivered', async () => {
+    const response_format = {
+      type: 'json_schema' as const,
+      json_schema: { name: 'p', schema: { type: 'object', properties: { name: { type: 'string' }, age: { type: 'integer' } } } },
+    };
+    const full = (await client.chat.completions.create({ model: 'm1', messages: [user], response_format })).choices[0]!.message.content!;
+    expect(JSON.parse(full)).toEqual({ name: 'value', age: 1 });
+    for (const cut of [4, 8, 12]) {
+      const rest = await client.chat.completions.create({
+        model: 'm1',
+        messages: [user, { role: 'assistant', content: full.slice(0, cut) }],
+        response_format,
+        continue_final_message: true,
+        add_generation_prompt: false,
+      } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+      expect(full.slice(0, cut) + rest.choices[0]!.message.content).toBe(full);
+    }
+  });
+
   it('continues whatever the tool setting would have done without the prefix', async () => {
     const tools = [{ type: 'function' as const, function: { name: 'f', parameters: { type: 'object', properties: {} } } }];
     // After a tool result the answer is words; continuing it keeps it words.

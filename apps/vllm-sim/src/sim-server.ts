@@ -330,7 +330,8 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
     record(req.method, path, req.headers, body);
     const model = typeof body.model === 'string' && body.model !== '' ? body.model : ctx.defaultModel;
     ex.model = models.get(model);
-    const fault = faults.size > 0 ? faults.take(path, model, typeof req.body === 'string' ? req.body : undefined) : undefined;
+    const raw = typeof req.body === 'string' || Buffer.isBuffer(req.body) ? req.body : undefined;
+    const fault = faults.size > 0 ? faults.take(path, model, raw) : undefined;
     const run = (): void => {
       try {
         generate(ex, kind, body, req, fault);

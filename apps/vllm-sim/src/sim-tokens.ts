@@ -164,19 +164,25 @@ export class WordOutput implements ChoiceOutput {
   }
 }
 
-/** Text made of given pieces (JSON content), or a tool call whose arguments are the pieces. */
+/**
+ * Text made of given pieces (JSON content), or a tool call whose arguments are the pieces. Content can resume
+ * after `skip` pieces already delivered (a continued generation).
+ */
 export class PieceOutput implements ChoiceOutput {
   readonly count: number;
   readonly finishReason: 'stop' | 'length' | 'tool_calls';
   private readonly lead: number;
+  private readonly pieces: readonly string[];
   constructor(
-    private readonly pieces: readonly string[],
+    pieces: readonly string[],
     cap: number,
     readonly toolCall: { readonly id: string; readonly name: string } | null = null,
+    skip = 0,
   ) {
     // A tool call spends one token on its name before the arguments start.
     this.lead = toolCall ? 1 : 0;
-    const natural = pieces.length + this.lead;
+    this.pieces = toolCall ? pieces : pieces.slice(skip);
+    const natural = this.pieces.length + this.lead;
     this.count = Math.min(natural, cap);
     this.finishReason = cap < natural ? 'length' : toolCall ? 'tool_calls' : 'stop';
   }
@@ -186,6 +192,14 @@ export class PieceOutput implements ChoiceOutput {
   text(): string {
     return this.pieces.slice(0, Math.max(0, this.count - this.lead)).join('');
   }
+}
+
+/** How many leading `pieces` the delivered `prefix` holds (the longest run of whole pieces it starts with). */
+export function deliveredPieces(pieces: readonly string[], prefix: string): number {
+  let at = 0;
+  let k = 0;
+  while (k < pieces.length && prefix.startsWith(pieces[k]!, at)) at += pieces[k++]!.length;
+  return k;
 }
 
 /** Splits `s` into tokens of up to `size` code points. */
