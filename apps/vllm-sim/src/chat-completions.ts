@@ -67,26 +67,43 @@ export function planChat(ctx: SimContext, body: Body): ChatPlan {
 function contentText(content: unknown): string {
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) return '';
-  return content.map((p: unknown) => (typeof p === 'string' ? p : typeof (p as { text?: unknown } | null)?.text === 'string' ? (p as { text: string }).text : '')).join('');
+  let s = '';
+  for (const p of content as unknown[]) {
+    if (typeof p === 'string') s += p;
+    else if (typeof (p as { text?: unknown } | null)?.text === 'string') s += (p as { text: string }).text;
+  }
+  return s;
 }
 
 /**
  * `continue_final_message`: the final assistant message's content is a prefix the answer continues (undefined
  * when the request does not continue). Plain text resumes after the prefix's words (each sim token is one
- * word); JSON content after the whole pieces the prefix holds. A tool call is not continued. vLLM's pydantic check refuses it with `add_generation_prompt: true` given
- * explicitly (the default, true, only fails later in the chat template; the sim accepts it, like the templates
- * that ignore the flag). Without a final assistant message vLLM's HF template would continue whatever the last
- * message is; the sim refuses it (400), since a prefix to continue is the only use the gateway has for it.
+ * word); JSON content after the whole pieces the prefix holds. A tool call is not continued.
+ * vLLM refuses it with `add_generation_prompt: true` given explicitly (its pydantic check), and with the
+ * default `add_generation_prompt` (true) when rendering the HF chat template (transformers' check, a 400
+ * BadRequestError): a client must send `add_generation_prompt: false`. Without a final assistant message an HF
+ * template would continue whatever the last message is; the sim refuses it (400), since continuing an
+ * assistant prefix is the only use the gateway has for it.
  */
 function continuedPrefix(body: Body, messages: readonly unknown[]): unknown {
   const cont = optBool(body, 'continue_final_message');
   const agp = body.add_generation_prompt;
-  if (agp !== undefined && agp !== null && typeof agp !== 'boolean') throw invalid('add_generation_prompt', 'Input should be a valid boolean');
+  if (agp !== undefined && agp !== null && typeof agp !== 'boolean') {
+    throw invalid('add_generation_prompt', 'Input should be a valid boolean');
+  }
   if (!cont) return undefined;
   if (agp === true) {
     throw validationError(
       '1 validation error for ChatCompletionRequest\n  Value error, Cannot set both `continue_final_message` and ' +
         '`add_generation_prompt` to True. [type=value_error]',
+    );
+  }
+  if (agp !== false) {
+    throw new SimError(
+      400,
+      'continue_final_message and add_generation_prompt are not compatible. Use continue_final_message when you want ' +
+        'the model to continue the final message, and add_generation_prompt when you want to add a header that will ' +
+        'prompt it to start a new assistant message instead.',
     );
   }
   const last = messages.at(-1) as { role?: unknown; content?: unknown } | undefined;
@@ -277,6 +294,7 @@ export class ChatStream implements StreamBody {
     }
     if (!this.plan.flags.includeUsage) return `${s}data: [DONE]\n\n`;
     const completion = completionTokens(outputs);
-    return `${s}data: {"id":${this.idJson}${this.post}${usageJson(this.plan.promptTokens, completion, false, this.plan.cachedTokens)}}\n\ndata: [DONE]\n\n`;
+    const usage = usageJson(this.plan.promptTokens, completion, false, this.plan.cachedTokens);
+    return `${s}data: {"id":${this.idJson}${this.post}${usage}}\n\ndata: [DONE]\n\n`;
   }
 }

@@ -32,6 +32,13 @@ function requireModel(body: Body): void {
   if (body.model === '') throw invalid('model', 'Value error, Model is required');
 }
 
+/** A tool_result's content: a string, or its text blocks one per line. */
+function toolResultText(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  return (content as Block[]).map((x) => (typeof x?.text === 'string' ? x.text : '')).join('\n');
+}
+
 /** The chat request vLLM builds from an Anthropic one (`_convert_anthropic_to_openai_request`). */
 function toChatBody(body: Body): Body {
   requireModel(body);
@@ -68,7 +75,7 @@ function toChatBody(body: Body): Body {
       else if (b?.type === 'tool_use') {
         calls.push({ id: String(b.id ?? ''), type: 'function', function: { name: String(b.name ?? ''), arguments: pythonJsonDumps(b.input ?? {}) } });
       } else if (b?.type === 'tool_result') {
-        const text = typeof b.content === 'string' ? b.content : Array.isArray(b.content) ? (b.content as Block[]).map((x) => (typeof x?.text === 'string' ? x.text : '')).join('\n') : '';
+        const text = toolResultText(b.content);
         if (role === 'user') results.push({ role: 'tool', tool_call_id: String(b.tool_use_id ?? ''), content: text });
         else parts.push({ type: 'text', text: `Tool result: ${text}` });
       }
@@ -205,7 +212,10 @@ export class MessagesStream implements StreamBody {
           JSON.stringify({ type: 'content_block_start', content_block: { type: 'tool_use', id: call.id, name: call.name, input: {} }, index: 0 }),
         );
       }
-      return event('content_block_delta', `{"type":"content_block_delta","delta":{"type":"input_json_delta","partial_json":${o.tokenJson(k)}},"index":0}`);
+      return event(
+        'content_block_delta',
+        `{"type":"content_block_delta","delta":{"type":"input_json_delta","partial_json":${o.tokenJson(k)}},"index":0}`,
+      );
     }
     const delta = event('content_block_delta', `{"type":"content_block_delta","delta":{"type":"text_delta","text":${o.tokenJson(k)}},"index":0}`);
     if (k > 0) return delta;
@@ -219,11 +229,8 @@ export class MessagesStream implements StreamBody {
   tail(): string {
     const o = this.plan.chat.outputs[0]!;
     const stop = o.count > 0 ? event('content_block_stop', '{"type":"content_block_stop","index":0}') : '';
-    return (
-      stop +
-      event('message_delta', JSON.stringify({ type: 'message_delta', delta: { stop_reason: STOP_REASON[o.finishReason] }, usage: usage(this.plan, o.count) })) +
-      event('message_stop', '{"type":"message_stop"}')
-    );
+    const delta = { type: 'message_delta', delta: { stop_reason: STOP_REASON[o.finishReason] }, usage: usage(this.plan, o.count) };
+    return stop + event('message_delta', JSON.stringify(delta)) + event('message_stop', '{"type":"message_stop"}');
   }
 
   /**

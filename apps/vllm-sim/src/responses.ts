@@ -38,7 +38,9 @@ export function planResponses(ctx: SimContext, body: Body): ResponsesPlan {
   // ResponsesRequest.store defaults to true.
   const store = body.store === undefined || body.store === null ? true : optBool(body, 'store');
   if (optBool(body, 'background') && !store) {
-    throw validationError('1 validation error for ResponsesRequest\n  Value error, background can only be used when `store` is true [type=value_error]');
+    throw validationError(
+      '1 validation error for ResponsesRequest\n  Value error, background can only be used when `store` is true [type=value_error]',
+    );
   }
   if (body.prompt !== undefined && body.prompt !== null) {
     throw validationError('1 validation error for ResponsesRequest\n  Value error, prompt template is not supported [type=value_error]');
@@ -240,27 +242,21 @@ export class ResponsesStream implements StreamBody {
     this.itemJson = JSON.stringify(plan.streamItemId);
   }
 
+  /** One SSE event of the Responses stream, its fields as vLLM's event model dumps them. */
+  private ev(type: string, fields: Record<string, unknown>, seq: number): string {
+    return event(type, JSON.stringify({ ...fields, sequence_number: seq, type }));
+  }
+
   head(): string {
     const pending = responseObject(this.plan, this.id, this.created, false);
+    const item = outputItem(this.plan, 'in_progress', false, true);
     let s =
-      event('response.created', JSON.stringify({ response: pending, sequence_number: 0, type: 'response.created' })) +
-      event('response.in_progress', JSON.stringify({ response: pending, sequence_number: 1, type: 'response.in_progress' })) +
-      event(
-        'response.output_item.added',
-        JSON.stringify({ item: outputItem(this.plan, 'in_progress', false, true), output_index: 0, sequence_number: 2, type: 'response.output_item.added' }),
-      );
+      this.ev('response.created', { response: pending }, 0) +
+      this.ev('response.in_progress', { response: pending }, 1) +
+      this.ev('response.output_item.added', { item, output_index: 0 }, 2);
     if (!this.tool) {
-      s += event(
-        'response.content_part.added',
-        JSON.stringify({
-          content_index: 0,
-          item_id: this.plan.streamItemId,
-          output_index: 0,
-          part: { annotations: [], text: '', type: 'output_text', logprobs: [] },
-          sequence_number: 3,
-          type: 'response.content_part.added',
-        }),
-      );
+      const part = { annotations: [], text: '', type: 'output_text', logprobs: [] };
+      s += this.ev('response.content_part.added', { content_index: 0, item_id: this.plan.streamItemId, output_index: 0, part }, 3);
     }
     return s;
   }
@@ -269,11 +265,13 @@ export class ResponsesStream implements StreamBody {
     const o = this.plan.chat.outputs[0]!;
     if (k >= o.count) return '';
     const seq = this.base + k;
+    // The per-token events are written by hand: they are the hot path of a long stream.
     if (this.tool) {
       if (k === 0) return '';
       return event(
         'response.function_call_arguments.delta',
-        `{"delta":${o.tokenJson(k)},"item_id":${this.itemJson},"output_index":0,"sequence_number":${seq},"type":"response.function_call_arguments.delta"}`,
+        `{"delta":${o.tokenJson(k)},"item_id":${this.itemJson},"output_index":0,"sequence_number":${seq},` +
+          '"type":"response.function_call_arguments.delta"}',
       );
     }
     return event(
@@ -291,32 +289,19 @@ export class ResponsesStream implements StreamBody {
     const o = this.plan.chat.outputs[0]!;
     let seq = this.base + o.count;
     const text = o.text();
+    const itemId = this.plan.streamItemId;
     let s = '';
     if (this.tool) {
-      s += event(
-        'response.function_call_arguments.done',
-        JSON.stringify({ arguments: text, item_id: this.plan.streamItemId, name: o.toolCall!.name, output_index: 0, sequence_number: seq++, type: 'response.function_call_arguments.done' }),
-      );
+      const done = { arguments: text, item_id: itemId, name: o.toolCall!.name, output_index: 0 };
+      s += this.ev('response.function_call_arguments.done', done, seq++);
     } else {
       const part = { annotations: [], text, type: 'output_text', logprobs: null };
       s +=
-        event(
-          'response.output_text.done',
-          JSON.stringify({ content_index: 0, item_id: this.plan.streamItemId, logprobs: [], output_index: 0, sequence_number: seq++, text, type: 'response.output_text.done' }),
-        ) +
-        event(
-          'response.content_part.done',
-          JSON.stringify({ content_index: 0, item_id: this.plan.streamItemId, output_index: 0, part, sequence_number: seq++, type: 'response.content_part.done' }),
-        );
+        this.ev('response.output_text.done', { content_index: 0, item_id: itemId, logprobs: [], output_index: 0, text }, seq++) +
+        this.ev('response.content_part.done', { content_index: 0, item_id: itemId, output_index: 0, part }, seq++);
     }
-    s += event(
-      'response.output_item.done',
-      JSON.stringify({ item: outputItem(this.plan, 'completed', true, true), output_index: 0, sequence_number: seq++, type: 'response.output_item.done' }),
-    );
-    s += event(
-      'response.completed',
-      JSON.stringify({ response: responseObject(this.plan, this.id, this.created, true), sequence_number: seq, type: 'response.completed' }),
-    );
+    s += this.ev('response.output_item.done', { item: outputItem(this.plan, 'completed', true, true), output_index: 0 }, seq++);
+    s += this.ev('response.completed', { response: responseObject(this.plan, this.id, this.created, true) }, seq);
     return s;
   }
 

@@ -49,7 +49,8 @@ function plan(ctx: SimContext, body: Body, pairs: [string, string][]): ScoringPl
     if (n > ctx.maxModelLen) {
       throw new SimError(
         400,
-        `This model's maximum context length is ${ctx.maxModelLen} tokens. However, you requested ${n} tokens in the input for scoring. Please reduce the length of the input.`,
+        `This model's maximum context length is ${ctx.maxModelLen} tokens. However, you requested ${n} tokens in the ` +
+          'input for scoring. Please reduce the length of the input.',
       );
     }
     promptTokens += n;

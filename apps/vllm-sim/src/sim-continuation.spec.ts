@@ -127,6 +127,17 @@ describe('vllm-sim continue_final_message (a stream resumed on another engine)',
     expect(body.error.message).toContain('Cannot set both `continue_final_message` and `add_generation_prompt` to True.');
     expect(body.error).toMatchObject({ type: 'Bad Request', code: 400 });
 
+    // The default add_generation_prompt (true) fails in the HF chat template.
+    res = await postJson(`${sim.url}/v1/chat/completions`, {
+      model: 'm1',
+      messages: [user, { role: 'assistant', content: ' lorem' }],
+      continue_final_message: true,
+    });
+    expect(res.status).toBe(400);
+    body = (await res.json()) as { error: { message: string; type: string; code: number } };
+    expect(body.error).toMatchObject({ type: 'BadRequestError', code: 400 });
+    expect(body.error.message).toMatch(/^continue_final_message and add_generation_prompt are not compatible\./);
+
     res = await postJson(`${sim.url}/v1/chat/completions`, { model: 'm1', messages: [user], continue_final_message: true, add_generation_prompt: false });
     expect(res.status).toBe(400);
     body = (await res.json()) as { error: { message: string; type: string; code: number } };

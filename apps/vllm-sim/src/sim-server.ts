@@ -268,7 +268,10 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
         ex.start(plan.chat.promptTokens);
         const stream = new ResponsesStream(plan, `resp_${randomHex()}`, created);
         if (plan.stream) runStream(ex, stream, timing, cutOf(ex, fault, (err, sent) => stream.errorFrame(err, sent)));
-        else runUnary(ex, plan.chat.steps, (k) => stream.tokensIn(k), timing, cut, () => ex.ok(responsesUnaryBody(plan, stream.id, created), stream.finishReason));
+        else {
+          const respond = (): void => ex.ok(responsesUnaryBody(plan, stream.id, created), stream.finishReason);
+          runUnary(ex, plan.chat.steps, (k) => stream.tokensIn(k), timing, cut, respond);
+        }
         return;
       }
       case 'messages': {
