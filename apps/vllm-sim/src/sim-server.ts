@@ -8,7 +8,6 @@ import { Exchange } from './exchange';
 import { FaultController, type FaultSpec, type ParsedFault } from './fault-plan';
 import { runStream, runUnary, type Cut, type Timing } from './generation-runner';
 import { anthropicErrorJson, countTokensBody, MessagesStream, messagesUnaryBody, planMessages } from './messages';
-import { multipartBoundary, MultipartError, parseMultipart } from './multipart';
 import { PrefixCache } from './prefix-cache';
 import { parseBody, type Body } from './request-checks';
 import { planResponses, ResponsesStream, responsesUnaryBody } from './responses';
@@ -16,7 +15,7 @@ import { planRerank, planScore, rerankBody, scoreBody } from './scoring';
 import { randomHex, requestId, type SimContext } from './sim-context';
 import { errorBody, SimError, streamingErrorPayload, type ErrorShape } from './sim-errors';
 import { emptyStats, ModelCounters, renderMetrics, type SimStats } from './sim-metrics';
-import { AudioStream, audioUnaryBody, planAudio, type AudioTask } from './transcriptions';
+import { AudioStream, audioFormSummary, audioUnaryBody, planAudio, readAudioForm, type AudioForm, type AudioTask } from './transcriptions';
 
 export { FaultController } from './fault-plan';
 export type { FaultSpec } from './fault-plan';
@@ -227,10 +226,10 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
     ex: Exchange,
     kind: InferenceKind,
     body: Body,
-    req: FastifyRequest,
-    fault?: ParsedFault,
+    headers: IncomingHttpHeaders,
+    fault: ParsedFault | undefined,
+    form: AudioForm,
   ): void => {
-    const headers = req.headers;
     if (preempt(ex, fault, true)) return;
     if (server.sleeping) {
       ex.error(new SimError(503, 'The engine is sleeping; POST /wake_up first.'));
@@ -304,7 +303,7 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
       case 'transcription':
       case 'translation': {
         const task: AudioTask = kind === 'transcription' ? 'transcribe' : 'translate';
-        const plan = planAudio(ctx, task, req.body, headers['content-type']);
+        const plan = planAudio(ctx, task, form);
         ex.start(plan.promptTokens);
         const stream = new AudioStream(plan, `${task}-${requestId(headers['x-request-id'])}`, created);
         if (plan.stream) runStream(ex, stream, timing, cut);
@@ -322,9 +321,10 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
       // its global handler, in the OpenAI one.
       ex.errorJson = (err) => (err.type === 'Bad Request' ? errorBody(err, shape) : anthropicErrorJson(err));
     }
+    const form = isAudio(kind) ? readAudioForm(req.body, req.headers['content-type']) : undefined;
     let body: Body;
     try {
-      body = isAudio(kind) ? audioFields(req.body, req.headers['content-type']) : parseBody(req.body, req.headers['content-type']);
+      body = isAudio(kind) ? audioFormSummary(form) : parseBody(req.body, req.headers['content-type']);
     } catch (e) {
       record(req.method, path, req.headers, req.body);
       ex.error(e as SimError);
@@ -337,7 +337,7 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
     const fault = faults.size > 0 ? faults.take(path, model, raw) : undefined;
     const run = (): void => {
       try {
-        generate(ex, kind, body, req, fault);
+        generate(ex, kind, body, req.headers, fault, form);
       } catch (e) {
         // Like vLLM, an unexpected exception becomes a 500 rather than taking the engine down.
         ex.error(e instanceof SimError ? e : new SimError(500, e instanceof Error ? e.message : String(e)));
@@ -488,25 +488,6 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
   const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.address;
   const urlHost = host.includes(':') ? `[${host}]` : host;
   return Object.assign(server, { url: `http://${urlHost}:${address.port}`, port: address.port });
-}
-
-/**
- * The form fields of an audio request, for the log and the fault matcher (the file as its name and size);
- * a body that is not a readable form yields none, and the handler answers it.
- */
-function audioFields(raw: unknown, contentType: string | undefined): Body {
-  const boundary = multipartBoundary(contentType);
-  if (boundary === undefined || !Buffer.isBuffer(raw)) return {};
-  try {
-    const form = parseMultipart(raw, boundary);
-    const out: Body = Object.fromEntries(form.fields);
-    const file = form.files.get('file');
-    if (file) out.file = { filename: file.filename, bytes: file.data.length };
-    return out;
-  } catch (e) {
-    if (!(e instanceof MultipartError)) throw e;
-    return {};
-  }
 }
 
 function faultError(status: number, message: string | undefined, type: string | undefined): SimError {

@@ -1,5 +1,5 @@
 import { completionTokens, type StreamBody, tokensInStep } from './generation-runner';
-import { multipartBoundary, MultipartError, parseMultipart } from './multipart';
+import { multipartBoundary, MultipartError, parseMultipart, type FormData } from './multipart';
 import { invalid, missing, usageJson } from './request-checks';
 import { resolveModel, type SimContext } from './sim-context';
 import { SimError, validationError } from './sim-errors';
@@ -37,8 +37,6 @@ export interface AudioPlan {
   readonly promptTokens: number;
   readonly outputs: readonly WordOutput[];
   readonly steps: number;
-  /** What the received-requests log keeps: the fields, and the file's name and size (not its bytes). */
-  readonly logged: Record<string, unknown>;
 }
 
 export const DECODER_PROMPT_TOKENS = 4;
@@ -52,21 +50,38 @@ function formBool(fields: ReadonlyMap<string, string>, name: string): boolean {
   throw invalid(name, 'Input should be a valid boolean, unable to interpret input');
 }
 
-export function planAudio(ctx: SimContext, task: AudioTask, raw: unknown, contentType: string | undefined): AudioPlan {
+/**
+ * An audio request's form, read once: the form, undefined when the body is not multipart/form-data, or the
+ * reason it is malformed.
+ */
+export type AudioForm = FormData | undefined | MultipartError;
+
+export function readAudioForm(raw: unknown, contentType: string | undefined): AudioForm {
   const boundary = multipartBoundary(contentType);
-  // FastAPI reads the form before validating it: anything else is a form without its required `file`.
-  if (boundary === undefined || !Buffer.isBuffer(raw)) throw missing('file');
-  let form;
+  if (boundary === undefined || !Buffer.isBuffer(raw)) return undefined;
   try {
-    form = parseMultipart(raw, boundary);
+    return parseMultipart(raw, boundary);
   } catch (e) {
     if (!(e instanceof MultipartError)) throw e;
-    throw validationError(`There was an error parsing the body: ${e.message}`);
+    return e;
   }
+}
+
+/** What the received-requests log and the fault matcher see: the fields, the file as its name and size. */
+export function audioFormSummary(form: AudioForm): Record<string, unknown> {
+  if (form === undefined || form instanceof MultipartError) return {};
+  const out: Record<string, unknown> = Object.fromEntries(form.fields);
+  const file = form.files.get('file');
+  if (file) out.file = { filename: file.filename, bytes: file.data.length };
+  return out;
+}
+
+export function planAudio(ctx: SimContext, task: AudioTask, form: AudioForm): AudioPlan {
+  // FastAPI reads the form before validating it: anything else is a form without its required `file`.
+  if (form === undefined) throw missing('file');
+  if (form instanceof MultipartError) throw validationError(`There was an error parsing the body: ${form.message}`);
   const { fields, files } = form;
   const file = files.get('file');
-  const logged: Record<string, unknown> = Object.fromEntries(fields);
-  if (file) logged.file = { filename: file.filename, bytes: file.data.length };
   if (!file) throw missing('file');
   const format = fields.get('response_format') ?? 'json';
   if (!['json', 'text', 'srt', 'verbose_json', 'vtt'].includes(format)) {
@@ -113,7 +128,6 @@ export function planAudio(ctx: SimContext, task: AudioTask, raw: unknown, conten
     promptTokens,
     outputs: [out],
     steps: out.count,
-    logged,
   };
 }
 
