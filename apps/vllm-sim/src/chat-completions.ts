@@ -20,7 +20,7 @@ export interface ChatPlan {
   readonly steps: number;
 }
 
-export interface ToolDef {
+interface ToolDef {
   readonly name: string;
   readonly parameters: unknown;
 }
@@ -132,7 +132,7 @@ export function checkContext(maxModelLen: number, promptTokens: number, maxToken
   }
 }
 
-export function parseTools(body: Body): ToolDef[] {
+function parseTools(body: Body): ToolDef[] {
   const tools = body.tools;
   if (tools === undefined || tools === null) return [];
   if (!Array.isArray(tools)) throw invalid('tools', 'Input should be a valid list');

@@ -111,10 +111,15 @@ export class Exchange {
     this.stats.failed++;
   }
 
-  /** Writes `last` (if the client is still there), then runs `fn` once it is flushed. */
-  writeThen(last: string, fn: () => void): void {
-    if (this.closed || last === '') fn();
-    else this.res.write(last, () => fn());
+  /**
+   * The engine dies serving this request: `last` is flushed (if the client is still there), then `crash` runs.
+   * The request ends here, neither completed nor aborted by its client.
+   */
+  die(last: string, crash: () => void): void {
+    const closed = this.closed;
+    this.setPhase('ended');
+    if (closed || last === '') crash();
+    else this.res.write(last, () => crash());
   }
 
   /** Kills the connection after flushing `last`: no terminating chunk, no status if nothing was sent. */

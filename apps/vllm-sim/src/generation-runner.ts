@@ -59,7 +59,7 @@ export function runStream(ex: Exchange, body: StreamBody, timing: Timing, cut: C
     if (!cut) ex.succeed(prefix + body.tail(), body.finishReason);
     else if (cut.kind === 'error') ex.failStream(prefix + cut.frame(limit));
     else if (cut.kind === 'drop') ex.drop(prefix);
-    else ex.writeThen(prefix, cut.crash);
+    else ex.die(prefix, cut.crash);
   };
   const { ttftMs, itlMs } = timing;
   if (itlMs === 0 || limit <= 1) {
@@ -102,7 +102,7 @@ export function runUnary(
     if (!cut) respond();
     else if (cut.kind === 'error') cut.unary();
     else if (cut.kind === 'drop') ex.drop();
-    else cut.crash();
+    else ex.die('', cut.crash);
   };
   if (ms === 0) done();
   else ex.after(ms, done);

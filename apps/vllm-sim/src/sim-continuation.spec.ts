@@ -178,8 +178,20 @@ describe('vllm-sim engine death mid-stream', () => {
       expect(String(err)).toMatch(/terminated/);
       const contents = text.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => (JSON.parse(e.slice(6)) as ChatChunk).choices[0]!.delta.content);
       expect(contents).toEqual(['', ' lorem', ' ipsum', ' dolor']);
-      expect(sim.stats).toMatchObject({ crashes: 1, generationTokens: 3, completed: 0 });
+      expect(sim.stats).toMatchObject({ crashes: 1, generationTokens: 3, completed: 0, aborted: 0, running: 0 });
       await expect(fetch(`${sim.url}/health`)).rejects.toThrow();
+    } finally {
+      await sim.close().catch(() => undefined);
+    }
+  });
+
+  it('a non-streamed request dies after the time its first N tokens take', async () => {
+    const sim = await startSim({ models: ['m1'], outputTokens: 6, ttftMs: 5, itlMs: 5 });
+    try {
+      sim.faults.add({ kind: 'crash', afterTokens: 2 });
+      const err = await postJson(`${sim.url}/v1/chat/completions`, { model: 'm1', messages }).catch((e: unknown) => e);
+      expect(String(err)).toMatch(/fetch failed|terminated|socket/i);
+      expect(sim.stats).toMatchObject({ crashes: 1, generationTokens: 2, completed: 0, aborted: 0 });
     } finally {
       await sim.close().catch(() => undefined);
     }
