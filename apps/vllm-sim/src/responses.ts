@@ -3,6 +3,7 @@ import type { StreamBody } from './generation-runner';
 import { invalid, missing, optBool, optInt, type Body } from './request-checks';
 import { randomHex, resolveModel, type SimContext } from './sim-context';
 import { SimError, validationError } from './sim-errors';
+import { chatPromptTokens } from './sim-tokens';
 
 /**
  * POST /v1/responses as vLLM serves it (vllm/entrypoints/openai/serving_responses.py, protocol.py
@@ -95,6 +96,16 @@ export function planResponses(ctx: SimContext, body: Body): ResponsesPlan {
   const format = (body.text as { format?: { type?: unknown; schema?: unknown } } | null | undefined)?.format;
   if (format?.type === 'json_schema') chatBody.response_format = { type: 'json_schema', json_schema: { schema: format.schema } };
   else if (format?.type === 'json_object') chatBody.response_format = { type: 'json_object' };
+  // vLLM's Responses handler checks the prompt length with its own words (`_validate_generator_input`).
+  const promptTokens = chatPromptTokens(messages, fnTools.length);
+  if (promptTokens >= ctx.maxModelLen) {
+    throw new SimError(
+      400,
+      `The engine prompt length ${promptTokens} exceeds the max_model_len ${ctx.maxModelLen}. Please reduce prompt.`,
+      'invalid_request_error',
+      'input',
+    );
+  }
   const chat = planChat(ctx, chatBody);
   return {
     chat,

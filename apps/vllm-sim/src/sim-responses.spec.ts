@@ -171,6 +171,19 @@ describe('vllm-sim /v1/responses', () => {
     });
     const unknown = await postJson(`${sim.url}/v1/responses`, { model: 'zz', input: 'x' });
     expect(unknown.status).toBe(404);
+    const long = await postJson(`${sim.url}/v1/responses`, { model: 'm1', input: 'w '.repeat(9000) });
+    expect(long.status).toBe(400);
+    expect(await long.json()).toEqual({
+      error: {
+        message: 'The engine prompt length 9007 exceeds the max_model_len 8192. Please reduce prompt.',
+        type: 'invalid_request_error',
+        param: 'input',
+        code: 400,
+      },
+    });
+    const background = await postJson(`${sim.url}/v1/responses`, { model: 'm1', input: 'x', background: true });
+    expect(background.status).toBe(400);
+    expect(((await background.json()) as { error: { param: string } }).error.param).toBe('background');
   });
 
   it('ends a stream cut by error-after with an error event', async () => {
