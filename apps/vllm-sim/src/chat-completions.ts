@@ -1,10 +1,11 @@
 import { completionTokens, type StreamBody, tokensInStep } from './generation-runner';
-import { invalid, missing, optInt, streamFlags, usageJson, type Body, type StreamFlags } from './request-checks';
+import { chatPromptTokenList } from './prefix-cache';
+import { invalid, missing, optBool, optInt, streamFlags, usageJson, type Body, type StreamFlags } from './request-checks';
 import { pythonJsonDumps, sampleFromSchema } from './schema-sample';
 import { randomHex, resolveModel, type SimContext } from './sim-context';
 import { SimError, validationError } from './sim-errors';
 import type { ModelCounters } from './sim-metrics';
-import { chatPromptTokens, PieceOutput, splitPieces, WordOutput, words, type ChoiceOutput } from './sim-tokens';
+import { chatPromptTokens, contentWords, deliveredPieces, PieceOutput, splitPieces, WordOutput, words, type ChoiceOutput } from './sim-tokens';
 
 /** A validated chat request and what each of its choices will generate. */
 export interface ChatPlan {
@@ -12,6 +13,8 @@ export interface ChatPlan {
   readonly counters: ModelCounters;
   readonly flags: StreamFlags;
   readonly promptTokens: number;
+  /** Prompt tokens served from the prefix cache. */
+  readonly cachedTokens: number;
   readonly outputs: readonly ChoiceOutput[];
   /** Steps of generation: the longest choice. */
   readonly steps: number;
@@ -35,25 +38,79 @@ export function planChat(ctx: SimContext, body: Body): ChatPlan {
   const flags = streamFlags(body, 'ChatCompletionRequest');
   const n = optInt(body, 'n', 1) ?? 1;
   const maxTokens = optInt(body, 'max_completion_tokens', 1) ?? optInt(body, 'max_tokens', 1);
+  const prefix = continuedPrefix(body, messages);
+  const skip = prefix === undefined ? undefined : contentWords(prefix);
   const tools = parseTools(body);
-  const tool = pickTool(body, tools);
+  // What a continued generation would have been without its prefix: the choice of tool ignores the prefix.
+  const tool = pickTool(body, tools, skip === undefined ? messages : messages.slice(0, -1));
   const counters = resolveModel(ctx, body);
 
   const promptTokens = chatPromptTokens(messages, tools.length);
   checkContext(ctx.maxModelLen, promptTokens, maxTokens);
   const cap = maxTokens ?? ctx.maxModelLen - promptTokens;
+  const cachedTokens = ctx.prefixCache?.admit(counters.model, chatPromptTokenList(messages, tools.map((t) => t.name))) ?? 0;
 
   const outputs: ChoiceOutput[] = [];
   const json = tool ? undefined : jsonContent(body, ctx.outputTokens);
   const pieces = tool ? splitPieces(pythonJsonDumps(sampleFromSchema(tool.parameters))) : json !== undefined ? splitPieces(json) : undefined;
   for (let i = 0; i < n; i++) {
     if (tool) outputs.push(new PieceOutput(pieces!, cap, { id: `chatcmpl-tool-${randomHex()}`, name: tool.name }));
-    else if (pieces) outputs.push(new PieceOutput(pieces, cap));
-    else outputs.push(new WordOutput(ctx.outputTokens, cap, 7 * i));
+    else if (pieces) outputs.push(new PieceOutput(pieces, cap, null, prefix === undefined ? 0 : deliveredPieces(pieces, contentText(prefix))));
+    else outputs.push(new WordOutput(ctx.outputTokens, cap, 7 * i, skip ?? 0));
   }
   let steps = 0;
   for (const o of outputs) steps = Math.max(steps, o.count);
-  return { model: counters.model, counters, flags, promptTokens, outputs, steps };
+  return { model: counters.model, counters, flags, promptTokens, cachedTokens, outputs, steps };
+}
+
+/** The text of a message `content` (a string, or its text parts joined). */
+function contentText(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  let s = '';
+  for (const p of content as unknown[]) {
+    if (typeof p === 'string') s += p;
+    else if (typeof (p as { text?: unknown } | null)?.text === 'string') s += (p as { text: string }).text;
+  }
+  return s;
+}
+
+/**
+ * `continue_final_message`: the final assistant message's content is a prefix the answer continues (undefined
+ * when the request does not continue). Plain text resumes after the prefix's words (each sim token is one
+ * word); JSON content after the whole pieces the prefix holds. A tool call is not continued.
+ * vLLM refuses it with `add_generation_prompt: true` given explicitly (its pydantic check), and with the
+ * default `add_generation_prompt` (true) when rendering the HF chat template (transformers' check, a 400
+ * BadRequestError): a client must send `add_generation_prompt: false`. Without a final assistant message an HF
+ * template would continue whatever the last message is; the sim refuses it (400), since continuing an
+ * assistant prefix is the only use the gateway has for it.
+ */
+function continuedPrefix(body: Body, messages: readonly unknown[]): unknown {
+  const cont = optBool(body, 'continue_final_message');
+  const agp = body.add_generation_prompt;
+  if (agp !== undefined && agp !== null && typeof agp !== 'boolean') {
+    throw invalid('add_generation_prompt', 'Input should be a valid boolean');
+  }
+  if (!cont) return undefined;
+  if (agp === true) {
+    throw validationError(
+      '1 validation error for ChatCompletionRequest\n  Value error, Cannot set both `continue_final_message` and ' +
+        '`add_generation_prompt` to True. [type=value_error]',
+    );
+  }
+  if (agp !== false) {
+    throw new SimError(
+      400,
+      'continue_final_message and add_generation_prompt are not compatible. Use continue_final_message when you want ' +
+        'the model to continue the final message, and add_generation_prompt when you want to add a header that will ' +
+        'prompt it to start a new assistant message instead.',
+    );
+  }
+  const last = messages.at(-1) as { role?: unknown; content?: unknown } | undefined;
+  if (last?.role !== 'assistant') {
+    throw new SimError(400, 'continue_final_message is set but the final message is not an assistant message to continue.');
+  }
+  return last.content ?? '';
 }
 
 /** vLLM's `_validate_input` length checks. */
@@ -87,7 +144,7 @@ function parseTools(body: Body): ToolDef[] {
 }
 
 /** The tool the answer calls, or undefined for a plain answer (no tools, or `tool_choice: "none"`). */
-function pickTool(body: Body, tools: readonly ToolDef[]): ToolDef | undefined {
+function pickTool(body: Body, tools: readonly ToolDef[], messages: readonly unknown[]): ToolDef | undefined {
   const choice = body.tool_choice;
   if (choice !== undefined && choice !== null && body.tools == null) {
     throw validationError(
@@ -98,7 +155,7 @@ function pickTool(body: Body, tools: readonly ToolDef[]): ToolDef | undefined {
   if (choice === 'required') return tools[0];
   if (choice === undefined || choice === null || choice === 'auto') {
     // Like a model that has just read a tool result, answer in words: lets a tool loop end.
-    const last = (body.messages as readonly { role?: unknown }[]).at(-1);
+    const last = messages.at(-1) as { role?: unknown } | undefined;
     return last?.role === 'tool' ? undefined : tools[0];
   }
   const name = (choice as { function?: { name?: unknown } }).function?.name;
@@ -157,7 +214,7 @@ export function chatUnaryBody(plan: ChatPlan, id: string, created: number): stri
     choices,
     service_tier: null,
     system_fingerprint: null,
-    usage: JSON.parse(usageJson(plan.promptTokens, completion, true)) as unknown,
+    usage: JSON.parse(usageJson(plan.promptTokens, completion, true, plan.cachedTokens)) as unknown,
     prompt_logprobs: null,
     prompt_token_ids: null,
     kv_transfer_params: null,
@@ -228,8 +285,16 @@ export class ChatStream implements StreamBody {
   }
 
   tail(): string {
-    if (!this.plan.flags.includeUsage) return 'data: [DONE]\n\n';
-    const completion = completionTokens(this.plan.outputs);
-    return `data: {"id":${this.idJson}${this.post}${usageJson(this.plan.promptTokens, completion, false)}}\n\ndata: [DONE]\n\n`;
+    // A choice with nothing left to generate (a continued message that was complete) still finishes.
+    let s = '';
+    const outputs = this.plan.outputs;
+    for (let i = 0; i < outputs.length; i++) {
+      const o = outputs[i]!;
+      if (o.count === 0) s += `${this.pre}${i},"delta":{"content":""},"logprobs":null,"finish_reason":"${o.finishReason}","stop_reason":null}]}\n\n`;
+    }
+    if (!this.plan.flags.includeUsage) return `${s}data: [DONE]\n\n`;
+    const completion = completionTokens(outputs);
+    const usage = usageJson(this.plan.promptTokens, completion, false, this.plan.cachedTokens);
+    return `${s}data: {"id":${this.idJson}${this.post}${usage}}\n\ndata: [DONE]\n\n`;
   }
 }

@@ -1,9 +1,10 @@
 import { checkContext } from './chat-completions';
 import { completionTokens, type StreamBody, tokensInStep } from './generation-runner';
 import { invalid, missing, optInt, streamFlags, usageJson, type Body, type StreamFlags } from './request-checks';
+import { textPromptTokenList } from './prefix-cache';
 import { resolveModel, type SimContext } from './sim-context';
 import type { ModelCounters } from './sim-metrics';
-import { textPromptTokens, WordOutput } from './sim-tokens';
+import { deliveredSuffix, textPromptTokens, WordOutput } from './sim-tokens';
 
 /** vLLM's CompletionRequest default for `max_tokens`. */
 const DEFAULT_MAX_TOKENS = 16;
@@ -14,6 +15,8 @@ export interface CompletionPlan {
   readonly flags: StreamFlags;
   /** Prompt tokens per prompt. */
   readonly promptTokens: readonly number[];
+  /** Prompt tokens served from the prefix cache, over all prompts. */
+  readonly cachedTokens: number;
   /** Choices in vLLM's order: prompt p, choice j at index p * n + j. */
   readonly outputs: readonly WordOutput[];
   /** Choices per prompt. */
@@ -45,15 +48,20 @@ export function planCompletion(ctx: SimContext, body: Body): CompletionPlan {
   const promptTokens = prompts.map(textPromptTokens);
   const outputs: WordOutput[] = [];
   let steps = 0;
-  for (const p of promptTokens) {
-    checkContext(ctx.maxModelLen, p, maxTokens);
+  let cachedTokens = 0;
+  for (let p = 0; p < prompts.length; p++) {
+    checkContext(ctx.maxModelLen, promptTokens[p]!, maxTokens);
+    const prompt = prompts[p]!;
+    if (ctx.prefixCache) cachedTokens += ctx.prefixCache.admit(counters.model, textPromptTokenList(prompt));
     for (let j = 0; j < n; j++) {
-      const o = new WordOutput(ctx.outputTokens, maxTokens, 7 * j);
+      // A prompt that ends with the start of the sequence is an interrupted generation re-sent: it continues.
+      const skip = typeof prompt === 'string' ? deliveredSuffix(prompt, ctx.outputTokens, 7 * j) : 0;
+      const o = new WordOutput(ctx.outputTokens, maxTokens, 7 * j, skip);
       steps = Math.max(steps, o.count);
       outputs.push(o);
     }
   }
-  return { model: counters.model, counters, flags, promptTokens, outputs, n, steps };
+  return { model: counters.model, counters, flags, promptTokens, cachedTokens, outputs, n, steps };
 }
 
 function totalPrompt(plan: CompletionPlan): number {
@@ -86,7 +94,7 @@ export function completionUnaryBody(plan: CompletionPlan, id: string, created: n
     choices,
     service_tier: null,
     system_fingerprint: null,
-    usage: JSON.parse(usageJson(totalPrompt(plan), completion, true)) as unknown,
+    usage: JSON.parse(usageJson(totalPrompt(plan), completion, true, plan.cachedTokens)) as unknown,
     kv_transfer_params: null,
   });
 }
@@ -140,6 +148,6 @@ export class CompletionStream implements StreamBody {
   tail(): string {
     if (!this.plan.flags.includeUsage) return 'data: [DONE]\n\n';
     const completion = completionTokens(this.plan.outputs);
-    return `${this.usageHead}${usageJson(totalPrompt(this.plan), completion, false)}}\n\ndata: [DONE]\n\n`;
+    return `${this.usageHead}${usageJson(totalPrompt(this.plan), completion, false, this.plan.cachedTokens)}}\n\ndata: [DONE]\n\n`;
   }
 }

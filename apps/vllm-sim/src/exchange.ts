@@ -16,13 +16,16 @@ export class Exchange {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   model: ModelCounters | undefined;
+  /** The JSON body of an error answer; vLLM's OpenAI-style envelope unless a route speaks another protocol. */
+  errorJson: (err: SimError) => string;
 
   constructor(
     readonly res: ServerResponse,
     private readonly stats: SimStats,
-    private readonly shape: ErrorShape,
+    shape: ErrorShape,
   ) {
     stats.requests++;
+    this.errorJson = (err) => errorBody(err, shape);
     res.once('close', () => this.onClose());
   }
 
@@ -97,9 +100,26 @@ export class Exchange {
     this.model?.finish(finishReason);
   }
 
+  /** A successful answer that ran no generation (e.g. counting tokens): completed, but no finished request. */
+  answer(body: string): void {
+    this.json(200, body);
+    this.stats.completed++;
+  }
+
   error(err: SimError, headers?: Record<string, string>): void {
-    this.json(err.status, errorBody(err, this.shape), headers);
+    this.json(err.status, this.errorJson(err), headers);
     this.stats.failed++;
+  }
+
+  /**
+   * The engine dies serving this request: `last` is flushed (if the client is still there), then `crash` runs.
+   * The request ends here, neither completed nor aborted by its client.
+   */
+  die(last: string, crash: () => void): void {
+    const closed = this.closed;
+    this.setPhase('ended');
+    if (closed || last === '') crash();
+    else this.res.write(last, () => crash());
   }
 
   /** Kills the connection after flushing `last`: no terminating chunk, no status if nothing was sent. */

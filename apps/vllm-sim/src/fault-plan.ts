@@ -1,7 +1,21 @@
 import { z } from 'zod';
 
 /** Inference paths a fault applies to when it names no `path`. */
-export const INFERENCE_PATHS: readonly string[] = ['/v1/chat/completions', '/v1/completions', '/v1/embeddings'];
+export const INFERENCE_PATHS: readonly string[] = [
+  '/v1/chat/completions',
+  '/v1/completions',
+  '/v1/embeddings',
+  '/v1/responses',
+  '/v1/messages',
+  '/v1/messages/count_tokens',
+  '/v1/rerank',
+  '/rerank',
+  '/v2/rerank',
+  '/v1/score',
+  '/score',
+  '/v1/audio/transcriptions',
+  '/v1/audio/translations',
+];
 
 const count = z.union([z.number().int().positive(), z.literal('always')]).optional();
 const match = {
@@ -46,7 +60,12 @@ export const faultSpecSchema = z.discriminatedUnion('kind', [
    * The engine dies on this request (a poisonous input that crashes the process): every connection is cut and
    * the port stops listening, as when vLLM's process exits. A sim run as a process exits with status 1.
    */
-  z.object({ kind: z.literal('crash'), ...match }),
+  z.object({
+    kind: z.literal('crash'),
+    ...match,
+    /** Die mid-generation once this many tokens are out (a spot engine lost mid-stream); absent or 0: at once. */
+    afterTokens: z.number().int().nonnegative().optional(),
+  }),
 ]);
 
 /** A fault to inject into the next matching request(s). */
@@ -92,8 +111,8 @@ export class FaultController {
     return this.queue.length;
   }
 
-  /** Takes the fault for a request, if any (`body`: the raw request body, for `bodyContains`). */
-  take(path: string, model: string | undefined, body?: string): ParsedFault | undefined {
+  /** Takes the fault for a request, if any (`body`: the raw request body, text or bytes, for `bodyContains`). */
+  take(path: string, model: string | undefined, body?: string | Buffer): ParsedFault | undefined {
     if (this.queue.length === 0) return undefined;
     for (let i = 0; i < this.queue.length; i++) {
       const q = this.queue[i]!;

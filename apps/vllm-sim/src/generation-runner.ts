@@ -30,8 +30,10 @@ export function completionTokens(outputs: readonly { readonly count: number }[])
 
 /** What an injected mid-generation fault does once `afterTokens` steps are out. */
 export type Cut =
-  | { readonly kind: 'error'; readonly afterTokens: number; readonly frame: string; readonly unary: () => void }
-  | { readonly kind: 'drop'; readonly afterTokens: number };
+  | { readonly kind: 'error'; readonly afterTokens: number; readonly frame: (sent: number) => string; readonly unary: () => void }
+  | { readonly kind: 'drop'; readonly afterTokens: number }
+  /** The engine dies (every connection cut, the port closed) once `afterTokens` steps are out. */
+  | { readonly kind: 'crash'; readonly afterTokens: number; readonly crash: () => void };
 
 export interface Timing {
   readonly ttftMs: number;
@@ -55,13 +57,15 @@ export function runStream(ex: Exchange, body: StreamBody, timing: Timing, cut: C
   };
   const finish = (prefix: string): void => {
     if (!cut) ex.succeed(prefix + body.tail(), body.finishReason);
-    else if (cut.kind === 'error') ex.failStream(prefix + cut.frame);
-    else ex.drop(prefix);
+    else if (cut.kind === 'error') ex.failStream(prefix + cut.frame(limit));
+    else if (cut.kind === 'drop') ex.drop(prefix);
+    else ex.die(prefix, cut.crash);
   };
   const { ttftMs, itlMs } = timing;
   if (itlMs === 0 || limit <= 1) {
     const all = (): void => {
-      let s = '';
+      // Nothing to generate (a continuation that was already complete): the head still goes out.
+      let s = limit === 0 && !cut ? body.head() : '';
       for (let k = 0; k < limit; k++) s += emit(k);
       finish(s);
     };
@@ -97,7 +101,8 @@ export function runUnary(
     for (let k = 0; k < limit; k++) ex.tokens(tokensIn(k));
     if (!cut) respond();
     else if (cut.kind === 'error') cut.unary();
-    else ex.drop();
+    else if (cut.kind === 'drop') ex.drop();
+    else ex.die('', cut.crash);
   };
   if (ms === 0) done();
   else ex.after(ms, done);

@@ -3,7 +3,8 @@ import { startSim, type SimOptions } from './sim-server';
 
 const USAGE = `usage: vllm-sim --models m1[,m2...] [--port 8090] [--host 127.0.0.1] [--ttft-ms N] [--itl-ms N]
                 [--output-tokens N] [--max-model-len N] [--embedding-dim N] [--error-shape current|flat]
-                [--wake-up-ms N]   (how long POST /wake_up takes in sleep mode)`;
+                [--wake-up-ms N]   (how long POST /wake_up takes in sleep mode)
+                [--prefix-caching] (report prefix-cache hits as cached_tokens, like --enable-prompt-tokens-details)`;
 
 function fail(message: string): never {
   process.stderr.write(`vllm-sim: ${message}\n${USAGE}\n`);
@@ -35,6 +36,7 @@ function parseOptions(argv: string[]): SimOptions {
         'embedding-dim': { type: 'string' },
         'error-shape': { type: 'string' },
         'wake-up-ms': { type: 'string' },
+        'prefix-caching': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -62,6 +64,7 @@ function parseOptions(argv: string[]): SimOptions {
     embeddingDim: int('embedding-dim', values['embedding-dim'], 1),
     errorShape: shape,
     wakeUpMs: int('wake-up-ms', values['wake-up-ms'], 0),
+    prefixCaching: values['prefix-caching'] === true,
   };
 }
 
@@ -70,7 +73,7 @@ async function main(): Promise<void> {
   const sim = await startSim({
     ...opts,
     onCrash: () => {
-      process.stderr.write('vllm-sim: crashed (a crash fault matched the request)\n');
+      process.stderr.write('vllm-sim: crashed (a crash fault, or POST /sim/crash-at)\n');
       process.exit(1);
     },
   });

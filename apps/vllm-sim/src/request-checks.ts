@@ -78,10 +78,12 @@ export function streamFlags(body: Body, requestClass: string): StreamFlags {
   return { stream, includeUsage, continuousUsage: includeUsage && o.continuous_usage_stats === true };
 }
 
-/** The JSON text of a usage object, in vLLM's field order. */
-export function usageJson(prompt: number, completion: number, details: boolean): string {
-  return (
-    `{"prompt_tokens":${prompt},"total_tokens":${prompt + completion},"completion_tokens":${completion}` +
-    `${details ? ',"prompt_tokens_details":null' : ''}}`
-  );
+/**
+ * The JSON text of a usage object, in vLLM's field order. `prompt_tokens_details` carries `cached_tokens` only
+ * when some were cached (vLLM: `--enable-prompt-tokens-details` and `num_cached_tokens` > 0); otherwise the
+ * unary body has it null and the stream leaves it out.
+ */
+export function usageJson(prompt: number, completion: number, details: boolean, cached = 0): string {
+  const extra = cached > 0 ? `,"prompt_tokens_details":{"cached_tokens":${cached}}` : details ? ',"prompt_tokens_details":null' : '';
+  return `{"prompt_tokens":${prompt},"total_tokens":${prompt + completion},"completion_tokens":${completion}${extra}}`;
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { FaultController } from './fault-plan';
+import type { PrefixCache } from './prefix-cache';
 import { modelNotFound, type ErrorShape } from './sim-errors';
 import type { ModelCounters, SimStats } from './sim-metrics';
 import type { Body } from './request-checks';
@@ -16,6 +17,8 @@ export interface SimContext {
   readonly errorShape: ErrorShape;
   readonly faults: FaultController;
   readonly stats: SimStats;
+  /** Set when prefix caching is reported (SimOptions.prefixCaching). */
+  readonly prefixCache: PrefixCache | undefined;
 }
 
 /** The served model a request names (vLLM serves its first name when `model` is absent). */

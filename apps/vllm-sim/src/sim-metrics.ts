@@ -1,6 +1,6 @@
 /** Live counters of the sim (read them at any time; they change as requests run). */
 export interface SimStats {
-  /** Inference requests received (chat, completions, embeddings), valid or not. */
+  /** Inference requests received (every path in INFERENCE_PATHS), valid or not. */
   requests: number;
   /** Requests generating right now (from the end of any fault delay to the last byte). */
   running: number;

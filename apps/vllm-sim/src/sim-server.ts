@@ -7,10 +7,15 @@ import { embeddingBody, planEmbedding } from './embeddings';
 import { Exchange } from './exchange';
 import { FaultController, type FaultSpec, type ParsedFault } from './fault-plan';
 import { runStream, runUnary, type Cut, type Timing } from './generation-runner';
+import { anthropicErrorJson, countTokensBody, MessagesStream, messagesUnaryBody, planMessages } from './messages';
+import { PrefixCache } from './prefix-cache';
 import { parseBody, type Body } from './request-checks';
+import { planResponses, ResponsesStream, responsesUnaryBody } from './responses';
+import { planRerank, planScore, rerankBody, scoreBody } from './scoring';
 import { randomHex, requestId, type SimContext } from './sim-context';
 import { errorBody, SimError, streamingErrorPayload, type ErrorShape } from './sim-errors';
 import { emptyStats, ModelCounters, renderMetrics, type SimStats } from './sim-metrics';
+import { AudioStream, audioFormSummary, audioUnaryBody, planAudio, readAudioForm, type AudioForm, type AudioTask } from './transcriptions';
 
 export { FaultController } from './fault-plan';
 export type { FaultSpec } from './fault-plan';
@@ -43,6 +48,12 @@ export interface SimOptions {
   version?: string;
   /** How long POST /wake_up takes (default 0). */
   wakeUpMs?: number;
+  /**
+   * Report prefix-cache hits (default false), like vLLM with `--enable-prompt-tokens-details`: a prompt whose
+   * leading 16-token blocks were seen before reports them as cached_tokens (chat, completions), as
+   * input_tokens_details.cached_tokens (responses) and cache_read_input_tokens (messages).
+   */
+  prefixCaching?: boolean;
 }
 
 /** A request the sim received, as it arrived (body parsed when it was JSON, else the raw text). */
@@ -61,18 +72,35 @@ export interface SimServer {
   readonly faults: FaultController;
   /** Live counters. */
   readonly stats: SimStats;
-  /** The last 100 requests to /v1/*, oldest first. */
+  /** The last 100 requests to /v1/* and the other inference paths (/rerank, /score...), oldest first. */
   readonly received: ReceivedRequest[];
   /** Whether the engine is in vLLM sleep mode (POST /sleep, POST /wake_up). */
   sleeping: boolean;
-  /** Clears faults, received requests and counters (not the running/waiting gauges). */
+  /** Clears faults, received requests, counters (not the running/waiting gauges), the prefix cache and a pending crashIn. */
   reset(): void;
+  /** The engine dies in `ms` (as a crash fault does): a spot replica lost at a given moment. */
+  crashIn(ms: number): void;
   close(): Promise<void>;
 }
 
 const RECEIVED_MAX = 100;
 const UNCOUNTED = emptyStats();
-type InferenceKind = 'chat' | 'completion' | 'embedding';
+type InferenceKind =
+  | 'chat'
+  | 'completion'
+  | 'embedding'
+  | 'responses'
+  | 'messages'
+  | 'count_tokens'
+  | 'rerank'
+  | 'score'
+  | 'transcription'
+  | 'translation';
+
+/** Audio routes take a multipart form, every other inference route JSON. */
+function isAudio(kind: InferenceKind): kind is 'transcription' | 'translation' {
+  return kind === 'transcription' || kind === 'translation';
+}
 
 /** Starts a vLLM-faithful OpenAI-compatible engine simulator. */
 export async function startSim(opts: SimOptions): Promise<SimServer> {
@@ -91,6 +119,7 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
     errorShape: opts.errorShape ?? 'current',
     faults,
     stats,
+    prefixCache: opts.prefixCaching ? new PrefixCache() : undefined,
   };
   const timing: Timing = { ttftMs: ctx.ttftMs, itlMs: ctx.itlMs };
   const shape = ctx.errorShape;
@@ -104,6 +133,8 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
   // Bodies are parsed by the handlers so that bad JSON gets vLLM's error, not Fastify's.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  // Audio uploads stay bytes; the parts are views of this one buffer.
+  app.addContentTypeParser('multipart/form-data', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   app.setErrorHandler((err: { statusCode?: number; message: string }, _req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
     void reply.code(status).type('application/json').send(errorBody(new SimError(status, err.message), shape));
@@ -112,8 +143,11 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
     void reply.code(404).type('application/json').send('{"detail":"Not Found"}');
   });
 
+  let crashTimer: NodeJS.Timeout | undefined;
   /** A poisonous request killed the engine: every connection goes, the port stops listening. */
   const crash = (): void => {
+    if (crashTimer) clearTimeout(crashTimer);
+    crashTimer = undefined;
     stats.crashes++;
     if (opts.onCrash) {
       opts.onCrash();
@@ -133,21 +167,32 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
     reset() {
       faults.clear();
       received.length = 0;
+      ctx.prefixCache?.clear();
+      if (crashTimer) clearTimeout(crashTimer);
+      crashTimer = undefined;
       const { running, waiting } = stats;
       Object.assign(stats, emptyStats(), { running, waiting });
     },
+    crashIn(ms: number) {
+      if (crashTimer) clearTimeout(crashTimer);
+      crashTimer = setTimeout(crash, ms);
+    },
     close: async () => {
+      if (crashTimer) clearTimeout(crashTimer);
       await app.close();
     },
   };
 
-  const cutOf = (ex: Exchange, fault: ParsedFault | undefined): Cut | undefined => {
+  /** What a mid-generation fault does; `frame` writes the protocol's error event (default: vLLM's data frame). */
+  const cutOf = (ex: Exchange, fault: ParsedFault | undefined, frame?: (err: SimError, sent: number) => string): Cut | undefined => {
     if (!fault) return undefined;
     if (fault.kind === 'drop') return { kind: 'drop', afterTokens: fault.afterTokens };
+    if (fault.kind === 'crash' && fault.afterTokens) return { kind: 'crash', afterTokens: fault.afterTokens, crash };
     if (fault.kind !== 'error-after') return undefined;
     const err = faultError(fault.status ?? 500, fault.message, fault.type);
-    const frame = `data: ${streamingErrorPayload(err, shape)}\n\n${fault.done === false ? '' : 'data: [DONE]\n\n'}`;
-    return { kind: 'error', afterTokens: fault.afterTokens, frame, unary: () => ex.error(err) };
+    const done = fault.done === false ? '' : 'data: [DONE]\n\n';
+    const write = frame ? (sent: number) => frame(err, sent) : () => `data: ${streamingErrorPayload(err, shape)}\n\n${done}`;
+    return { kind: 'error', afterTokens: fault.afterTokens, frame: write, unary: () => ex.error(err) };
   };
 
   /** Applies the faults that act before any generation; true when the request is answered. */
@@ -170,12 +215,21 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
       case 'slow-start':
         return false;
       case 'crash':
+        // With afterTokens, the runner kills the engine mid-generation.
+        if (generating && fault.afterTokens) return false;
         crash();
         return true;
     }
   };
 
-  const generate = (ex: Exchange, kind: InferenceKind, body: Body, headers: IncomingHttpHeaders, fault?: ParsedFault): void => {
+  const generate = (
+    ex: Exchange,
+    kind: InferenceKind,
+    body: Body,
+    headers: IncomingHttpHeaders,
+    fault: ParsedFault | undefined,
+    form: AudioForm,
+  ): void => {
     if (preempt(ex, fault, true)) return;
     if (server.sleeping) {
       ex.error(new SimError(503, 'The engine is sleeping; POST /wake_up first.'));
@@ -208,27 +262,82 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
         runUnary(ex, 1, () => 0, timing, cut, () => ex.ok(embeddingBody(plan, ctx.embeddingDim, created), 'stop'));
         return;
       }
+      case 'responses': {
+        const plan = planResponses(ctx, body);
+        ex.start(plan.chat.promptTokens);
+        const stream = new ResponsesStream(plan, `resp_${randomHex()}`, created);
+        if (plan.stream) runStream(ex, stream, timing, cutOf(ex, fault, (err, sent) => stream.errorFrame(err, sent)));
+        else {
+          const respond = (): void => ex.ok(responsesUnaryBody(plan, stream.id, created), stream.finishReason);
+          runUnary(ex, plan.chat.steps, (k) => stream.tokensIn(k), timing, cut, respond);
+        }
+        return;
+      }
+      case 'messages': {
+        const plan = planMessages(ctx, body);
+        ex.start(plan.chat.promptTokens);
+        const id = `chatcmpl-${requestId(headers['x-request-id'])}`;
+        const stream = new MessagesStream(plan, id);
+        if (plan.stream) runStream(ex, stream, timing, cutOf(ex, fault, (err) => stream.errorFrame(err)));
+        else runUnary(ex, plan.chat.steps, (k) => stream.tokensIn(k), timing, cut, () => ex.ok(messagesUnaryBody(plan, id), stream.finishReason));
+        return;
+      }
+      case 'count_tokens': {
+        // Rendering only: no engine request, so no prompt tokens processed and no finished request.
+        const { json } = countTokensBody(ctx, body);
+        runUnary(ex, 0, () => 0, timing, cut, () => ex.answer(json));
+        return;
+      }
+      case 'rerank': {
+        const plan = planRerank(ctx, body);
+        ex.start(plan.promptTokens);
+        runUnary(ex, 1, () => 0, timing, cut, () => ex.ok(rerankBody(plan, `rerank-${requestId(headers['x-request-id'])}`), 'stop'));
+        return;
+      }
+      case 'score': {
+        const plan = planScore(ctx, body);
+        ex.start(plan.promptTokens);
+        runUnary(ex, 1, () => 0, timing, cut, () => ex.ok(scoreBody(plan, `score-${requestId(headers['x-request-id'])}`, created), 'stop'));
+        return;
+      }
+      case 'transcription':
+      case 'translation': {
+        const task: AudioTask = kind === 'transcription' ? 'transcribe' : 'translate';
+        const plan = planAudio(ctx, task, form);
+        ex.start(plan.promptTokens);
+        const stream = new AudioStream(plan, `${task}-${requestId(headers['x-request-id'])}`, created);
+        if (plan.stream) runStream(ex, stream, timing, cut);
+        else runUnary(ex, plan.steps, (k) => stream.tokensIn(k), timing, cut, () => ex.ok(audioUnaryBody(plan), stream.finishReason));
+        return;
+      }
     }
   };
 
   const inference = (kind: InferenceKind, path: string) => (req: FastifyRequest, reply: FastifyReply): void => {
     reply.hijack();
     const ex = new Exchange(reply.raw, stats, shape);
+    if (kind === 'messages' || kind === 'count_tokens') {
+      // vLLM's router translates handler errors into Anthropic's envelope; request validation errors come from
+      // its global handler, in the OpenAI one.
+      ex.errorJson = (err) => (err.type === 'Bad Request' ? errorBody(err, shape) : anthropicErrorJson(err));
+    }
+    const form = isAudio(kind) ? readAudioForm(req.body, req.headers['content-type']) : undefined;
     let body: Body;
     try {
-      body = parseBody(req.body, req.headers['content-type']);
+      body = isAudio(kind) ? audioFormSummary(form) : parseBody(req.body, req.headers['content-type']);
     } catch (e) {
       record(req.method, path, req.headers, req.body);
       ex.error(e as SimError);
       return;
     }
     record(req.method, path, req.headers, body);
-    const model = typeof body.model === 'string' ? body.model : ctx.defaultModel;
+    const model = typeof body.model === 'string' && body.model !== '' ? body.model : ctx.defaultModel;
     ex.model = models.get(model);
-    const fault = faults.size > 0 ? faults.take(path, model, typeof req.body === 'string' ? req.body : undefined) : undefined;
+    const raw = typeof req.body === 'string' || Buffer.isBuffer(req.body) ? req.body : undefined;
+    const fault = faults.size > 0 ? faults.take(path, model, raw) : undefined;
     const run = (): void => {
       try {
-        generate(ex, kind, body, req.headers, fault);
+        generate(ex, kind, body, req.headers, fault, form);
       } catch (e) {
         // Like vLLM, an unexpected exception becomes a 500 rather than taking the engine down.
         ex.error(e instanceof SimError ? e : new SimError(500, e instanceof Error ? e.message : String(e)));
@@ -241,6 +350,13 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
   app.post('/v1/chat/completions', inference('chat', '/v1/chat/completions'));
   app.post('/v1/completions', inference('completion', '/v1/completions'));
   app.post('/v1/embeddings', inference('embedding', '/v1/embeddings'));
+  app.post('/v1/responses', inference('responses', '/v1/responses'));
+  app.post('/v1/messages', inference('messages', '/v1/messages'));
+  app.post('/v1/messages/count_tokens', inference('count_tokens', '/v1/messages/count_tokens'));
+  for (const path of ['/v1/rerank', '/rerank', '/v2/rerank']) app.post(path, inference('rerank', path));
+  for (const path of ['/v1/score', '/score']) app.post(path, inference('score', path));
+  app.post('/v1/audio/transcriptions', inference('transcription', '/v1/audio/transcriptions'));
+  app.post('/v1/audio/translations', inference('translation', '/v1/audio/translations'));
 
   /** A plain endpoint, still subject to faults that name its path (e.g. a failing /health). */
   const plain =
@@ -346,6 +462,20 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
   });
   app.get('/sim/received', (_req, reply) => {
     void reply.send(received);
+  });
+  app.post('/sim/crash-at', (req, reply) => {
+    let ms: unknown;
+    try {
+      ms = (JSON.parse(String(req.body ?? '')) as { in_ms?: unknown }).in_ms;
+    } catch {
+      ms = undefined;
+    }
+    if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < 0) {
+      void reply.code(400).send({ error: 'body must be {"in_ms": N} with N an integer >= 0' });
+      return;
+    }
+    server.crashIn(ms);
+    void reply.send({ crash_in_ms: ms });
   });
   app.post('/sim/reset', (_req, reply) => {
     server.reset();

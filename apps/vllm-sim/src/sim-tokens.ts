@@ -18,6 +18,46 @@ export const MESSAGE_OVERHEAD_TOKENS = 4;
 export const CHAT_PROMPT_OVERHEAD_TOKENS = 3;
 export const TOOL_OVERHEAD_TOKENS = 8;
 
+function isSpace(c: number): boolean {
+  return c === 32 || (c >= 9 && c <= 13) || c === 160;
+}
+
+/** The whitespace-separated words of `s` (what countWords counts). */
+export function wordsOf(s: string): string[] {
+  const out: string[] = [];
+  let start = -1;
+  for (let i = 0; i < s.length; i++) {
+    if (isSpace(s.charCodeAt(i))) {
+      if (start >= 0) out.push(s.slice(start, i));
+      start = -1;
+    } else if (start < 0) start = i;
+  }
+  if (start >= 0) out.push(s.slice(start));
+  return out;
+}
+
+/** The first `count` tokens of the sim's sequence from `offset`, as text (each token a word with a leading space). */
+export function sequenceText(count: number, offset = 0): string {
+  let s = '';
+  for (let k = 0; k < count; k++) s += WORD_TEXT[(offset + k) % WORD_TEXT.length]!;
+  return s;
+}
+
+/**
+ * How many tokens of the sim's sequence (from `offset`) `prompt` already ends with, up to `max`: a completions
+ * prompt that carries the delivered text of an interrupted generation continues it. 0 when it ends with none.
+ */
+export function deliveredSuffix(prompt: string, max: number, offset = 0): number {
+  const trimmed = prompt.replace(/\s+$/, '');
+  for (let k = max; k > 0; k--) {
+    const tail = sequenceText(k, offset);
+    if (trimmed.endsWith(tail)) return k;
+    // The text may also open the prompt without its leading space.
+    if (trimmed === tail.slice(1)) return k;
+  }
+  return 0;
+}
+
 /** Number of whitespace-separated words in `s`. */
 export function countWords(s: string): number {
   let n = 0;
@@ -46,6 +86,20 @@ export function contentWords(content: unknown): number {
     }
   }
   return n;
+}
+
+/** The words of a message `content` (what contentWords counts). */
+export function contentWordList(content: unknown): string[] {
+  if (typeof content === 'string') return wordsOf(content);
+  if (!Array.isArray(content)) return [];
+  const out: string[] = [];
+  for (const part of content) {
+    if (typeof part === 'string') out.push(...wordsOf(part));
+    else if (part !== null && typeof part === 'object' && typeof (part as { text?: unknown }).text === 'string') {
+      out.push(...wordsOf((part as { text: string }).text));
+    }
+  }
+  return out;
 }
 
 /**
@@ -86,42 +140,49 @@ export interface ChoiceOutput {
   readonly toolCall: { readonly id: string; readonly name: string } | null;
 }
 
-/** Plain text: `count` words starting at `offset` in the word list (choice i starts elsewhere than choice 0). */
+/**
+ * Plain text: `count` words starting at `offset` in the word list (choice i starts elsewhere than choice 0).
+ * `skip` tokens of the sequence were already delivered (a continued generation): the output resumes after
+ * them, and `cap` (max_tokens) counts only the new ones.
+ */
 export class WordOutput implements ChoiceOutput {
   readonly toolCall = null;
   readonly finishReason: 'stop' | 'length';
   readonly count: number;
-  constructor(
-    natural: number,
-    cap: number,
-    private readonly offset: number,
-  ) {
-    this.count = Math.min(natural, cap);
-    this.finishReason = cap < natural ? 'length' : 'stop';
+  private readonly offset: number;
+  constructor(natural: number, cap: number, offset: number, skip = 0) {
+    const left = Math.max(0, natural - skip);
+    this.count = Math.min(left, cap);
+    this.finishReason = cap < left ? 'length' : 'stop';
+    this.offset = offset + skip;
   }
   tokenJson(k: number): string {
     return WORD_JSON[(this.offset + k) % WORD_JSON.length]!;
   }
   text(): string {
-    let s = '';
-    for (let k = 0; k < this.count; k++) s += WORD_TEXT[(this.offset + k) % WORD_TEXT.length]!;
-    return s;
+    return sequenceText(this.count, this.offset);
   }
 }
 
-/** Text made of given pieces (JSON content), or a tool call whose arguments are the pieces. */
+/**
+ * Text made of given pieces (JSON content), or a tool call whose arguments are the pieces. Content can resume
+ * after `skip` pieces already delivered (a continued generation).
+ */
 export class PieceOutput implements ChoiceOutput {
   readonly count: number;
   readonly finishReason: 'stop' | 'length' | 'tool_calls';
   private readonly lead: number;
+  private readonly pieces: readonly string[];
   constructor(
-    private readonly pieces: readonly string[],
+    pieces: readonly string[],
     cap: number,
     readonly toolCall: { readonly id: string; readonly name: string } | null = null,
+    skip = 0,
   ) {
     // A tool call spends one token on its name before the arguments start.
     this.lead = toolCall ? 1 : 0;
-    const natural = pieces.length + this.lead;
+    this.pieces = toolCall ? pieces : pieces.slice(skip);
+    const natural = this.pieces.length + this.lead;
     this.count = Math.min(natural, cap);
     this.finishReason = cap < natural ? 'length' : toolCall ? 'tool_calls' : 'stop';
   }
@@ -131,6 +192,14 @@ export class PieceOutput implements ChoiceOutput {
   text(): string {
     return this.pieces.slice(0, Math.max(0, this.count - this.lead)).join('');
   }
+}
+
+/** How many leading `pieces` the delivered `prefix` holds (the longest run of whole pieces it starts with). */
+export function deliveredPieces(pieces: readonly string[], prefix: string): number {
+  let at = 0;
+  let k = 0;
+  while (k < pieces.length && prefix.startsWith(pieces[k]!, at)) at += pieces[k++]!.length;
+  return k;
 }
 
 /** Splits `s` into tokens of up to `size` code points. */

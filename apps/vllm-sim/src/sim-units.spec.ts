@@ -1,7 +1,7 @@
 import { FaultController } from './fault-plan';
 import { pythonJsonDumps, sampleFromSchema } from './schema-sample';
 import { errorTypeFor } from './sim-errors';
-import { chatPromptTokens, countWords, PieceOutput, splitPieces, WordOutput } from './sim-tokens';
+import { chatPromptTokens, countWords, deliveredPieces, deliveredSuffix, PieceOutput, splitPieces, WordOutput } from './sim-tokens';
 
 describe('sim token accounting', () => {
   it('counts words across whitespace kinds', () => {
@@ -27,6 +27,20 @@ describe('sim token accounting', () => {
     expect([call.count, call.finishReason, call.text()]).toEqual([3, 'tool_calls', '{"a": 1}']);
     const cut = new PieceOutput(splitPieces('{"a": 1}'), 2, { id: 'i', name: 'f' });
     expect([cut.count, cut.finishReason, cut.text()]).toEqual([2, 'length', '{"a"']);
+  });
+
+  it('resumes an output after the tokens already delivered', () => {
+    const w = new WordOutput(5, 2, 0, 2);
+    expect([w.count, w.finishReason, w.text()]).toEqual([2, 'length', ' dolor sit']);
+    expect(new WordOutput(5, 10, 0, 5)).toMatchObject({ count: 0, finishReason: 'stop' });
+    expect(deliveredSuffix('tell me lorem ipsum', 5)).toBe(2);
+    expect(deliveredSuffix('lorem', 5)).toBe(1);
+    expect(deliveredSuffix('tell me', 5)).toBe(0);
+    expect(deliveredSuffix('xlorem', 5)).toBe(0);
+    const pieces = splitPieces('{"a": "value"}');
+    expect(deliveredPieces(pieces, '{"a": "va')).toBe(2);
+    expect(pieces).toEqual(['{"a"', ': "v', 'alue', '"}']);
+    expect(new PieceOutput(pieces, 100, null, 2).text()).toBe('alue"}');
   });
 
   it('splits by code points, never inside a surrogate pair', () => {
