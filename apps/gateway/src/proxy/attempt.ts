@@ -39,6 +39,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   readonly relay: StreamRelay | null;
   /** The last bytes of a non-streamed body, where its usage is. */
   tail: Buffer | null = null;
+  /** Its first bytes, for the APIs that put usage first (see ProtocolAdapter.usageInHead). */
+  head: Buffer | null = null;
   /** An error status's body, up to 64 KiB. */
   errorChunks: Buffer[] = [];
   errorBytes = 0;

@@ -1,7 +1,7 @@
 import { AfterFailure, afterFailure, AttemptFailure, failureOf, implicatesBody } from './failure-policy';
 
-const facts = (failure: AttemptFailure, extra: Partial<{ status: number; clientReceived: boolean; strikes: number }> = {}) =>
-  afterFailure({ failure, status: 0, clientReceived: false, strikes: 0, ...extra });
+const facts = (failure: AttemptFailure, extra: Partial<{ status: number; clientReceived: boolean; sentFailures: number }> = {}) =>
+  afterFailure({ failure, status: 0, clientReceived: false, sentFailures: 0, ...extra });
 
 describe('afterFailure: the one decision after a failed attempt', () => {
   it('moves a request nothing reached the client of to another engine for lost, unreached, timed-out and cut-short engines and 5xx', () => {
@@ -24,10 +24,10 @@ describe('afterFailure: the one decision after a failed attempt', () => {
     }
   });
 
-  it('stops at the second engine incident of a body, whatever else holds', () => {
-    expect(facts(AttemptFailure.Lost, { strikes: 1 })).toBe(AfterFailure.Retry);
-    expect(facts(AttemptFailure.Lost, { strikes: 2 })).toBe(AfterFailure.Poisoned);
-    expect(facts(AttemptFailure.Timeout, { strikes: 3, clientReceived: true })).toBe(AfterFailure.Poisoned);
+  it('stops at the second engine a request lost after sending it, whatever else holds', () => {
+    expect(facts(AttemptFailure.Lost, { sentFailures: 1 })).toBe(AfterFailure.Retry);
+    expect(facts(AttemptFailure.Lost, { sentFailures: 2 })).toBe(AfterFailure.Poisoned);
+    expect(facts(AttemptFailure.Timeout, { sentFailures: 2, clientReceived: true })).toBe(AfterFailure.Poisoned);
   });
 
   it('classifies undici codes; only failures after sending implicate the body', () => {

@@ -1,4 +1,5 @@
-import { POISON_STRIKES } from '../routing/poison-guard';
+/** A request that lost this many engines after sending them its body gets no third: the body is refused. */
+export const SENT_FAILURES_MAX = 2;
 
 /** How an attempt against one engine failed. */
 export const enum AttemptFailure {
@@ -35,22 +36,22 @@ export interface FailureFacts {
   readonly status: number;
   /** Whether any byte of the response has reached the client. */
   readonly clientReceived: boolean;
-  /** The body's engine incidents so far, this one included (0 when the failure does not implicate the body). */
-  readonly strikes: number;
+  /** Attempts of this request that failed after the engine had its body (see {@link implicatesBody}), this one included. */
+  readonly sentFailures: number;
 }
 
-/** Failures that implicate the request's body (it was with an engine that went away): counted by the PoisonGuard. */
+/** Failures that implicate the request's body (it was with an engine that went away): at most one retry follows. */
 export function implicatesBody(failure: AttemptFailure): boolean {
   return failure === AttemptFailure.Lost || failure === AttemptFailure.Timeout;
 }
 
 /**
  * The one place that decides what follows a failed attempt. A request moves to another engine only while
- * nothing reached its client; a request that failed two engines after being sent is not tried on a third;
+ * nothing reached its client; a request that lost two engines after sending them is not tried on a third;
  * an engine's 4xx is the client's to read (another engine would say the same), its 5xx is worth another.
  */
 export function afterFailure(facts: FailureFacts): AfterFailure {
-  if (facts.strikes >= POISON_STRIKES) return AfterFailure.Poisoned;
+  if (facts.sentFailures >= SENT_FAILURES_MAX) return AfterFailure.Poisoned;
   if (facts.clientReceived) return AfterFailure.Cut;
   switch (facts.failure) {
     case AttemptFailure.Unsent:

@@ -2,15 +2,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AppConfig } from '@spot/config';
 import { protocolError } from '../errors/client-errors';
 import { answerEarly, drainLimit } from '../http/early-answer';
-import type { ProxyKind } from './openai-request';
+import { PROXIED_PATHS, type ProxyKind } from './openai-request';
 import { newRequestId } from './request-id';
 
-/** The proxied operations by exact path. */
-const KINDS: Readonly<Record<string, ProxyKind>> = {
-  '/v1/chat/completions': 'chat',
-  '/v1/completions': 'completions',
-  '/v1/embeddings': 'embeddings',
-};
+const KINDS = PROXIED_PATHS;
 
 /** The proxied operation of a POST's URL, query string or not. */
 function kindOf(url: string): ProxyKind | undefined {

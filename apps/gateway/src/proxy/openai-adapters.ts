@@ -1,5 +1,5 @@
 import { errorBody, normalizeUpstreamError } from '@spot/contract';
-import { checkRequest, type CheckedRequest, type ProxyKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
+import { checkRequest, type CheckedRequest, type OpenAIKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
 import { OpenAISseRelay } from './openai-sse-relay';
 import type { ProtocolAdapter, StreamRelay } from './protocol-adapter';
 import { midstreamErrorFrame } from './sse-frames';
@@ -8,8 +8,9 @@ import { type TokenUsage, usageFromJsonTail } from './token-usage';
 /** OpenAI's chat completions, completions and embeddings: one shape of request, stream and error. */
 class OpenAIAdapter implements ProtocolAdapter {
   readonly upstreamPath: string;
+  readonly usageInHead = false;
 
-  constructor(readonly kind: ProxyKind) {
+  constructor(readonly kind: OpenAIKind) {
     this.upstreamPath = UPSTREAM_PATHS[kind];
   }
 
@@ -43,7 +44,7 @@ class OpenAIAdapter implements ProtocolAdapter {
 }
 
 /** The adapter of each proxied OpenAI operation. */
-export const OPENAI_ADAPTERS: Readonly<Record<ProxyKind, ProtocolAdapter>> = {
+export const OPENAI_ADAPTERS: Readonly<Record<OpenAIKind, ProtocolAdapter>> = {
   chat: new OpenAIAdapter('chat'),
   completions: new OpenAIAdapter('completions'),
   embeddings: new OpenAIAdapter('embeddings'),

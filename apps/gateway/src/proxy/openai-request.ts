@@ -1,13 +1,31 @@
 import { invalidRequest } from '@spot/contract';
 import { bodyError } from '../errors/to-api-error';
 
-/** The three proxied OpenAI operations. */
-export type ProxyKind = 'chat' | 'completions' | 'embeddings';
+/** The proxied operations: OpenAI's three, and the scoring APIs vLLM serves (Jina/Cohere-style rerank, score). */
+export type ProxyKind = 'chat' | 'completions' | 'embeddings' | 'rerank' | 'rerank_v2' | 'score';
+
+/** The OpenAI operations {@link checkRequest} knows. */
+export type OpenAIKind = 'chat' | 'completions' | 'embeddings';
 
 export const UPSTREAM_PATHS: Readonly<Record<ProxyKind, string>> = {
   chat: '/v1/chat/completions',
   completions: '/v1/completions',
   embeddings: '/v1/embeddings',
+  rerank: '/v1/rerank',
+  rerank_v2: '/v2/rerank',
+  score: '/v1/score',
+};
+
+/** Every proxied path a client may POST to, and its operation (vLLM's aliases included). */
+export const PROXIED_PATHS: Readonly<Record<string, ProxyKind>> = {
+  '/v1/chat/completions': 'chat',
+  '/v1/completions': 'completions',
+  '/v1/embeddings': 'embeddings',
+  '/v1/rerank': 'rerank',
+  '/rerank': 'rerank',
+  '/v2/rerank': 'rerank_v2',
+  '/v1/score': 'score',
+  '/score': 'score',
 };
 
 /** A client's request body after the checks the gateway itself makes (the engine checks the rest). */
@@ -39,7 +57,7 @@ function missing(param: string): never {
  * field, `stream_options` only with `stream`. Everything else (tools, response_format, n, logprobs,
  * unknown fields) is the engine's to judge and passes through untouched.
  */
-export function checkRequest(kind: ProxyKind, raw: unknown, bodyBytes: number): CheckedRequest {
+export function checkRequest(kind: OpenAIKind, raw: unknown, bodyBytes: number): CheckedRequest {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw invalidRequest('The request body must be a JSON object.');
   }

@@ -42,8 +42,10 @@ export interface ProtocolAdapter {
   upstreamBody(req: CheckedRequest, upstreamModel: string): string;
   /** A fresh relay for one attempt's stream. */
   streamRelay(req: CheckedRequest): StreamRelay;
-  /** The usage in the last bytes of a non-streamed body (the engine puts it last), or null. */
-  usageFromBody(tail: string): TokenUsage | null;
+  /** Whether a non-streamed body's usage may be at its start (then its first 16 KiB are kept too). */
+  readonly usageInHead: boolean;
+  /** The usage of a non-streamed body from its last bytes (and its first, with {@link usageInHead}), or null. */
+  usageFromBody(tail: string, head: string | null): TokenUsage | null;
   /** An error of ours in the protocol's envelope. */
   errorBody(status: number, message: string, code: string | null): string;
   /** An engine's error body in the protocol's envelope, for the status the client gets. */

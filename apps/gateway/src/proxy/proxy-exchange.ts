@@ -32,7 +32,7 @@ export interface ExchangeContext {
   readonly wakeFallback: (model: string, tried: readonly Candidate[]) => Promise<readonly Candidate[]> | null;
   /** Settles the request's reservation with what it cost (called once, when it ends). */
   readonly settleBudget: (reservation: Reservation, costNanos: number) => void;
-  /** Bodies that failed engines after being sent: at most two engine incidents each. */
+  /** Bodies refused because a request carrying them lost two engines after sending them. */
   readonly poison: PoisonGuard;
   /** POISON_TTL_S, for the message of the 502. */
   readonly poisonTtlS: number;
@@ -110,8 +110,8 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
   private readonly startedAtEpoch = Date.now();
   /** When the first attempt went to an engine. */
   private sentAt = 0;
-  /** The body's fingerprint, computed on the first failure that implicates it (see {@link PoisonGuard}). */
-  private fingerprint: string | null = null;
+  /** Attempts that failed after the engine had the body (lost, timed out): one retry follows the first, none the second. */
+  private sentFailures = 0;
 
   constructor(
     private readonly ctx: ExchangeContext,
@@ -238,6 +238,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       if (relay.errorFrames !== frames) this.ctx.metrics.upstreamErrors.labels(attempt.candidate.route.tier, 'frame').inc(relay.errorFrames - frames);
     } else {
       this.keepTail(attempt, chunk);
+      if (this.adapter.usageInHead) this.keepHead(attempt, chunk);
       this.write(chunk);
     }
     const c = attempt.controller;
@@ -372,8 +373,11 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       this.endpointFailed(attempt, breaker, midstream ? `mid-response: ${what}` : what);
       if (midstream) this.ctx.onError(`engine ${endpoint.origin} (tier ${route.tier}) failed mid-response: ${what}`);
     }
-    const strikes = implicatesBody(failure) ? this.strike(attempt) : 0;
-    const decision = afterFailure({ failure, status: attempt.status, clientReceived: this.res.headersSent, strikes });
+    if (implicatesBody(failure) && !this.clientGone && this.gate !== Gate.Refused) {
+      this.sentFailures++;
+      if (this.sentFailures === 1) this.ctx.metrics.poison.labels('struck').inc();
+    }
+    const decision = afterFailure({ failure, status: attempt.status, clientReceived: this.res.headersSent, sentFailures: this.sentFailures });
     switch (decision) {
       case AfterFailure.Poisoned:
         this.poisoned(what);
@@ -398,10 +402,24 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     this.firstByteAt = 0;
     if (this.attemptIndex + 1 < this.candidates.length) {
       this.ctx.metrics.retries.labels(attempt.candidate.route.tier).inc();
+      // after losing an engine that had the body, its one retry goes to another tier when there is one: the
+      // replicas of a spot tier are often lost together (a reclaim wave), an innocent body should not lose two
+      if (this.sentFailures > 0) this.preferOtherTier(attempt.candidate.route.tier);
       this.send();
       return true;
     }
     return this.wakeFallback();
+  }
+
+  /** Moves the first remaining candidate that is not on `tier` to the front of the remaining ones. */
+  private preferOtherTier(tier: string): void {
+    const next = this.attemptIndex + 1;
+    const other = this.candidates.findIndex((c, i) => i >= next && c.route.tier !== tier);
+    if (other <= next) return;
+    const reordered = [...this.candidates];
+    const [pick] = reordered.splice(other, 1);
+    reordered.splice(next, 0, pick);
+    this.candidates = reordered;
   }
 
   /** The client's answer to a failure no other engine will get: an error response (nothing was sent yet). */
@@ -433,20 +451,14 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     }
   }
 
-  /** Counts a failure that implicates the body against it; returns its engine incidents so far. */
-  private strike(attempt: Attempt): number {
-    if (this.clientGone || this.gate === Gate.Refused) return 0;
-    this.fingerprint ??= this.ctx.poison.fingerprint(this.req.body);
-    const strikes = this.ctx.poison.strike(this.fingerprint, attempt.candidate.endpoint.origin);
-    this.ctx.metrics.poison.labels(strikes >= 2 ? 'detected' : 'struck').inc();
-    return strikes;
-  }
-
   /**
-   * The body failed a second engine: it is not tried again (it may be what kills them). A response not yet
-   * begun gets a 502 `upstream_error` naming the failure, a begun stream its error frame.
+   * The request lost a second engine after sending it its body: it is not tried again (it may be what kills
+   * them), and the body is refused for POISON_TTL_S. A response not yet begun gets a 502 `upstream_error`
+   * naming the failure, a begun stream its error frame.
    */
   private poisoned(what: string): void {
+    this.ctx.poison.poison(this.ctx.poison.fingerprint(this.req.body));
+    this.ctx.metrics.poison.labels('detected').inc();
     this.ctx.onError(`request ${this.requestId}: ${what} on a second engine; identical requests are refused for ${this.ctx.poisonTtlS} s`);
     const message = `The request failed on two engines in a row (${what}), so it is not retried again; identical requests are refused for ${this.ctx.poisonTtlS} seconds.`;
     if (this.res.headersSent) {
@@ -464,6 +476,12 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       const joined = Buffer.concat([tail, chunk]);
       attempt.tail = joined.length > TAIL_BYTES ? joined.subarray(joined.length - TAIL_BYTES) : joined;
     }
+  }
+
+  private keepHead(attempt: Attempt, chunk: Buffer): void {
+    const head = attempt.head;
+    if (head === null) attempt.head = chunk.length > TAIL_BYTES ? chunk.subarray(0, TAIL_BYTES) : chunk;
+    else if (head.length < TAIL_BYTES) attempt.head = Buffer.concat([head, chunk]).subarray(0, TAIL_BYTES);
   }
 
   private write(buf: Buffer): void {
@@ -613,7 +631,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     const attempt = this.attempt;
     const route = attempt.candidate.route;
     const relay = attempt.relay;
-    const usage = relay !== null ? relay.usage : attempt.tail !== null && attempt.phase !== AttemptPhase.ErrorBody ? this.adapter.usageFromBody(attempt.tail.toString('utf8')) : null;
+    const usage = relay !== null ? relay.usage : attempt.tail !== null && attempt.phase !== AttemptPhase.ErrorBody ? this.adapter.usageFromBody(attempt.tail.toString('utf8'), attempt.head?.toString('utf8') ?? null) : null;
     const delivered = relay?.contentEvents ?? 0;
     const reached = delivered > 0 || usage !== null || (status < 300 && status > 0);
     let prompt = 0;

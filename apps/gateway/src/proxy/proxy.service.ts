@@ -10,7 +10,7 @@ import { GatewayMetrics } from '../metrics/gateway-metrics';
 import { PoisonGuard } from '../routing/poison-guard';
 import { TierWaker } from '../routing/tier-waker';
 import { UpstreamPool } from '../routing/upstream-pool';
-import { OPENAI_ADAPTERS } from './openai-adapters';
+import { ADAPTERS, PROXY_KINDS } from './adapters';
 import type { ProxyKind } from './openai-request';
 import { type ExchangeContext, ProxyExchange } from './proxy-exchange';
 
@@ -70,7 +70,7 @@ export class ProxyService {
       metrics,
       poison,
       poisonTtlS: config.POISON_TTL_S,
-      timers: { chat: metrics.routeTimers('chat'), completions: metrics.routeTimers('completions'), embeddings: metrics.routeTimers('embeddings') },
+      timers: Object.fromEntries(PROXY_KINDS.map((k) => [k, metrics.routeTimers(k)])) as ExchangeContext['timers'],
       recorder,
       onSettled: (x) => this.settled(x),
       onError: (message) => this.logger.warn(message),
@@ -98,7 +98,7 @@ export class ProxyService {
     res: ServerResponse,
     startedAt: number,
   ): Promise<void> {
-    const adapter = OPENAI_ADAPTERS[kind];
+    const adapter = ADAPTERS[kind];
     const req = adapter.check(body, bodyBytes);
     const routes = this.catalog.routesFor(req.model);
     if (routes === undefined || (key.allowedModels !== null && !key.allowedModels.has(req.model))) {

@@ -13,7 +13,7 @@ import { BodyBudget } from '../http/body-budget';
 import { ShutdownCoordinator } from '../lifecycle/shutdown-coordinator';
 import { FastPath } from './fast-path';
 import { ModelsService } from './models.service';
-import type { ProxyKind } from './openai-request';
+import { PROXIED_PATHS, type ProxyKind } from './openai-request';
 import { ProxyService } from './proxy.service';
 import { newRequestId } from './request-id';
 
@@ -62,11 +62,7 @@ export class V1Routes implements OnModuleInit {
       }
       done();
     });
-    for (const [path, kind] of [
-      ['/v1/chat/completions', 'chat'],
-      ['/v1/completions', 'completions'],
-      ['/v1/embeddings', 'embeddings'],
-    ] as const) {
+    for (const [path, kind] of Object.entries(PROXIED_PATHS)) {
       // the URLs the fast path does not take (a percent-escaped path, say): handed to it before Fastify reads a byte of the body
       app.post(path, {
         errorHandler: handlerFor(kind),
