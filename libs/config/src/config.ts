@@ -26,6 +26,16 @@ export const configSchema = z.object({
   TIERS_FILE: z.string().min(1).default('tiers.yaml'),
   /** Largest request body the gateway accepts, in bytes; bigger ones get 413. */
   GATEWAY_BODY_LIMIT: positiveInt.default(8 * 1024 * 1024),
+  /**
+   * Gateway worker processes sharing GATEWAY_PORT (node:cluster): 1 runs the gateway in this process; `auto` (or 0)
+   * runs one per core. Each worker has its own usage recorder over the shared USAGE_SPOOL_DIR; limits, revocations
+   * and wake locks are in Redis already.
+   */
+  GATEWAY_PROCESSES: z
+    .string()
+    .regex(/^(?:auto|\d+)$/, 'expected a number of processes, or auto (or 0) for one per core')
+    .default('1')
+    .transform((v) => (v === 'auto' ? 0 : Number(v))),
   /** On SIGTERM, how long in-flight requests (streams included) may take before they are cut. */
   SHUTDOWN_GRACE_MS: positiveInt.default(25_000),
   /** After this long a verified key is re-checked in Postgres, behind the request; revocation is pushed, this is a safety net. */

@@ -1,5 +1,15 @@
+import cluster from 'node:cluster';
 import { Injectable } from '@nestjs/common';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ClusterMetricsClient } from './cluster-metrics';
+
+/** The usage recorder's counters the gauges show. */
+export interface RecorderStats {
+  pending: number;
+  spooledEvents: number;
+  written: number;
+  failures: number;
+}
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
@@ -92,40 +102,53 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
-  readonly usagePending = new Gauge({
+  readonly usagePending: Gauge = new Gauge({
     name: 'gateway_usage_events_pending',
     help: 'Usage events held in memory, not yet in Postgres',
     registers: [this.registry],
+    collect: (): void => this.usagePending.set(this.recorderStats().pending),
   });
-  readonly usageSpooled = new Gauge({
+  readonly usageSpooled: Gauge = new Gauge({
     name: 'gateway_usage_events_spooled',
     help: 'Usage events spilled to the disk spool, not yet in Postgres',
     registers: [this.registry],
+    collect: (): void => this.usageSpooled.set(this.recorderStats().spooledEvents),
   });
-  readonly usageWritten = new Gauge({
+  readonly usageWritten: Gauge = new Gauge({
     name: 'gateway_usage_events_written',
     help: 'Usage events this process has written to Postgres',
     registers: [this.registry],
+    collect: (): void => this.usageWritten.set(this.recorderStats().written),
   });
-  readonly usageFailures = new Gauge({
+  readonly usageFailures: Gauge = new Gauge({
     name: 'gateway_usage_flush_failures',
     help: 'Failed usage flushes (retried; nothing is dropped)',
     registers: [this.registry],
+    collect: (): void => this.usageFailures.set(this.recorderStats().failures),
   });
 
   private readonly requestChildren = new Map<string, ReturnType<Counter<'route' | 'status'>['labels']>>();
   private readonly tokenChildren = new Map<string, [ReturnType<Counter<'model' | 'tier' | 'direction'>['labels']>, ReturnType<Counter<'model' | 'tier' | 'direction'>['labels']>]>();
 
+  private recorderStats: () => RecorderStats = () => ({ pending: 0, spooledEvents: 0, written: 0, failures: 0 });
+  private readonly cluster: ClusterMetricsClient | null;
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'gateway_' });
+    this.cluster = cluster.isWorker ? new ClusterMetricsClient(this.registry) : null;
   }
 
-  /** Copies the usage recorder's counters into gauges (at scrape time). */
-  observeRecorder(stats: { pending: number; spooledEvents: number; written: number; failures: number }): void {
-    this.usagePending.set(stats.pending);
-    this.usageSpooled.set(stats.spooledEvents);
-    this.usageWritten.set(stats.written);
-    this.usageFailures.set(stats.failures);
+  /** Where the usage gauges read the recorder's counters, at collection time (each worker's, in a cluster). */
+  observeRecorder(stats: () => RecorderStats): void {
+    this.recorderStats = stats;
+  }
+
+  /**
+   * The Prometheus text of this process, or, in a worker of a multi-process gateway, of every worker (merged by the
+   * primary, each series labelled with its worker), so that a scrape that lands on any worker sees them all.
+   */
+  text(): Promise<string> {
+    return this.cluster === null ? this.registry.metrics() : this.cluster.text();
   }
 
   /** The duration and time-to-first-byte histograms of a route, labelled once. */
