@@ -8,6 +8,7 @@
  *
  *   npm run bench:capacity -- [--duration 10] [--repeat 2] [--connections 32] [--warmup 2] [--tokens 16]
  *                             [--threads 1] [--soak 300 --rate 0.8] [--procs N] [--keep-usage] [--profile DIR]
+ *                             [--gateway-node-args=--max-semi-space-size=64]
  *
  * Uses DATABASE_URL (default: the dev database) and REDIS_URL. wrk comes from Debian (installed with apt-get
  * when missing and root). `--procs N` sets GATEWAY_PROCESSES=N for the gateway; any GATEWAY_* variable in the
@@ -43,6 +44,7 @@ const { values } = parseArgs({
     procs: { type: 'string' },
     'keep-usage': { type: 'boolean', default: false },
     profile: { type: 'string' },
+    'gateway-node-args': { type: 'string', default: '' },
   },
 });
 const DURATION_S = Number(values.duration);
@@ -107,7 +109,8 @@ async function main(): Promise<void> {
   const profileArgs = (name: string) => (PROFILE_DIR === null ? [] : ['--cpu-prof', '--cpu-prof-dir', path.join(PROFILE_DIR, name)]);
   if (PROFILE_DIR !== null) for (const name of ['gateway', 'bare']) rmSync(path.join(PROFILE_DIR, name), { recursive: true, force: true });
   const bare = startNode('bare', path.join(dist, 'bench/naive-proxy.js'), [String(barePort), simUrl, 'bench-upstream'], env, { probeLoop: true, nodeArgs: profileArgs('bare') });
-  const gateway = startNode('gateway', path.join(dist, 'apps/gateway/src/main.js'), [], env, { probeLoop: true, nodeArgs: profileArgs('gateway') });
+  const gatewayNodeArgs = (values['gateway-node-args'] ?? '').split(/\s+/).filter(Boolean);
+  const gateway = startNode('gateway', path.join(dist, 'apps/gateway/src/main.js'), [], env, { probeLoop: true, nodeArgs: [...gatewayNodeArgs, ...profileArgs('gateway')] });
   /** The measured rounds of each proxy, on the clock V8 stamps profile samples with. */
   const windows: Record<Target, ProfileWindow[]> = { direct: [], bare: [], gateway: [] };
   const nowUs = () => Number(process.hrtime.bigint() / 1000n);
@@ -249,7 +252,7 @@ async function main(): Promise<void> {
       bench: 'capacity',
       date: new Date().toISOString(),
       machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, loadAverage: os.loadavg() },
-      params: { tool: 'wrk', threads: THREADS, connections: CONNECTIONS, durationS: DURATION_S, repeat: REPEAT, warmupS: WARMUP_S, tokens: TOKENS, stream: true, auth: true, limits: true, usageRecording: true, gatewayProcesses: env.GATEWAY_PROCESSES ?? null },
+      params: { tool: 'wrk', threads: THREADS, connections: CONNECTIONS, durationS: DURATION_S, repeat: REPEAT, warmupS: WARMUP_S, tokens: TOKENS, stream: true, auth: true, limits: true, usageRecording: true, gatewayProcesses: env.GATEWAY_PROCESSES ?? null, gatewayNodeArgs },
       runs,
       summary,
       ratios,

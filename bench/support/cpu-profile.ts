@@ -89,7 +89,7 @@ function recorderComponent(fn: string): string {
 }
 
 /** The component a frame belongs to, or null for frames charged to their caller (natives, Node's own modules). */
-function componentOf(frame: CallFrame): string | null {
+export function componentOf(frame: CallFrame): string | null {
   const { url, functionName } = frame;
   if (url === '') {
     if (functionName === '(garbage collector)') return 'GC';
@@ -110,7 +110,7 @@ function componentOf(frame: CallFrame): string | null {
 }
 
 /** Node's own modules, for samples with no component above them (the HTTP parser, timers, sockets). */
-function coreComponent(frame: CallFrame): string {
+export function coreComponent(frame: CallFrame): string {
   const m = /^node:(?:internal\/)?([a-z_]+)/.exec(frame.url);
   const mod = m?.[1] ?? 'native';
   if (/^_?http|^http/.test(mod)) return 'Node core: http server/client';
