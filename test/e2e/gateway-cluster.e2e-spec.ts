@@ -9,7 +9,9 @@ import { type SimServer, startSim } from '../../apps/vllm-sim/src/sim-server';
 import { GATEWAY_MAIN, type GatewayProcess, seedOrgKey, spawnGateway } from '../support/gateway-process';
 import { CHAT_MODEL, CHAT_UPSTREAM, tiersYaml } from '../support/gateway-stack';
 
-// GATEWAY_PROCESSES=2: the built gateway as a node:cluster primary with two workers on one port.
+// GATEWAY_PROCESSES=2: the built gateway as a node:cluster primary with two workers on one port. Booting a worker
+// takes seconds on a loaded machine (each loads the whole app): generous deadlines, no timing asserted.
+jest.setTimeout(90_000);
 
 /** The pids whose parent is `pid` (a cluster primary's workers), from /proc. */
 function childrenOf(pid: number): number[] {
@@ -40,7 +42,7 @@ function requestsByWorker(metrics: string, route: string, status: number): Map<s
   return byWorker;
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | null> | T | null, timeoutMs = 15_000): Promise<T> {
+async function waitFor<T>(what: string, probe: () => Promise<T | null> | T | null, timeoutMs = 40_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();
@@ -74,7 +76,7 @@ describe('gateway with GATEWAY_PROCESSES=2', () => {
   });
 
   async function start(env: Record<string, string> = {}): Promise<GatewayProcess> {
-    gw = await spawnGateway({ tiersYaml: tiersYaml(sim.url), env: { GATEWAY_PROCESSES: '2', SHUTDOWN_GRACE_MS: '10000', ...env } });
+    gw = await spawnGateway({ tiersYaml: tiersYaml(sim.url), readyTimeoutMs: 40_000, env: { GATEWAY_PROCESSES: '2', SHUTDOWN_GRACE_MS: '10000', ...env } });
     // ready = one worker listens; the test needs both
     await waitFor('two workers', () => (childrenOf(gw!.child.pid!).length === 2 ? true : null));
     return gw;
@@ -159,7 +161,7 @@ describe('gateway with GATEWAY_PROCESSES=2 and a bad tiers file', () => {
     const run = spawnSync(process.execPath, [GATEWAY_MAIN], {
       env: { ...process.env, GATEWAY_PROCESSES: '2', GATEWAY_PORT: '0', TIERS_FILE: file, USAGE_SPOOL_DIR: join(dir, 'spool') },
       encoding: 'utf8',
-      timeout: 20_000,
+      timeout: 60_000,
     });
     expect(run.status).toBe(1);
     expect(run.stderr).toContain(`${file}: invalid tiers file`);
