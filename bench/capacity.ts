@@ -7,20 +7,25 @@
  * sampling its RSS every 5 s. Writes bench/results/capacity[-soak]-<date>.json.
  *
  *   npm run bench:capacity -- [--duration 10] [--repeat 2] [--connections 32] [--warmup 2] [--tokens 16]
- *                             [--threads 1] [--soak 300 --rate 0.8] [--procs N] [--keep-usage]
+ *                             [--threads 1] [--soak 300 --rate 0.8] [--procs N] [--keep-usage] [--profile DIR]
+ *                             [--gateway-node-args=--max-semi-space-size=64]
  *
  * Uses DATABASE_URL (default: the dev database) and REDIS_URL. wrk comes from Debian (installed with apt-get
  * when missing and root). `--procs N` sets GATEWAY_PROCESSES=N for the gateway; any GATEWAY_* variable in the
- * environment reaches it as is.
+ * environment reaches it as is. `--profile DIR` runs the gateway and the bare proxy under `node --cpu-prof` (profiles in
+ * DIR/gateway and DIR/bare, one per process) and prints where their CPU went during the measured rounds, by
+ * component and by function (bench/support/cpu-profile.ts). Each proxy's event-loop delay and garbage collections
+ * are sampled inside it by a preloaded probe (for a multi-process gateway: its primary only).
  */
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { benchTiersYaml, countUsageEvents, createBenchKey, deleteUsageEvents, migrate } from './support/bench-org';
 import { freePort, startNode, stopProcess, treeCpuSeconds, treeRss, waitForPort, waitForUrl } from './support/child-processes';
+import { formatProfileSummary, type ProfileSummary, type ProfileWindow, summarizeProfiles } from './support/cpu-profile';
 import { type LoopDelay, loopDelay } from './support/loop-delay';
 import { type WrkResult, ensureWrk, runWrk, writeWrkScript } from './support/wrk';
 
@@ -38,6 +43,8 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '0.8' },
     procs: { type: 'string' },
     'keep-usage': { type: 'boolean', default: false },
+    profile: { type: 'string' },
+    'gateway-node-args': { type: 'string', default: '' },
   },
 });
 const DURATION_S = Number(values.duration);
@@ -49,6 +56,7 @@ const THREADS = Number(values.threads);
 const SOAK_S = Number(values.soak);
 const SOAK_RATE = Number(values.rate);
 const RSS_EVERY_MS = 5_000;
+const PROFILE_DIR = values.profile === undefined ? null : path.resolve(values.profile);
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/spotinference';
 for (const [name, v] of Object.entries({ DURATION_S, REPEAT, CONNECTIONS, THREADS, TOKENS })) {
   if (!Number.isInteger(v) || v < 1) throw new Error(`--${name.toLowerCase().replace('_s', '')} must be a positive integer`);
@@ -98,8 +106,14 @@ async function main(): Promise<void> {
 
   // the sim's defaults: no time to first token, no time between tokens: the whole stream is written at once
   const sim = startNode('sim', path.join(dist, 'apps/vllm-sim/src/main.js'), ['--port', String(simPort), '--models', 'bench-upstream', '--output-tokens', String(TOKENS)], env);
-  const bare = startNode('bare', path.join(dist, 'bench/naive-proxy.js'), [String(barePort), simUrl, 'bench-upstream'], env);
-  const gateway = startNode('gateway', path.join(dist, 'apps/gateway/src/main.js'), [], env, { probeLoop: true });
+  const profileArgs = (name: string) => (PROFILE_DIR === null ? [] : ['--cpu-prof', '--cpu-prof-dir', path.join(PROFILE_DIR, name)]);
+  if (PROFILE_DIR !== null) for (const name of ['gateway', 'bare']) rmSync(path.join(PROFILE_DIR, name), { recursive: true, force: true });
+  const bare = startNode('bare', path.join(dist, 'bench/naive-proxy.js'), [String(barePort), simUrl, 'bench-upstream'], env, { probeLoop: true, nodeArgs: profileArgs('bare') });
+  const gatewayNodeArgs = (values['gateway-node-args'] ?? '').split(/\s+/).filter(Boolean);
+  const gateway = startNode('gateway', path.join(dist, 'apps/gateway/src/main.js'), [], env, { probeLoop: true, nodeArgs: [...gatewayNodeArgs, ...profileArgs('gateway')] });
+  /** The measured rounds of each proxy, on the clock V8 stamps profile samples with. */
+  const windows: Record<Target, ProfileWindow[]> = { direct: [], bare: [], gateway: [] };
+  const nowUs = () => Number(process.hrtime.bigint() / 1000n);
   try {
     await Promise.all([waitForUrl(`${simUrl}/health`), waitForPort(barePort), waitForUrl(`http://127.0.0.1:${gwPort}/readyz`)]);
     const servers: Record<Target, { port: number; pid: number; model: string }> = {
@@ -132,15 +146,18 @@ async function main(): Promise<void> {
     for (const t of TARGETS) await wrkRun(t, WARMUP_S);
 
     const runs: Run[] = [];
-    console.log('round path       req/s   non-2xx socket-err bad-stream  p50 ms  p99 ms  cpu cores  rss MiB  loop p99 ms');
+    console.log('round path       req/s   non-2xx socket-err bad-stream  p50 ms  p99 ms  cpu cores  rss MiB  loop p99 ms  loop max ms  gc minor/major  gc pause %');
     for (let round = 1; round <= REPEAT; round++) {
       // rotate the order each round so no path always runs first (or right after the gateway's flushes)
       const order = TARGETS.map((_, i) => TARGETS[(i + round - 1) % TARGETS.length]);
       for (const target of order) {
         const pid = servers[target].pid;
-        if (target === 'gateway') await loopDelay(gateway, true);
+        const probed = target === 'gateway' ? gateway : target === 'bare' ? bare : null;
+        if (probed !== null) await loopDelay(probed, true);
         const cpu0 = treeCpuSeconds(pid);
+        const from = nowUs();
         const w = await wrkRun(target, DURATION_S);
+        windows[target].push({ fromUs: from, toUs: nowUs() });
         const seconds = w.durationUs / 1e6;
         const run: Run = {
           target,
@@ -149,11 +166,11 @@ async function main(): Promise<void> {
           reqPerS: w.requests / seconds,
           cpuCores: (treeCpuSeconds(pid) - cpu0) / seconds,
           rssBytes: treeRss(pid),
-          loopDelayMs: target === 'gateway' ? await loopDelay(gateway, true) : null,
+          loopDelayMs: probed !== null ? await loopDelay(probed, true) : null,
         };
         runs.push(run);
         console.log(
-          `${String(round).padStart(5)} ${target.padEnd(8)} ${run.reqPerS.toFixed(0).padStart(7)} ${String(w.status).padStart(9)} ${String(w.connect + w.read + w.write + w.timeout).padStart(10)} ${String(w.bad - w.status).padStart(10)} ${(w.latencyP50Us / 1000).toFixed(2).padStart(7)} ${(w.latencyP99Us / 1000).toFixed(2).padStart(7)} ${run.cpuCores.toFixed(2).padStart(10)} ${mib(run.rssBytes).toFixed(0).padStart(8)} ${run.loopDelayMs ? run.loopDelayMs.p99.toFixed(2).padStart(12) : ''.padStart(12)}`,
+          `${String(round).padStart(5)} ${target.padEnd(8)} ${run.reqPerS.toFixed(0).padStart(7)} ${String(w.status).padStart(9)} ${String(w.connect + w.read + w.write + w.timeout).padStart(10)} ${String(w.bad - w.status).padStart(10)} ${(w.latencyP50Us / 1000).toFixed(2).padStart(7)} ${(w.latencyP99Us / 1000).toFixed(2).padStart(7)} ${run.cpuCores.toFixed(2).padStart(10)} ${mib(run.rssBytes).toFixed(0).padStart(8)} ${run.loopDelayMs ? run.loopDelayMs.p99.toFixed(2).padStart(12) : ''.padStart(12)} ${run.loopDelayMs ? run.loopDelayMs.max.toFixed(2).padStart(12) : ''.padStart(12)} ${run.loopDelayMs?.gc ? `${run.loopDelayMs.gc.minor}/${run.loopDelayMs.gc.major}`.padStart(15) : ''.padStart(15)} ${run.loopDelayMs?.gc ? ((run.loopDelayMs.gc.pauseMs / (seconds * 1000)) * 100).toFixed(1).padStart(11) : ''}`,
         );
       }
     }
@@ -220,16 +237,28 @@ async function main(): Promise<void> {
       `\nusage events in Postgres: ${usage.ok} for status 200 (${usage.all} in all) for ${gatewayAnswers} complete answers wrk got from the gateway (warm-up${SOAK_S > 0 ? ' and soak' : ''} included; up to ${gatewayCut} more were cut in flight when wrk stopped): ${missing === 0 ? 'none missing' : `${missing} MISSING`}`,
     );
 
+    let profiles: Record<'gateway' | 'bare', ProfileSummary> | null = null;
+    if (PROFILE_DIR !== null) {
+      // profiles are written when a process exits
+      await stopProcess(bare);
+      profiles = { gateway: summarizeProfiles(path.join(PROFILE_DIR, 'gateway'), windows.gateway), bare: summarizeProfiles(path.join(PROFILE_DIR, 'bare'), windows.bare) };
+      console.log(`\nCPU profiles (${PROFILE_DIR}); shares of each proxy's own busy CPU during its measured rounds. Other work on the machine changes the absolute figures, far less the shares.\n`);
+      console.log(formatProfileSummary('gateway', profiles.gateway));
+      console.log('');
+      console.log(formatProfileSummary('bare proxy', profiles.bare));
+    }
+
     const result = {
       bench: 'capacity',
       date: new Date().toISOString(),
       machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, loadAverage: os.loadavg() },
-      params: { tool: 'wrk', threads: THREADS, connections: CONNECTIONS, durationS: DURATION_S, repeat: REPEAT, warmupS: WARMUP_S, tokens: TOKENS, stream: true, auth: true, limits: true, usageRecording: true, gatewayProcesses: env.GATEWAY_PROCESSES ?? null },
+      params: { tool: 'wrk', threads: THREADS, connections: CONNECTIONS, durationS: DURATION_S, repeat: REPEAT, warmupS: WARMUP_S, tokens: TOKENS, stream: true, auth: true, limits: true, usageRecording: true, gatewayProcesses: env.GATEWAY_PROCESSES ?? null, gatewayNodeArgs },
       runs,
       summary,
       ratios,
       usageEvents: { recordedOk: usage.ok, recordedAll: usage.all, completedAnswers: gatewayAnswers, cutInFlightAtMost: gatewayCut, missing },
       soak,
+      profiles,
     };
     const outDir = path.join(root, 'bench/results');
     mkdirSync(outDir, { recursive: true });

@@ -24,6 +24,18 @@ export interface LoopDelay {
   p99: number;
   max: number;
   mean: number;
+  /** Garbage collections in the window: counts by kind, total and longest pause (ms). */
+  gc?: GcStats;
+}
+
+export interface GcStats {
+  minor: number;
+  major: number;
+  incremental: number;
+  weakcb: number;
+  pauseMs: number;
+  majorPauseMs: number;
+  maxPauseMs: number;
 }
 
 export interface LoopDelayReply extends LoopDelay {

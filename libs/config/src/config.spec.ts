@@ -30,6 +30,14 @@ describe('loadConfig', () => {
     expect(msg).toMatch(/REDIS_URL="not a url"/);
   });
 
+  it('GATEWAY_PROCESSES: 1 by default, a count, or auto / 0 for one per core', () => {
+    expect(loadConfig({}).GATEWAY_PROCESSES).toBe(1);
+    expect(loadConfig({ GATEWAY_PROCESSES: '3' }).GATEWAY_PROCESSES).toBe(3);
+    expect(loadConfig({ GATEWAY_PROCESSES: 'auto' }).GATEWAY_PROCESSES).toBe(0);
+    expect(loadConfig({ GATEWAY_PROCESSES: '0' }).GATEWAY_PROCESSES).toBe(0);
+    expect(() => loadConfig({ GATEWAY_PROCESSES: 'two' })).toThrow(/GATEWAY_PROCESSES="two": expected a number of processes, or auto/);
+  });
+
   it('returns a frozen object', () => {
     expect(Object.isFrozen(loadConfig({}))).toBe(true);
   });

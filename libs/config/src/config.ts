@@ -47,6 +47,16 @@ export const configSchema = z.object({
    * go past it gets 503 server_overloaded with retry-after (a declared content-length is reserved up front).
    */
   GATEWAY_MAX_BODY_BYTES_IN_FLIGHT: positiveInt.default(256 * 1024 * 1024),
+  /**
+   * Gateway worker processes sharing GATEWAY_PORT (node:cluster): 1 runs the gateway in this process; `auto` (or 0)
+   * runs one per core. Each worker has its own usage recorder over the shared USAGE_SPOOL_DIR; limits, revocations
+   * and wake locks are in Redis already.
+   */
+  GATEWAY_PROCESSES: z
+    .string()
+    .regex(/^(?:auto|\d+)$/, 'expected a number of processes, or auto (or 0) for one per core')
+    .default('1')
+    .transform((v) => (v === 'auto' ? 0 : Number(v))),
   /** On SIGTERM, how long in-flight requests (streams included) may take before they are cut. */
   SHUTDOWN_GRACE_MS: positiveInt.default(25_000),
   /** After this long a verified key is re-checked in Postgres, behind the request; revocation is pushed, this is a safety net. */

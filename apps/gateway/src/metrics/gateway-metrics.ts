@@ -1,5 +1,15 @@
+import cluster from 'node:cluster';
 import { Injectable } from '@nestjs/common';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ClusterMetricsClient } from './cluster-metrics';
+
+/** The usage recorder's counters the gauges show. */
+export interface RecorderStats {
+  pending: number;
+  spooledEvents: number;
+  written: number;
+  failures: number;
+}
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
@@ -7,11 +17,12 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 @Injectable()
 export class GatewayMetrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({
+  readonly requests: Counter<'route' | 'status'> = new Counter({
     name: 'gateway_requests_total',
     help: 'Requests answered, by route and HTTP status',
     labelNames: ['route', 'status'] as const,
     registers: [this.registry],
+    collect: (): void => this.flushRequestCounts(),
   });
   readonly duration = new Histogram({
     name: 'gateway_request_duration_seconds',
@@ -70,11 +81,12 @@ export class GatewayMetrics {
     labelNames: ['tier'] as const,
     registers: [this.registry],
   });
-  readonly tokens = new Counter({
+  readonly tokens: Counter<'model' | 'tier' | 'direction'> = new Counter({
     name: 'gateway_tokens_total',
     help: 'Tokens billed, by model, tier and direction',
     labelNames: ['model', 'tier', 'direction'] as const,
     registers: [this.registry],
+    collect: (): void => this.flushTokenCounts(),
   });
   readonly keyLookups = new Counter({
     name: 'gateway_key_lookups_total',
@@ -103,40 +115,57 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
-  readonly usagePending = new Gauge({
+  readonly usagePending: Gauge = new Gauge({
     name: 'gateway_usage_events_pending',
     help: 'Usage events held in memory, not yet in Postgres',
     registers: [this.registry],
+    collect: (): void => this.usagePending.set(this.recorderStats().pending),
   });
-  readonly usageSpooled = new Gauge({
+  readonly usageSpooled: Gauge = new Gauge({
     name: 'gateway_usage_events_spooled',
     help: 'Usage events spilled to the disk spool, not yet in Postgres',
     registers: [this.registry],
+    collect: (): void => this.usageSpooled.set(this.recorderStats().spooledEvents),
   });
-  readonly usageWritten = new Gauge({
+  readonly usageWritten: Gauge = new Gauge({
     name: 'gateway_usage_events_written',
     help: 'Usage events this process has written to Postgres',
     registers: [this.registry],
+    collect: (): void => this.usageWritten.set(this.recorderStats().written),
   });
-  readonly usageFailures = new Gauge({
+  readonly usageFailures: Gauge = new Gauge({
     name: 'gateway_usage_flush_failures',
     help: 'Failed usage flushes (retried; nothing is dropped)',
     registers: [this.registry],
+    collect: (): void => this.usageFailures.set(this.recorderStats().failures),
   });
 
-  private readonly requestChildren = new Map<string, ReturnType<Counter<'route' | 'status'>['labels']>>();
-  private readonly tokenChildren = new Map<string, [ReturnType<Counter<'model' | 'tier' | 'direction'>['labels']>, ReturnType<Counter<'model' | 'tier' | 'direction'>['labels']>]>();
+  /**
+   * The two per-request counters are counted here, in plain numbers, and added to prom-client's counters when they
+   * are collected: prom-client hashes the label set on every inc(), even on a child it handed out.
+   */
+  private readonly requestCounts = new Map<string, Map<number, RequestCount>>();
+  private readonly tokenCounts = new Map<string, Map<string, TokenCount>>();
+
+  private recorderStats: () => RecorderStats = () => ({ pending: 0, spooledEvents: 0, written: 0, failures: 0 });
+  private readonly cluster: ClusterMetricsClient | null;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'gateway_' });
+    this.cluster = cluster.isWorker ? new ClusterMetricsClient(this.registry) : null;
   }
 
-  /** Copies the usage recorder's counters into gauges (at scrape time). */
-  observeRecorder(stats: { pending: number; spooledEvents: number; written: number; failures: number }): void {
-    this.usagePending.set(stats.pending);
-    this.usageSpooled.set(stats.spooledEvents);
-    this.usageWritten.set(stats.written);
-    this.usageFailures.set(stats.failures);
+  /** Where the usage gauges read the recorder's counters, at collection time (each worker's, in a cluster). */
+  observeRecorder(stats: () => RecorderStats): void {
+    this.recorderStats = stats;
+  }
+
+  /**
+   * The Prometheus text of this process, or, in a worker of a multi-process gateway, of every worker (merged by the
+   * primary, each series labelled with its worker), so that a scrape that lands on any worker sees them all.
+   */
+  text(): Promise<string> {
+    return this.cluster === null ? this.registry.metrics() : this.cluster.text();
   }
 
   /** The duration and time-to-first-byte histograms of a route, labelled once. */
@@ -144,25 +173,70 @@ export class GatewayMetrics {
     return { duration: this.duration.labels(route), ttfb: this.ttfb.labels(route) };
   }
 
-  /** Counts billed tokens; children cached per model and tier. */
+  /** Counts billed tokens (added to gateway_tokens_total when it is collected). */
   countTokens(model: string, tier: string, input: number, output: number): void {
-    const id = `${model}\u0000${tier}`;
-    let pair = this.tokenChildren.get(id);
-    if (pair === undefined) {
-      pair = [this.tokens.labels(model, tier, 'input'), this.tokens.labels(model, tier, 'output')];
-      this.tokenChildren.set(id, pair);
+    let byTier = this.tokenCounts.get(model);
+    if (byTier === undefined) {
+      byTier = new Map();
+      this.tokenCounts.set(model, byTier);
     }
-    if (input > 0) pair[0].inc(input);
-    if (output > 0) pair[1].inc(output);
+    let count = byTier.get(tier);
+    if (count === undefined) {
+      count = { model, tier, input: 0, output: 0 };
+      byTier.set(tier, count);
+    }
+    count.input += input;
+    count.output += output;
   }
 
+  /** Counts an answered request (added to gateway_requests_total when it is collected). */
   countRequest(route: string, status: number): void {
-    const id = `${route}:${status}`;
-    let child = this.requestChildren.get(id);
-    if (child === undefined) {
-      child = this.requests.labels(route, String(status));
-      this.requestChildren.set(id, child);
+    let byStatus = this.requestCounts.get(route);
+    if (byStatus === undefined) {
+      byStatus = new Map();
+      this.requestCounts.set(route, byStatus);
     }
-    child.inc();
+    let count = byStatus.get(status);
+    if (count === undefined) {
+      count = { route, status: String(status), n: 0, child: this.requests.labels(route, String(status)) };
+      byStatus.set(status, count);
+    }
+    count.n++;
   }
+
+  private flushRequestCounts(): void {
+    for (const byStatus of this.requestCounts.values()) {
+      for (const count of byStatus.values()) {
+        if (count.n === 0) continue;
+        count.child.inc(count.n);
+        count.n = 0;
+      }
+    }
+  }
+
+  private flushTokenCounts(): void {
+    for (const byTier of this.tokenCounts.values()) {
+      for (const count of byTier.values()) {
+        if (count.input > 0) this.tokens.labels(count.model, count.tier, 'input').inc(count.input);
+        if (count.output > 0) this.tokens.labels(count.model, count.tier, 'output').inc(count.output);
+        count.input = 0;
+        count.output = 0;
+      }
+    }
+  }
+}
+
+interface RequestCount {
+  readonly route: string;
+  readonly status: string;
+  n: number;
+  /** Created at the first count, so that a status seen once is exported (0 before its first collection). */
+  readonly child: ReturnType<Counter<'route' | 'status'>['labels']>;
+}
+
+interface TokenCount {
+  readonly model: string;
+  readonly tier: string;
+  input: number;
+  output: number;
 }

@@ -16,9 +16,10 @@ export class MetricsController {
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
     private readonly metrics: GatewayMetrics,
-    private readonly recorder: UsageRecorder,
+    recorder: UsageRecorder,
   ) {
     this.token = config.METRICS_TOKEN ? new StaticBearerToken(config.METRICS_TOKEN) : null;
+    metrics.observeRecorder(() => recorder.stats());
   }
 
   @Get('metrics')
@@ -29,7 +30,6 @@ export class MetricsController {
         'www-authenticate': 'Bearer realm="metrics"',
       });
     }
-    this.metrics.observeRecorder(this.recorder.stats());
-    return this.metrics.registry.metrics();
+    return this.metrics.text();
   }
 }
