@@ -146,6 +146,33 @@ describe('UsageRecorder', () => {
     await waitFor(async () => (await journals()).length === 0, 'the replayed journal removed');
   });
 
+  it('journals a turn\'s events in one write, and lets a caller release its response only once they are written', async () => {
+    const r = recorder({ batchSize: 1_000 });
+    await r.start();
+    const events = Array.from({ length: 5 }, () => usageEvent());
+    for (const e of events) r.record(e);
+    const seen: number[] = [];
+    const lines = async () => {
+      const [file] = await journals();
+      return file === undefined ? 0 : (await readFile(path.join(dir, file), 'utf8')).split('\n').filter(Boolean).length;
+    };
+    // nothing on disk yet in this turn: whoever waits is called once all five are
+    expect(await journals()).toEqual([]);
+    await new Promise<void>((resolve) =>
+      r.afterJournal(() => {
+        void lines().then((n) => {
+          seen.push(n);
+          resolve();
+        });
+      }),
+    );
+    expect(seen).toEqual([5]);
+    // nothing pending: called at once
+    let now = false;
+    r.afterJournal(() => (now = true));
+    expect(now).toBe(true);
+  });
+
   it('deletes journal files once their events are in Postgres, and keeps them while it is down', async () => {
     const r = recorder({ batchSize: 5 });
     await r.start();

@@ -174,6 +174,10 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
   /** Journal files closed by a rotation, deleted once every event they hold is durable elsewhere. */
   private sealed: string[] = [];
   private lastJournalTouch = 0;
+  /** Journal lines recorded this turn, written together (one write per turn of the event loop, not per event). */
+  private journalLines = '';
+  private journalQueued = false;
+  private journalWaiters: Array<() => void> = [];
   /** Streams in flight, journaled as they go (with the journal on): a crash bills what their clients received. */
   private readonly progress: ProgressJournal | null;
 
@@ -235,21 +239,50 @@ export class UsageRecorder implements OnModuleInit, OnApplicationShutdown {
    * never has told a client about usage a crash could lose.
    */
   private journal(event: UsageEvent): void {
-    try {
-      if (this.journalFd === null) {
-        this.journalFile = this.spool.journalPath();
-        this.journalFd = openSync(this.journalFile, 'a');
-      }
-      writeSync(this.journalFd, JSON.stringify(event) + '\n');
-    } catch (err) {
-      // the event is still in memory; only its crash safety is lost until the disk takes writes again
-      this.lastError = describe(err);
-      this.logger.error(`usage journal write failed (the event is in memory only): ${this.lastError}`);
-    }
+    this.journalLines += JSON.stringify(event) + '\n';
+    if (this.journalQueued) return;
+    this.journalQueued = true;
+    setImmediate(this.writeJournal);
   }
+
+  /**
+   * Runs `then` once every event recorded so far is in the journal: at once when none waits, else right after
+   * the one write that takes all the events of this turn of the event loop. A caller that releases its
+   * response's last bytes in `then` never has told a client about usage a crash could lose.
+   */
+  afterJournal(then: () => void): void {
+    if (this.journalLines === '') then();
+    else this.journalWaiters.push(then);
+  }
+
+  /** Appends the events recorded since the last write, in one write, then releases who waits for them. */
+  private readonly writeJournal = (): void => {
+    this.journalQueued = false;
+    const lines = this.journalLines;
+    if (lines !== '') {
+      this.journalLines = '';
+      try {
+        if (this.journalFd === null) {
+          this.journalFile = this.spool.journalPath();
+          this.journalFd = openSync(this.journalFile, 'a');
+        }
+        writeSync(this.journalFd, lines);
+      } catch (err) {
+        // the events are still in memory; only their crash safety is lost until the disk takes writes again
+        this.lastError = describe(err);
+        this.logger.error(`usage journal write failed (the events are in memory only): ${this.lastError}`);
+      }
+    }
+    if (this.journalWaiters.length === 0) return;
+    const waiters = this.journalWaiters;
+    this.journalWaiters = [];
+    for (const then of waiters) then();
+  };
 
   /** Closes the current journal file; events recorded from now on go to a new one. Returns how many are sealed. */
   private rotateJournal(): number {
+    // the lines recorded this turn belong to the events being sealed
+    this.writeJournal();
     if (this.journalFd !== null && this.journalFile !== null) {
       closeSync(this.journalFd);
       this.sealed.push(this.journalFile);

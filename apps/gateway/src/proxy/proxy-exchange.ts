@@ -107,6 +107,10 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
   private readonly writeOut: (bytes: Buffer) => void;
   private readonly onDrain: () => void;
   private readonly uncork: () => void;
+  /** Ends the response after its usage is journaled (see {@link endWhenJournaled}). */
+  private readonly release: () => void;
+  private holdCork = false;
+  private endStatus = 0;
   private readonly startedAtEpoch = Date.now();
   /** When the first attempt went to an engine. */
   private sentAt = 0;
@@ -130,8 +134,15 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     this.writeOut = (bytes) => this.write(bytes);
     this.onDrain = () => this.attempt.controller?.resume();
     this.uncork = () => {
+      if (this.holdCork) return; // released with the end, once journaled
       this.corked = false;
       if (this.res.writableCorked > 0) this.res.uncork();
+    };
+    this.release = () => {
+      this.holdCork = false;
+      this.corked = false;
+      this.res.end(); // uncorks fully
+      this.finish(this.endStatus);
     };
     res.on('close', () => {
       if (this.done) return;
@@ -259,11 +270,8 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     }
     const relay = attempt.relay;
     if (relay === null) {
-      // usage is recorded (journaled) before the last byte leaves: a crash in between cannot leave a client
-      // with an answer we never billed
       this.recordOnce(attempt.status);
-      this.res.end();
-      this.finish(attempt.status);
+      this.endWhenJournaled(attempt.status);
       return;
     }
     relay.end(this.writeOut);
@@ -274,8 +282,18 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     const status = relay.errorFrameStatus || attempt.status;
     this.recordOnce(status);
     if (this.headPending) this.sendStreamHead();
-    this.res.end();
-    this.finish(status);
+    this.endWhenJournaled(status);
+  }
+
+  /**
+   * Ends the response once its usage event is in the journal (the recorder writes a turn's events at once): the
+   * bytes of this turn stay corked until then, so a crash in between cannot leave a client with an answer we
+   * never billed.
+   */
+  private endWhenJournaled(status: number): void {
+    this.endStatus = status;
+    this.holdCork = true;
+    this.ctx.recorder.afterJournal(this.release);
   }
 
   attemptError(attempt: Attempt, err: Error): void {
