@@ -1,5 +1,9 @@
-import { errorBody, normalizeUpstreamError } from '@spot/contract';
-import { checkRequest, type CheckedRequest, type ProxyKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
+import type { IncomingHttpHeaders } from 'node:http';
+import { type ApiError, errorBody, normalizeUpstreamError } from '@spot/contract';
+import type { ModelApi } from '@spot/tiers';
+import { bearerCredential } from '../auth/credential';
+import { ANTHROPIC_ADAPTERS } from './anthropic-adapter';
+import { checkRequest, type CheckedRequest, type OpenAIKind, type ProxyKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
 import { OpenAISseRelay } from './openai-sse-relay';
 import type { ProtocolAdapter, StreamRelay } from './protocol-adapter';
 import { midstreamErrorFrame } from './sse-frames';
@@ -8,9 +12,15 @@ import { type TokenUsage, usageFromJsonTail } from './token-usage';
 /** OpenAI's chat completions, completions and embeddings: one shape of request, stream and error. */
 class OpenAIAdapter implements ProtocolAdapter {
   readonly upstreamPath: string;
+  readonly api: ModelApi;
 
-  constructor(readonly kind: ProxyKind) {
+  constructor(readonly kind: OpenAIKind) {
     this.upstreamPath = UPSTREAM_PATHS[kind];
+    this.api = kind;
+  }
+
+  credential(headers: IncomingHttpHeaders): string {
+    return bearerCredential(headers);
   }
 
   check(body: unknown, bodyBytes: number): CheckedRequest {
@@ -37,14 +47,20 @@ class OpenAIAdapter implements ProtocolAdapter {
     return JSON.stringify(normalizeUpstreamError(status, raw));
   }
 
+  renderError(err: ApiError): string {
+    return JSON.stringify(err.toBody());
+  }
+
   midstreamErrorFrame(message: string): Buffer {
     return midstreamErrorFrame(message);
   }
 }
 
-/** The adapter of each proxied OpenAI operation. */
+/** The adapter of each proxied operation. */
 export const OPENAI_ADAPTERS: Readonly<Record<ProxyKind, ProtocolAdapter>> = {
   chat: new OpenAIAdapter('chat'),
   completions: new OpenAIAdapter('completions'),
   embeddings: new OpenAIAdapter('embeddings'),
+  messages: ANTHROPIC_ADAPTERS.messages,
+  count_tokens: ANTHROPIC_ADAPTERS.count_tokens,
 };

@@ -2,9 +2,12 @@ import { invalidRequest } from '@spot/contract';
 import { bodyError } from '../errors/to-api-error';
 
 /** The three proxied OpenAI operations. */
-export type ProxyKind = 'chat' | 'completions' | 'embeddings';
+export type OpenAIKind = 'chat' | 'completions' | 'embeddings';
 
-export const UPSTREAM_PATHS: Readonly<Record<ProxyKind, string>> = {
+/** Every proxied operation (each has its protocol adapter). */
+export type ProxyKind = OpenAIKind | 'messages' | 'count_tokens';
+
+export const UPSTREAM_PATHS: Readonly<Record<OpenAIKind, string>> = {
   chat: '/v1/chat/completions',
   completions: '/v1/completions',
   embeddings: '/v1/embeddings',
@@ -39,7 +42,7 @@ function missing(param: string): never {
  * field, `stream_options` only with `stream`. Everything else (tools, response_format, n, logprobs,
  * unknown fields) is the engine's to judge and passes through untouched.
  */
-export function checkRequest(kind: ProxyKind, raw: unknown, bodyBytes: number): CheckedRequest {
+export function checkRequest(kind: OpenAIKind, raw: unknown, bodyBytes: number): CheckedRequest {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw invalidRequest('The request body must be a JSON object.');
   }
