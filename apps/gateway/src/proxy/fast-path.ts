@@ -10,6 +10,8 @@ const KINDS: Readonly<Record<string, ProxyKind>> = {
   '/v1/chat/completions': 'chat',
   '/v1/completions': 'completions',
   '/v1/embeddings': 'embeddings',
+  '/v1/messages': 'messages',
+  '/v1/messages/count_tokens': 'count_tokens',
 };
 
 /** The proxied operation of a POST's URL, query string or not. */

@@ -28,8 +28,8 @@ function pricesOf(routes: readonly ModelRoute[]): readonly ModelPrice[] {
 
 /**
  * The request path of the proxied operations once the key is verified and the body read: check, authorize
- * the model, start the limit check, then hand the client's socket to a {@link ProxyExchange}. Errors thrown before that become
- * OpenAI envelopes.
+ * the model (and that it serves the adapter's API), start the limit check, then hand the client's socket to a
+ * {@link ProxyExchange}. Errors thrown before that leave in the adapter's envelope.
  */
 @Injectable()
 export class ProxyService {
@@ -70,15 +70,21 @@ export class ProxyService {
       metrics,
       poison,
       poisonTtlS: config.POISON_TTL_S,
-      timers: { chat: metrics.routeTimers('chat'), completions: metrics.routeTimers('completions'), embeddings: metrics.routeTimers('embeddings') },
+      timers: {
+        chat: metrics.routeTimers('chat'),
+        completions: metrics.routeTimers('completions'),
+        embeddings: metrics.routeTimers('embeddings'),
+        messages: metrics.routeTimers('messages'),
+        count_tokens: metrics.routeTimers('count_tokens'),
+      },
       recorder,
       onSettled: (x) => this.settled(x),
       onError: (message) => this.logger.warn(message),
       settleBudget: (reservation, costNanos) => limiter.settle(reservation, costNanos),
       routeDeadlineMs: config.ROUTE_DEADLINE_MS,
       tierRefused: (tier) => waker.refused(tier),
-      wakeFallback: (model, tried) => {
-        const routes = catalog.routesFor(model);
+      wakeFallback: (model, api, tried) => {
+        const routes = catalog.routesFor(model, api);
         const more = routes === undefined ? null : waker.wakeFallback(model, routes, tried);
         return more === null ? null : more.then((usable) => pool.candidates(usable));
       },
@@ -100,7 +106,7 @@ export class ProxyService {
   ): Promise<void> {
     const adapter = OPENAI_ADAPTERS[kind];
     const req = adapter.check(body, bodyBytes);
-    const routes = this.catalog.routesFor(req.model);
+    const routes = this.catalog.routesFor(req.model, adapter.api);
     if (routes === undefined || (key.allowedModels !== null && !key.allowedModels.has(req.model))) {
       throw modelNotFound(req.model);
     }

@@ -13,6 +13,7 @@ import { BodyBudget } from '../http/body-budget';
 import { ShutdownCoordinator } from '../lifecycle/shutdown-coordinator';
 import { FastPath } from './fast-path';
 import { ModelsService } from './models.service';
+import { OPENAI_ADAPTERS } from './openai-adapters';
 import type { ProxyKind } from './openai-request';
 import { ProxyService } from './proxy.service';
 import { newRequestId } from './request-id';
@@ -66,6 +67,8 @@ export class V1Routes implements OnModuleInit {
       ['/v1/chat/completions', 'chat'],
       ['/v1/completions', 'completions'],
       ['/v1/embeddings', 'embeddings'],
+      ['/v1/messages', 'messages'],
+      ['/v1/messages/count_tokens', 'count_tokens'],
     ] as const) {
       // the URLs the fast path does not take (a percent-escaped path, say): handed to it before Fastify reads a byte of the body
       app.post(path, {
@@ -100,7 +103,7 @@ export class V1Routes implements OnModuleInit {
     if (this.shutdown.closing) return this.refuse(CLOSING, kind, id, req, res);
     let key: AuthedKey | Promise<AuthedKey>;
     try {
-      key = this.auth.authenticate(bearerCredential(req.headers));
+      key = this.auth.authenticate(OPENAI_ADAPTERS[kind].credential(req.headers));
     } catch (err) {
       return this.refuse(err, kind, id, req, res);
     }
