@@ -7,10 +7,15 @@ import { CHAT_UPSTREAM, type GatewayStack, OTHER_MODEL, startGatewayStack } from
 const MODEL = 'claude-test';
 const CHAT_ONLY = 'chat-only-test';
 const FAILOVER = 'failover-test';
+const GONE = 'gone-test';
+const BODY_LIMIT = 64 * 1024;
 const PRICE = { input_per_mtok: 1, output_per_mtok: 2, cached_input_per_mtok: 0.1 };
 
-/** A tier for the Messages model (cached tokens priced apart), a model that serves chat alone, and a tier whose first replica is gone. */
-function tiers(deadUrl: string) {
+/**
+ * A tier for the Messages model (cached tokens priced apart) and a model that serves chat alone; a tier whose
+ * first replica refuses connections; a tier with no replica left (each its own dead port: an ejected one goes last).
+ */
+function tiers(deadUrl: string, goneUrl: string) {
   return (simUrl: string) => `tiers:
   - name: test-spot
     kind: spot
@@ -30,6 +35,12 @@ function tiers(deadUrl: string) {
     models:
       - id: ${FAILOVER}
         upstream: ${CHAT_UPSTREAM}
+        price: { input_per_mtok: 0.05, output_per_mtok: 0.10 }
+  - name: test-gone
+    kind: spot
+    endpoints: [${goneUrl}]
+    models:
+      - id: ${GONE}
         price: { input_per_mtok: 0.05, output_per_mtok: 0.10 }
 `;
 }
@@ -52,7 +63,7 @@ describe('gateway: Anthropic Messages through the official @anthropic-ai/sdk', (
   let client: Anthropic;
 
   beforeAll(async () => {
-    s = await startGatewayStack({}, { prefixCaching: true, itlMs: 2 }, tiers(`http://127.0.0.1:${await freePort()}`));
+    s = await startGatewayStack({ GATEWAY_BODY_LIMIT: String(BODY_LIMIT) }, { prefixCaching: true, itlMs: 2 }, tiers(`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`));
     client = new Anthropic({ baseURL: s.url, apiKey: s.key, maxRetries: 0 });
   });
   afterAll(async () => {
@@ -178,6 +189,18 @@ describe('gateway: Anthropic Messages through the official @anthropic-ai/sdk', (
     expect(s.sim.received.length).toBe(sent);
   });
 
+  it("answers a body past the limit 413 request_too_large, and an unreachable engine 502 api_error with retry-after", async () => {
+    const big = JSON.stringify({ model: MODEL, max_tokens: 3, messages: [{ role: 'user', content: 'x'.repeat(BODY_LIMIT) }] });
+    const tooLarge = await fetch(`${s.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': s.key, 'content-type': 'application/json' }, body: big });
+    expect(tooLarge.status).toBe(413);
+    expect(await tooLarge.json()).toMatchObject({ type: 'error', error: { type: 'request_too_large' } });
+    const err = await client.messages.create({ model: GONE, max_tokens: 3, messages }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.InternalServerError);
+    expect((err as ApiErr).status).toBe(502);
+    expect((err as ApiErr).error).toMatchObject({ type: 'error', error: { type: 'api_error', message: expect.stringContaining('unreachable') } });
+    expect((err as ApiErr).headers?.get('retry-after')).toBe('1');
+  });
+
   it('answers RateLimitError past the key\'s rpm, with retry-after', async () => {
     const limited = await s.newKey({ rpmLimit: 1 });
     const c = new Anthropic({ baseURL: s.url, apiKey: limited.key, maxRetries: 0 });
@@ -210,7 +233,7 @@ describe('gateway: Anthropic Messages through the official @anthropic-ai/sdk', (
   });
 
   it('bills a client abort mid-stream as for chat: the engine is aborted, the deltas delivered estimated', async () => {
-    const slow = await startGatewayStack({}, { itlMs: 30, outputTokens: 200 }, tiers(`http://127.0.0.1:${await freePort()}`));
+    const slow = await startGatewayStack({}, { itlMs: 30, outputTokens: 200 }, tiers(`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`));
     try {
       const c = new Anthropic({ baseURL: slow.url, apiKey: slow.key, maxRetries: 0 });
       const controller = new AbortController();
