@@ -160,7 +160,19 @@ describe('gateway: Anthropic Messages through the official @anthropic-ai/sdk', (
     const none = await fetch(`${s.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     expect(none.status).toBe(401);
     expect(await none.json()).toMatchObject({ type: 'error', error: { type: 'authentication_error', message: expect.stringContaining('x-api-key') } });
+    // a URL the fast path does not match reaches the same route through Fastify, with the same envelope
+    const escaped = await fetch(`${s.url}/v1/m%65ssages`, { method: 'POST', headers: { 'x-api-key': 'sk-spot-nope', 'content-type': 'application/json' }, body: '{}' });
+    expect(escaped.status).toBe(401);
+    expect(await escaped.json()).toMatchObject({ type: 'error', error: { type: 'authentication_error' } });
+    // no refused request reached an engine
     expect(s.sim.received.length).toBe(sent);
+    const served = await fetch(`${s.url}/v1/messages/count_t%6Fkens`, {
+      method: 'POST',
+      headers: { 'x-api-key': s.key, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, messages }),
+    });
+    expect(served.status).toBe(200);
+    expect(((await served.json()) as { input_tokens: number }).input_tokens).toBeGreaterThan(0);
   });
 
   it('answers NotFoundError for an unknown model and for a model whose apis exclude messages', async () => {
@@ -230,6 +242,16 @@ describe('gateway: Anthropic Messages through the official @anthropic-ai/sdk', (
     expect((failed as ApiErr).error).toMatchObject({ type: 'error', error: { type: 'api_error', message: 'boom' } });
     const row = await s.usageRow(response.headers.get('x-request-id')!);
     expect(row).toMatchObject({ status: 500, estimated: true, completionTokens: 2 });
+    s.sim.faults.clear();
+
+    // the engine's connection lost mid-stream: the client gets Anthropic's error event, never a clean end
+    s.sim.faults.add({ kind: 'drop', afterTokens: 3, path: '/v1/messages' });
+    const dropped = client.messages.stream({ model: MODEL, max_tokens: 10, messages });
+    const { response: cut } = await dropped.withResponse();
+    const broken = await dropped.finalMessage().catch((e: unknown) => e);
+    expect(broken).toBeInstanceOf(Anthropic.APIError);
+    expect((broken as ApiErr).error).toMatchObject({ type: 'error', error: { type: 'api_error' } });
+    expect(await s.usageRow(cut.headers.get('x-request-id')!)).toMatchObject({ status: 502, estimated: true, completionTokens: 3 });
   });
 
   it('bills a client abort mid-stream as for chat: the engine is aborted, the deltas delivered estimated', async () => {
