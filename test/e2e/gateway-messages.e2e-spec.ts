@@ -181,6 +181,10 @@ describe('gateway: Anthropic Messages through the official @anthropic-ai/sdk', (
     expect((unknown as ApiErr).error).toMatchObject({ type: 'error', error: { type: 'not_found_error', message: expect.stringContaining('nope') } });
     await expect(client.messages.create({ model: CHAT_ONLY, max_tokens: 3, messages })).rejects.toBeInstanceOf(Anthropic.NotFoundError);
     await expect(client.messages.countTokens({ model: CHAT_ONLY, messages })).rejects.toBeInstanceOf(Anthropic.NotFoundError);
+    // a key whose allow-list leaves the model out
+    const narrow = await s.newKey({ models: [CHAT_ONLY] });
+    const outside = new Anthropic({ baseURL: s.url, apiKey: narrow.key, maxRetries: 0 });
+    await expect(outside.messages.create({ model: MODEL, max_tokens: 3, messages })).rejects.toBeInstanceOf(Anthropic.NotFoundError);
     // it serves chat, and /v1/models lists it as before
     const chat = await s.client.chat.completions.create({ model: CHAT_ONLY, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
     expect(chat.usage!.completion_tokens).toBe(2);
