@@ -6,6 +6,7 @@
  * bench/support/loop-delay-probe.ts), and writes bench/results/overhead-<date>.json.
  *
  *   npm run bench:overhead -- [--rate 200] [--duration 20] [--warmup 3] [--tokens 16] [--limits on|off] [--via gateway|naive]
+ *                            [--api chat|messages]
  *                            [--gateway-main other-build/dist/apps/gateway/src/main.js] [--out file.json]
  */
 import { randomUUID } from 'node:crypto';
@@ -35,6 +36,8 @@ const { values } = parseArgs({
     via: { type: 'string', default: 'gateway' },
     /** Another build's gateway (e.g. a checkout of the previous commit's dist/apps/gateway/src/main.js), for before/after. */
     'gateway-main': { type: 'string' },
+    /** chat (default): /v1/chat/completions; messages: Anthropic's /v1/messages (x-api-key), the same load. */
+    api: { type: 'string', default: 'chat' },
     /** Where to write the JSON results (default bench/results/overhead[-naive]-<date>.json). */
     out: { type: 'string' },
   },
@@ -43,6 +46,11 @@ const RATE = Number(values.rate);
 const DURATION_S = Number(values.duration);
 const WARMUP_S = Number(values.warmup);
 const TOKENS = Number(values.tokens);
+if (values.api !== 'chat' && values.api !== 'messages') throw new Error(`--api: expected chat or messages, got ${values.api}`);
+const MESSAGES = values.api === 'messages';
+const API_PATH = MESSAGES ? '/v1/messages' : '/v1/chat/completions';
+/** How each API ends a stream cleanly. */
+const STREAM_END = MESSAGES ? 'event: message_stop\ndata: {"type":"message_stop"}\n\n' : 'data: [DONE]\n\n';
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/spotinference';
 
 interface Sample {
@@ -98,7 +106,9 @@ async function main(): Promise<void> {
       JSON.stringify({ model, messages: [{ role: 'user', content: 'Say something about GPUs.' }], stream: true, max_tokens: TOKENS });
     const directBody = bodyFor('bench-upstream');
     const gatewayBody = bodyFor('bench-model');
-    const headers = { 'content-type': 'application/json', authorization: `Bearer ${key}` };
+    const headers: Record<string, string> = MESSAGES
+      ? { 'content-type': 'application/json', 'x-api-key': key, 'anthropic-version': '2023-06-01' }
+      : { 'content-type': 'application/json', authorization: `Bearer ${key}` };
 
     const one = async (target: Sample['target'], due: number): Promise<Sample> => {
       const pool = target === 'direct' ? direct : viaGateway;
@@ -106,13 +116,13 @@ async function main(): Promise<void> {
       const scheduled = Math.max(due, performance.now());
       let ttfb = 0;
       try {
-        const res = await pool.request({ method: 'POST', path: '/v1/chat/completions', headers, body: target === 'direct' ? directBody : gatewayBody });
+        const res = await pool.request({ method: 'POST', path: API_PATH, headers, body: target === 'direct' ? directBody : gatewayBody });
         let text = '';
         for await (const chunk of res.body) {
           if (ttfb === 0) ttfb = performance.now() - scheduled;
           text += chunk;
         }
-        return { target, at: due, ttfb, total: performance.now() - scheduled, ok: res.statusCode === 200 && text.endsWith('data: [DONE]\n\n') };
+        return { target, at: due, ttfb, total: performance.now() - scheduled, ok: res.statusCode === 200 && text.endsWith(STREAM_END) };
       } catch {
         return { target, at: due, ttfb, total: performance.now() - scheduled, ok: false };
       }
@@ -168,7 +178,7 @@ async function main(): Promise<void> {
       ['direct', d],
       ['gateway', g],
     ] as const;
-    console.log(`\n${naive ? 'Naive pass-through (calibration)' : 'Gateway'} overhead: ${RATE} req/s open loop, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, streaming ${TOKENS} tokens; ms`);
+    console.log(`\n${naive ? 'Naive pass-through (calibration)' : 'Gateway'} overhead: ${RATE} req/s open loop, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, streaming ${TOKENS} tokens on ${API_PATH}; ms`);
     console.log(`generator lag max ${maxLag.toFixed(1)} ms; ${os.cpus().length} cores, node ${process.version}\n`);
     console.log('path        reqs  errs  ttfb p50  ttfb p95  ttfb p99  total p50 total p95 total p99');
     for (const [name, s] of rows) {
@@ -197,7 +207,7 @@ async function main(): Promise<void> {
       bench: 'overhead',
       date: new Date().toISOString(),
       machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
-      params: { via: values.via, gatewayMain: values['gateway-main'] ?? null, rate: RATE, durationS: DURATION_S, warmupS: WARMUP_S, tokens: TOKENS, stream: true, limits: !naive && values.limits !== 'off', usageRecording: !naive },
+      params: { api: values.api, via: values.via, gatewayMain: values['gateway-main'] ?? null, rate: RATE, durationS: DURATION_S, warmupS: WARMUP_S, tokens: TOKENS, stream: true, limits: !naive && values.limits !== 'off', usageRecording: !naive },
       generatorMaxLagMs: maxLag,
       direct: d,
       gateway: g,
@@ -207,7 +217,7 @@ async function main(): Promise<void> {
     };
     const outDir = path.join(root, 'bench/results');
     mkdirSync(outDir, { recursive: true });
-    const file = values.out ? path.resolve(values.out) : path.join(outDir, `overhead${naive ? '-naive' : ''}-${result.date.slice(0, 10)}.json`);
+    const file = values.out ? path.resolve(values.out) : path.join(outDir, `overhead${naive ? '-naive' : ''}${MESSAGES ? '-messages' : ''}-${result.date.slice(0, 10)}.json`);
     writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
     console.log(`wrote ${path.relative(root, file)}`);
   } finally {

@@ -52,11 +52,16 @@ export function tiersYaml(simUrl: string): string {
  * vllm-sim + the gateway (in this process, on a random port) over the real test Postgres and Redis, with an
  * org and a key made through the product's own repositories. Unique Redis prefix and spool dir per stack.
  */
-export async function startGatewayStack(env: Record<string, string> = {}, simOptions: { ttftMs?: number; itlMs?: number; outputTokens?: number } = {}): Promise<GatewayStack> {
+export async function startGatewayStack(
+  env: Record<string, string> = {},
+  simOptions: { ttftMs?: number; itlMs?: number; outputTokens?: number; prefixCaching?: boolean } = {},
+  /** The tiers file for the sim's URL (default {@link tiersYaml}). */
+  tiers: (simUrl: string) => string = tiersYaml,
+): Promise<GatewayStack> {
   const sim = await startSim({ models: [CHAT_UPSTREAM, OTHER_MODEL, EMBED_MODEL], ...simOptions });
   const dir = mkdtempSync(join(tmpdir(), 'gw-stack-'));
   const tiersFile = join(dir, 'tiers.yaml');
-  writeFileSync(tiersFile, tiersYaml(sim.url));
+  writeFileSync(tiersFile, tiers(sim.url));
   const config = loadConfig({
     ...process.env,
     TIERS_FILE: tiersFile,

@@ -1,5 +1,5 @@
-export { parseTiersFile, loadTiersFile, tiersFileSchema, TiersFileError } from './tiers-file';
-export type { TiersFile, TierSpec, ModelPrice, WakeSpec } from './tiers-file';
+export { parseTiersFile, loadTiersFile, tiersFileSchema, TiersFileError, MODEL_APIS } from './tiers-file';
+export type { TiersFile, TierSpec, ModelPrice, ModelApi, WakeSpec } from './tiers-file';
 export { ModelCatalog } from './model-catalog';
 export { costNanos, worstCaseNanos } from './pricing';
 export type { TokenCounts } from './pricing';

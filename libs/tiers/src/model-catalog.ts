@@ -1,4 +1,4 @@
-import type { ModelPrice, TierSpec, TiersFile, WakeSpec } from './tiers-file';
+import { MODEL_APIS, type ModelApi, type ModelPrice, type TierSpec, type TiersFile, type WakeSpec } from './tiers-file';
 
 /** One way to serve a model: a tier, the engine's name for the model, and its price there. */
 export interface ModelRoute {
@@ -29,6 +29,8 @@ export interface TierView {
  */
 export class ModelCatalog {
   private readonly routes = new Map<string, readonly ModelRoute[]>();
+  /** Per API, the routes of the models some tier restricts to a list of APIs (`apis:`); empty when none does. */
+  private readonly restricted = new Map<string, ReadonlyMap<ModelApi, readonly ModelRoute[]>>();
   private readonly tierViews: readonly TierView[];
 
   constructor(file: TiersFile) {
@@ -41,10 +43,11 @@ export class ModelCatalog {
       idleSleepS: t.idle_sleep_s ?? null,
     }));
     const byModel = new Map<string, ModelRoute[]>();
+    const apisOf = new Map<ModelRoute, ReadonlySet<ModelApi>>();
     for (const tier of file.tiers) {
       for (const m of tier.models) {
         const list = byModel.get(m.id) ?? [];
-        list.push({
+        const route: ModelRoute = {
           tier: tier.name,
           kind: tier.kind,
           endpoints: tier.endpoints.map((e) => e.replace(/\/+$/, '')),
@@ -53,7 +56,9 @@ export class ModelCatalog {
           price: m.price,
           wake: tier.wake ?? null,
           fallbackWhileWaking: tier.fallback_while_waking ?? true,
-        });
+        };
+        list.push(route);
+        if (m.apis !== undefined) apisOf.set(route, new Set(m.apis));
         byModel.set(m.id, list);
       }
     }
@@ -66,12 +71,25 @@ export class ModelCatalog {
       // stable sort: listed tiers in their order, then spot before on-demand, file order otherwise
       list.sort((a, b) => rank(a) - rank(b));
       this.routes.set(id, Object.freeze(list));
+      if (!list.some((r) => apisOf.has(r))) continue;
+      const perApi = new Map<ModelApi, readonly ModelRoute[]>();
+      for (const api of MODEL_APIS) {
+        const serving = list.filter((r) => apisOf.get(r)?.has(api) ?? true);
+        if (serving.length > 0) perApi.set(api, Object.freeze(serving));
+      }
+      this.restricted.set(id, perApi);
     }
   }
 
-  /** Routes for a model id, or undefined when no tier serves it. */
-  routesFor(model: string): readonly ModelRoute[] | undefined {
-    return this.routes.get(model);
+  /**
+   * Routes for a model id, or undefined when no tier serves it. With `api`, only the routes whose tier serves
+   * the model on that API (a model without `apis:` serves every API), undefined when none does.
+   */
+  routesFor(model: string, api?: ModelApi): readonly ModelRoute[] | undefined {
+    // a tiers file that restricts no model costs one size check
+    if (api === undefined || this.restricted.size === 0) return this.routes.get(model);
+    const perApi = this.restricted.get(model);
+    return perApi === undefined ? this.routes.get(model) : perApi.get(api);
   }
 
   /** The tiers, in file order. */

@@ -94,6 +94,41 @@ describe('tiers file', () => {
     expect(() => parseTiersFile(`${three}preference:\n  only-b: []\n`, 'x.yaml')).toThrow(/preference\.only-b: /);
   });
 
+  it('takes the APIs a model serves per tier: routes per API, a model without apis serving every API', () => {
+    const file = `
+tiers:
+  - name: spot-a
+    kind: spot
+    endpoints: [http://127.0.0.1:8090]
+    models:
+      - id: llama
+        price: { input_per_mtok: 0.05, output_per_mtok: 0.10 }
+        apis: [chat, responses]
+      - id: plain
+        price: { input_per_mtok: 0.05, output_per_mtok: 0.10 }
+  - name: od
+    kind: on-demand
+    endpoints: [http://127.0.0.1:8091]
+    models:
+      - id: llama
+        price: { input_per_mtok: 0.10, output_per_mtok: 0.20 }
+        apis: [chat, messages]
+`;
+    const catalog = new ModelCatalog(parseTiersFile(file, 't.yaml'));
+    expect(catalog.routesFor('llama', 'chat')!.map((r) => r.tier)).toEqual(['spot-a', 'od']);
+    expect(catalog.routesFor('llama', 'messages')!.map((r) => r.tier)).toEqual(['od']);
+    expect(catalog.routesFor('llama', 'embeddings')).toBeUndefined();
+    expect(catalog.routesFor('llama')!.map((r) => r.tier)).toEqual(['spot-a', 'od']);
+    expect(catalog.routesFor('plain', 'messages')).toBe(catalog.routesFor('plain'));
+    expect(catalog.routesFor('nope', 'messages')).toBeUndefined();
+    expect(catalog.modelIds()).toEqual(['llama', 'plain']);
+    // no restriction anywhere: the one list, whatever the API
+    const open = new ModelCatalog(parseTiersFile(valid, 't.yaml'));
+    expect(open.routesFor('llama-3.1-8b', 'messages')).toBe(open.routesFor('llama-3.1-8b'));
+    expect(() => parseTiersFile(file.replace('[chat, messages]', '[chat, telepathy]'), 'x.yaml')).toThrow(/tiers\[1\]\.models\[0\]\.apis\[1\]/);
+    expect(() => parseTiersFile(file.replace('[chat, messages]', '[]'), 'x.yaml')).toThrow(/tiers\[1\]\.models\[0\]\.apis/);
+  });
+
   it('loads from disk', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tiers-'));
     writeFileSync(join(dir, 'tiers.yaml'), valid);

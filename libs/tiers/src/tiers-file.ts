@@ -17,10 +17,15 @@ const price = z.strictObject({
   cached_input_per_mtok: z.number().nonnegative().optional(),
 });
 
+/** The client APIs a model may serve (`apis:` in the tiers file). */
+export const MODEL_APIS = ['chat', 'completions', 'embeddings', 'responses', 'messages', 'rerank', 'score', 'audio'] as const;
+
 const model = z.strictObject({
   id: z.string().min(1).regex(/^[\w.:/@-]+$/, 'expected letters, digits and . _ - : / @'),
   upstream: z.string().min(1).optional(),
   price,
+  /** The APIs the model serves on this tier; without it, every API. */
+  apis: z.array(z.enum(MODEL_APIS)).min(1).optional(),
 });
 
 const anyHttpUrl = z.string().refine((v) => {
@@ -96,6 +101,7 @@ export const tiersFileSchema = z.strictObject({
 export type TiersFile = z.infer<typeof tiersFileSchema>;
 export type TierSpec = TiersFile['tiers'][number];
 export type ModelPrice = z.infer<typeof price>;
+export type ModelApi = (typeof MODEL_APIS)[number];
 export type WakeSpec = z.infer<typeof wake>;
 
 /** Thrown for an unreadable or invalid tiers file; the message names the file and each offending field. */

@@ -15,3 +15,20 @@ export function bearerCredential(headers: IncomingHttpHeaders): string {
   if (authorization === undefined || authorization.length < 8 || !/^bearer /i.test(authorization)) throw invalidApiKey(NO_KEY);
   return authorization.slice(7).trim();
 }
+
+const NO_ANTHROPIC_KEY = 'x-api-key header is required (or send the key as Authorization: Bearer YOUR_KEY).';
+
+/**
+ * The API key of an Anthropic Messages request: `x-api-key: <key>` (what Anthropic's clients send, beside
+ * `anthropic-version`), else `Authorization: Bearer <key>` (what gateways and Claude Code's auth token send).
+ * @throws the 401 for neither.
+ */
+export function anthropicCredential(headers: IncomingHttpHeaders): string {
+  const key = headers['x-api-key'];
+  if (typeof key === 'string') {
+    const trimmed = key.trim();
+    if (trimmed.length > 0) return trimmed;
+  }
+  if (headers.authorization === undefined) throw invalidApiKey(NO_ANTHROPIC_KEY);
+  return bearerCredential(headers);
+}

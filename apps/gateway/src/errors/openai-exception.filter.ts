@@ -4,12 +4,24 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ApiError } from '@spot/contract';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { answerEarly, drainLimit } from '../http/early-answer';
+import { ADAPTERS } from '../proxy/adapters';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
 import { internalError, toApiError } from './to-api-error';
 
+/** An error's body in one protocol's envelope. */
+type ErrorEnvelope = (error: ApiError) => string;
+
+const openAIEnvelope: ErrorEnvelope = (error) => JSON.stringify(error.toBody());
+
+/** The envelope of each route kind: a proxied operation's is its adapter's, every other route's OpenAI's. */
+const ENVELOPES: ReadonlyMap<string, ErrorEnvelope> = new Map(
+  Object.values(ADAPTERS).map((adapter) => [adapter.kind, (error: ApiError) => adapter.renderError(error)] as const),
+);
+
 /**
- * The gateway's only exception filter: every error leaves in OpenAI's envelope
- * `{"error":{"message","type","param","code"}}` with the matching status and headers.
+ * The gateway's only exception filter: every error leaves in its route's envelope (OpenAI's
+ * `{"error":{"message","type","param","code"}}`, or Anthropic's on the Messages routes) with the matching status
+ * and headers.
  */
 @Catch()
 export class OpenAIExceptionFilter implements ExceptionFilter {
@@ -34,7 +46,7 @@ export class OpenAIExceptionFilter implements ExceptionFilter {
     if (reply.sent || reply.raw.headersSent) return;
     reply.code(error.status).header('content-type', 'application/json');
     if (error.headers) reply.headers(error.headers);
-    void reply.send(JSON.stringify(error.toBody()));
+    void reply.send(envelopeOf(route)(error));
   }
 
   /** The same answer written straight to a Node response (the gateway's fast path), unless it has begun. */
@@ -42,7 +54,7 @@ export class OpenAIExceptionFilter implements ExceptionFilter {
     const error = this.resolve(exception, method, url, requestId, route);
     if (res.headersSent || res.destroyed) return;
     res.writeHead(error.status, { 'content-type': 'application/json', 'x-request-id': requestId, ...error.headers, ...headers });
-    res.end(JSON.stringify(error.toBody()));
+    res.end(envelopeOf(route)(error));
   }
 
   /**
@@ -50,7 +62,8 @@ export class OpenAIExceptionFilter implements ExceptionFilter {
    * sent at once, the rest of the body read and thrown away within bounds, then the connection closed.
    */
   sendBeforeBody(exception: unknown, req: IncomingMessage, res: ServerResponse, requestId: string, route: string): void {
-    answerEarly(req, res, this.resolve(exception, req.method ?? '', req.url ?? '', requestId, route), requestId, this.drainBytes);
+    const error = this.resolve(exception, req.method ?? '', req.url ?? '', requestId, route);
+    answerEarly(req, res, error, requestId, this.drainBytes, envelopeOf(route)(error));
   }
 
   private resolve(exception: unknown, method: string, url: string, requestId: string, route: string): ApiError {
@@ -62,4 +75,8 @@ export class OpenAIExceptionFilter implements ExceptionFilter {
     this.metrics.countRequest(route, error.status);
     return error;
   }
+}
+
+function envelopeOf(route: string): ErrorEnvelope {
+  return ENVELOPES.get(route) ?? openAIEnvelope;
 }

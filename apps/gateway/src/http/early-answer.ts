@@ -25,9 +25,15 @@ export function answeredEarly(socket: Duplex): boolean {
  * timeout), before the connection closes. Closing at once while the client is still uploading makes its next
  * write meet a reset, and many clients then lose the answer they were sent (EPIPE).
  */
-export function answerEarly(req: IncomingMessage, res: ServerResponse, error: ApiError, requestId: string, drainBytes: number): void {
+export function answerEarly(
+  req: IncomingMessage,
+  res: ServerResponse,
+  error: ApiError,
+  requestId: string,
+  drainBytes: number,
+  body: string = JSON.stringify(error.toBody()),
+): void {
   if (res.headersSent || res.destroyed) return;
-  const body = JSON.stringify(error.toBody());
   res.writeHead(error.status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),

@@ -1,3 +1,4 @@
+import { ANTHROPIC_ADAPTERS } from './anthropic-adapter';
 import { OPENAI_ADAPTERS } from './openai-adapters';
 import type { ProxyKind } from './openai-request';
 import type { ProtocolAdapter } from './protocol-adapter';
@@ -7,6 +8,7 @@ import { SCORING_ADAPTERS } from './scoring-adapter';
 export const ADAPTERS: Readonly<Record<ProxyKind, ProtocolAdapter>> = {
   ...OPENAI_ADAPTERS,
   ...SCORING_ADAPTERS,
+  ...ANTHROPIC_ADAPTERS,
 };
 
 /** Every proxied operation. */

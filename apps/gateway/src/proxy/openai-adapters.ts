@@ -1,4 +1,7 @@
-import { errorBody, normalizeUpstreamError } from '@spot/contract';
+import type { IncomingHttpHeaders } from 'node:http';
+import { type ApiError, errorBody, normalizeUpstreamError } from '@spot/contract';
+import type { ModelApi } from '@spot/tiers';
+import { bearerCredential } from '../auth/credential';
 import { checkRequest, type CheckedRequest, type OpenAIKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
 import { OpenAISseRelay } from './openai-sse-relay';
 import type { ProtocolAdapter, StreamRelay } from './protocol-adapter';
@@ -9,9 +12,15 @@ import { type TokenUsage, usageFromJsonTail } from './token-usage';
 class OpenAIAdapter implements ProtocolAdapter {
   readonly upstreamPath: string;
   readonly usageInHead = false;
+  readonly api: ModelApi;
 
   constructor(readonly kind: OpenAIKind) {
     this.upstreamPath = UPSTREAM_PATHS[kind];
+    this.api = kind;
+  }
+
+  credential(headers: IncomingHttpHeaders): string {
+    return bearerCredential(headers);
   }
 
   check(body: unknown, bodyBytes: number): CheckedRequest {
@@ -36,6 +45,10 @@ class OpenAIAdapter implements ProtocolAdapter {
 
   engineError(status: number, raw: string): string {
     return JSON.stringify(normalizeUpstreamError(status, raw));
+  }
+
+  renderError(err: ApiError): string {
+    return JSON.stringify(err.toBody());
   }
 
   midstreamErrorFrame(message: string): Buffer {

@@ -1,13 +1,13 @@
 import { invalidRequest } from '@spot/contract';
 import { bodyError } from '../errors/to-api-error';
 
-/** The proxied operations: OpenAI's three, and the scoring APIs vLLM serves (Jina/Cohere-style rerank, score). */
-export type ProxyKind = 'chat' | 'completions' | 'embeddings' | 'rerank' | 'rerank_v2' | 'score';
-
 /** The OpenAI operations {@link checkRequest} knows. */
 export type OpenAIKind = 'chat' | 'completions' | 'embeddings';
 
-export const UPSTREAM_PATHS: Readonly<Record<ProxyKind, string>> = {
+/** Every proxied operation (each has its protocol adapter): OpenAI's, the scoring APIs vLLM serves, Anthropic's. */
+export type ProxyKind = OpenAIKind | 'rerank' | 'rerank_v2' | 'score' | 'messages' | 'count_tokens';
+
+export const UPSTREAM_PATHS: Readonly<Record<Exclude<ProxyKind, 'messages' | 'count_tokens'>, string>> = {
   chat: '/v1/chat/completions',
   completions: '/v1/completions',
   embeddings: '/v1/embeddings',
@@ -26,6 +26,8 @@ export const PROXIED_PATHS: Readonly<Record<string, ProxyKind>> = {
   '/v2/rerank': 'rerank_v2',
   '/v1/score': 'score',
   '/score': 'score',
+  '/v1/messages': 'messages',
+  '/v1/messages/count_tokens': 'count_tokens',
 };
 
 /** A client's request body after the checks the gateway itself makes (the engine checks the rest). */

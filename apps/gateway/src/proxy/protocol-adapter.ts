@@ -1,3 +1,6 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { ApiError } from '@spot/contract';
+import type { ModelApi } from '@spot/tiers';
 import type { CheckedRequest, ProxyKind } from './openai-request';
 import type { TokenUsage } from './token-usage';
 
@@ -34,6 +37,10 @@ export interface StreamRelay {
  */
 export interface ProtocolAdapter {
   readonly kind: ProxyKind;
+  /** The API a model must serve (its `apis:` in the tiers file) to be asked this. */
+  readonly api: ModelApi;
+  /** The API key the request presents, from its headers alone; throws the 401. */
+  credential(headers: IncomingHttpHeaders): string;
   /** The engine's path for this API. */
   readonly upstreamPath: string;
   /** Checks the client's body (throws the 4xx to answer); nothing is serialised. */
@@ -45,9 +52,11 @@ export interface ProtocolAdapter {
   /** Whether a non-streamed body's usage may be at its start (then its first 16 KiB are kept too). */
   readonly usageInHead: boolean;
   /** The usage of a non-streamed body from its last bytes (and its first, with {@link usageInHead}), or null. */
-  usageFromBody(tail: string, head: string | null): TokenUsage | null;
+  usageFromBody(tail: string, head?: string | null): TokenUsage | null;
   /** An error of ours in the protocol's envelope. */
   errorBody(status: number, message: string, code: string | null): string;
+  /** An error of ours (an {@link ApiError} thrown before or around the exchange) in the protocol's envelope. */
+  renderError(err: ApiError): string;
   /** An engine's error body in the protocol's envelope, for the status the client gets. */
   engineError(status: number, raw: string): string;
   /** The event that ends a stream broken after bytes reached the client (never mistaken for a clean end). */

@@ -3,6 +3,7 @@ import { ApiError, clientStatusForUpstream } from '@spot/contract';
 import { costNanos } from '@spot/tiers';
 import type { LiveUsage, UsageEvent, UsageRecorder } from '@spot/usage';
 import type { AuthedKey } from '../auth/authed-key';
+import type { ModelApi } from '@spot/tiers';
 import type { Reservation } from '../limits/reservation';
 import type { GatewayMetrics } from '../metrics/gateway-metrics';
 import type { PoisonGuard } from '../routing/poison-guard';
@@ -29,7 +30,7 @@ export interface ExchangeContext {
    * Every candidate failed before the first byte: candidates on a tier of the model that was asleep (woken for
    * this request; the promise rejects with the 503 to answer past its deadline), or null when there is none.
    */
-  readonly wakeFallback: (model: string, tried: readonly Candidate[]) => Promise<readonly Candidate[]> | null;
+  readonly wakeFallback: (model: string, api: ModelApi, tried: readonly Candidate[]) => Promise<readonly Candidate[]> | null;
   /** Settles the request's reservation with what it cost (called once, when it ends). */
   readonly settleBudget: (reservation: Reservation, costNanos: number) => void;
   /** Bodies refused because a request carrying them lost two engines after sending them. */
@@ -198,7 +199,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
         this.upstreamJson = this.adapter.upstreamBody(this.req, route.upstreamModel);
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
-        this.respondError(err.status, JSON.stringify(err.toBody()), {}, false);
+        this.respondError(err.status, this.adapter.renderError(err), {}, false);
         return;
       }
       this.upstreamJsonModel = route.upstreamModel;
@@ -330,7 +331,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
 
   private refuse(): void {
     const r = this.refusal!;
-    this.respondError(r.status, JSON.stringify(r.toBody()), (r.headers as Record<string, string> | null) ?? {}, false);
+    this.respondError(r.status, this.adapter.renderError(r), (r.headers as Record<string, string> | null) ?? {}, false);
   }
 
   private startResponse(attempt: Attempt, headers: Record<string, string | string[] | undefined>): void {
@@ -566,7 +567,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
    * a sleeping tier of the model to wake and tries there. False when there is none.
    */
   private wakeFallback(): boolean {
-    const more = this.ctx.wakeFallback(this.req.model, this.candidates.slice(0, this.attemptIndex + 1));
+    const more = this.ctx.wakeFallback(this.req.model, this.adapter.api, this.candidates.slice(0, this.attemptIndex + 1));
     if (more === null) return false;
     this.waking = true; // a client that leaves meanwhile ends the exchange (see the constructor)
     more.then(
@@ -583,8 +584,8 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       (err: unknown) => {
         if (this.done) return;
         const e = err as Partial<ApiError>;
-        if (typeof e.toBody === 'function' && typeof e.status === 'number') {
-          this.respondError(e.status, JSON.stringify(e.toBody()), (e.headers as Record<string, string> | null | undefined) ?? {});
+        if (e instanceof ApiError) {
+          this.respondError(e.status, this.adapter.renderError(e), (e.headers as Record<string, string> | null) ?? {});
         } else {
           this.ctx.onError(`waking a fallback tier failed: ${String(err)}`);
           this.respondError(503, this.adapter.errorBody(503, NO_ENGINE, 'upstream_unavailable'), { 'retry-after': '1' });

@@ -28,8 +28,8 @@ function pricesOf(routes: readonly ModelRoute[]): readonly ModelPrice[] {
 
 /**
  * The request path of the proxied operations once the key is verified and the body read: check, authorize
- * the model, start the limit check, then hand the client's socket to a {@link ProxyExchange}. Errors thrown before that become
- * OpenAI envelopes.
+ * the model (and that it serves the adapter's API), start the limit check, then hand the client's socket to a
+ * {@link ProxyExchange}. Errors thrown before that leave in the adapter's envelope.
  */
 @Injectable()
 export class ProxyService {
@@ -77,8 +77,8 @@ export class ProxyService {
       settleBudget: (reservation, costNanos) => limiter.settle(reservation, costNanos),
       routeDeadlineMs: config.ROUTE_DEADLINE_MS,
       tierRefused: (tier) => waker.refused(tier),
-      wakeFallback: (model, tried) => {
-        const routes = catalog.routesFor(model);
+      wakeFallback: (model, api, tried) => {
+        const routes = catalog.routesFor(model, api);
         const more = routes === undefined ? null : waker.wakeFallback(model, routes, tried);
         return more === null ? null : more.then((usable) => pool.candidates(usable));
       },
@@ -100,7 +100,7 @@ export class ProxyService {
   ): Promise<void> {
     const adapter = ADAPTERS[kind];
     const req = adapter.check(body, bodyBytes);
-    const routes = this.catalog.routesFor(req.model);
+    const routes = this.catalog.routesFor(req.model, adapter.api);
     if (routes === undefined || (key.allowedModels !== null && !key.allowedModels.has(req.model))) {
       throw modelNotFound(req.model);
     }

@@ -1,4 +1,7 @@
-import { errorBody, invalidRequest, normalizeUpstreamError } from '@spot/contract';
+import type { IncomingHttpHeaders } from 'node:http';
+import { type ApiError, errorBody, invalidRequest, normalizeUpstreamError } from '@spot/contract';
+import type { ModelApi } from '@spot/tiers';
+import { bearerCredential } from '../auth/credential';
 import { type CheckedRequest, UPSTREAM_PATHS, upstreamBody } from './openai-request';
 import type { ProtocolAdapter, StreamRelay } from './protocol-adapter';
 import { midstreamErrorFrame } from './sse-frames';
@@ -21,8 +24,15 @@ class ScoringAdapter implements ProtocolAdapter {
   /** Rerank puts its usage before the results (which echo the documents): the body's head is read too. */
   readonly usageInHead = true;
 
+  readonly api: ModelApi;
+
   constructor(readonly kind: 'rerank' | 'rerank_v2' | 'score') {
     this.upstreamPath = UPSTREAM_PATHS[kind];
+    this.api = kind === 'score' ? 'score' : 'rerank';
+  }
+
+  credential(headers: IncomingHttpHeaders): string {
+    return bearerCredential(headers);
   }
 
   check(raw: unknown, bodyBytes: number): CheckedRequest {
@@ -64,6 +74,10 @@ class ScoringAdapter implements ProtocolAdapter {
 
   errorBody(status: number, message: string, code: string | null): string {
     return errorBody(status, message, code, null, 'server_error');
+  }
+
+  renderError(err: ApiError): string {
+    return JSON.stringify(err.toBody());
   }
 
   engineError(status: number, raw: string): string {

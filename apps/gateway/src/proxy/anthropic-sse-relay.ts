@@ -1,0 +1,141 @@
+import { normalizeUpstreamAnthropicError } from '@spot/contract';
+import type { RelayWrite, StreamRelay } from './protocol-adapter';
+import { eventEnd } from './sse-frames';
+import type { TokenUsage } from './token-usage';
+
+const EVENT = Buffer.from('event: ');
+const CONTENT_BLOCK_DELTA = Buffer.from('content_block_delta');
+const MESSAGE_START = Buffer.from('message_start');
+const MESSAGE_DELTA = Buffer.from('message_delta');
+const MESSAGE_STOP = Buffer.from('message_stop');
+const ERROR = Buffer.from('error');
+
+function count(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? Math.floor(v) : 0;
+}
+
+/** Whether `buf[from, to)` is exactly `name`. */
+function named(buf: Buffer, from: number, to: number, name: Buffer): boolean {
+  return to - from === name.length && name.compare(buf, from, to) === 0;
+}
+
+/** The JSON of the `data:` line of the event `buf[start, end)`, or null. */
+function eventData(buf: Buffer, start: number, end: number): Record<string, unknown> | null {
+  const at = buf.indexOf('\ndata:', start);
+  if (at < 0 || at >= end) return null;
+  const from = buf[at + 6] === 32 ? at + 7 : at + 6;
+  try {
+    const v: unknown = JSON.parse(buf.toString('utf8', from, end));
+    return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The relay of one engine attempt's Anthropic Messages stream (`event: x\ndata: {...}\n\n`, as vLLM serves
+ * it): events pass through untouched, except `error` events, rewritten into Anthropic's envelope with an
+ * Anthropic error type (vLLM's say `internal_error`). Usage: input and cache-read tokens from `message_start`,
+ * output tokens from `message_delta` (whose input counts win when present); it is reported only once
+ * `message_delta` arrived, so a stream cut before is billed from its content events, as for chat. A clean end
+ * is `message_stop`; an `error` event ends the stream too (vLLM sends nothing after it), so it is no cut.
+ */
+export class AnthropicSseRelay implements StreamRelay {
+  /** The usage of the stream, once `message_delta` reported the output tokens; null before. */
+  usage: TokenUsage | null = null;
+  /** `message_stop` (or an `error` event, which ends Anthropic's stream) arrived. */
+  sawDone = false;
+  errorFrameStatus = 0;
+  errorFrames = 0;
+  /** `content_block_delta` events relayed: one a generated token, what a cut stream is billed from. */
+  contentEvents = 0;
+  private input = 0;
+  private cached = 0;
+  private carry: Buffer | null = null;
+
+  push(chunk: Buffer, write: RelayWrite): void {
+    let buf = chunk;
+    if (this.carry !== null) {
+      buf = Buffer.concat([this.carry, chunk]);
+      this.carry = null;
+    }
+    let flushFrom = 0;
+    let eventStart = 0;
+    let sep: number;
+    while ((sep = eventEnd(buf, eventStart)) !== -1) {
+      const next = sep + 2;
+      if (EVENT.compare(buf, eventStart, eventStart + EVENT.length) === 0) {
+        const nameFrom = eventStart + EVENT.length;
+        let nameTo = buf.indexOf(10, nameFrom);
+        if (nameTo < 0 || nameTo > sep) nameTo = sep;
+        if (buf[nameTo - 1] === 13) nameTo--;
+        if (named(buf, nameFrom, nameTo, CONTENT_BLOCK_DELTA)) this.contentEvents++;
+        else if (named(buf, nameFrom, nameTo, MESSAGE_START)) this.started(eventData(buf, eventStart, sep));
+        else if (named(buf, nameFrom, nameTo, MESSAGE_DELTA)) this.delta(eventData(buf, eventStart, sep));
+        else if (named(buf, nameFrom, nameTo, MESSAGE_STOP)) this.sawDone = true;
+        else if (named(buf, nameFrom, nameTo, ERROR)) {
+          const frame = this.rewriteError(buf, eventStart, sep);
+          if (eventStart > flushFrom) write(buf.subarray(flushFrom, eventStart));
+          write(frame);
+          flushFrom = next;
+        }
+      }
+      eventStart = next;
+    }
+    if (eventStart > flushFrom) write(buf.subarray(flushFrom, eventStart));
+    if (eventStart < buf.length) this.carry = buf.subarray(eventStart);
+  }
+
+  end(write: RelayWrite): void {
+    if (this.carry === null) return;
+    write(this.carry);
+    this.carry = null;
+  }
+
+  private started(data: Record<string, unknown> | null): void {
+    const usage = (data?.message as { usage?: Record<string, unknown> } | undefined)?.usage;
+    if (usage === undefined || usage === null) return;
+    this.input = count(usage.input_tokens);
+    this.cached = count(usage.cache_read_input_tokens);
+  }
+
+  private delta(data: Record<string, unknown> | null): void {
+    const usage = data?.usage as Record<string, unknown> | undefined | null;
+    if (usage === undefined || usage === null || typeof usage.output_tokens !== 'number') return;
+    const prompt = typeof usage.input_tokens === 'number' ? count(usage.input_tokens) : this.input;
+    const cached = typeof usage.cache_read_input_tokens === 'number' ? count(usage.cache_read_input_tokens) : this.cached;
+    // vLLM's input_tokens are the whole prompt, cache reads included (as OpenAI's prompt_tokens)
+    this.usage = { prompt, completion: count(usage.output_tokens), cached: Math.min(cached, prompt) };
+  }
+
+  private rewriteError(buf: Buffer, start: number, end: number): Buffer {
+    const at = buf.indexOf('\ndata:', start);
+    const raw = at >= 0 && at < end ? buf.toString('utf8', buf[at + 6] === 32 ? at + 7 : at + 6, end) : '';
+    const body = normalizeUpstreamAnthropicError(500, raw);
+    this.errorFrameStatus = statusOfType(body.error.type);
+    this.errorFrames++;
+    this.sawDone = true;
+    return Buffer.from(`event: error\ndata: ${JSON.stringify(body)}\n\n`);
+  }
+}
+
+/** The HTTP status an Anthropic error type stands for (what the request is counted and billed as). */
+function statusOfType(type: string): number {
+  switch (type) {
+    case 'invalid_request_error':
+      return 400;
+    case 'rate_limit_error':
+      return 429;
+    case 'overloaded_error':
+      return 529;
+    case 'timeout_error':
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+/** The event that ends a stream broken after bytes reached the client: Anthropic's `error` event. */
+export function anthropicMidstreamErrorFrame(message: string): Buffer {
+  return Buffer.from(`event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'api_error', message } })}\n\n`);
+}
