@@ -39,6 +39,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
   readonly relay: StreamRelay | null;
   /** The last bytes of a non-streamed body, where its usage is. */
   tail: Buffer | null = null;
+  /** The whole non-streamed body, for a response to keep (see ResponseKeeper); null when not collected or over its bound. */
+  body: Buffer[] | null = null;
+  bodyBytes = 0;
   /** An error status's body, up to 64 KiB. */
   errorChunks: Buffer[] = [];
   errorBytes = 0;

@@ -10,6 +10,7 @@ const KINDS: Readonly<Record<string, ProxyKind>> = {
   '/v1/chat/completions': 'chat',
   '/v1/completions': 'completions',
   '/v1/embeddings': 'embeddings',
+  '/v1/responses': 'responses',
 };
 
 /** The proxied operation of a POST's URL, query string or not. */

@@ -37,13 +37,13 @@ class OpenAIAdapter implements ProtocolAdapter {
     return JSON.stringify(normalizeUpstreamError(status, raw));
   }
 
-  midstreamErrorFrame(message: string): Buffer {
+  midstreamErrorFrame(message: string, _relay: StreamRelay | null): Buffer {
     return midstreamErrorFrame(message);
   }
 }
 
 /** The adapter of each proxied OpenAI operation. */
-export const OPENAI_ADAPTERS: Readonly<Record<ProxyKind, ProtocolAdapter>> = {
+export const OPENAI_ADAPTERS: Readonly<Record<Exclude<ProxyKind, 'responses'>, ProtocolAdapter>> = {
   chat: new OpenAIAdapter('chat'),
   completions: new OpenAIAdapter('completions'),
   embeddings: new OpenAIAdapter('embeddings'),

@@ -1,13 +1,14 @@
 import { invalidRequest } from '@spot/contract';
 import { bodyError } from '../errors/to-api-error';
 
-/** The three proxied OpenAI operations. */
-export type ProxyKind = 'chat' | 'completions' | 'embeddings';
+/** The proxied OpenAI operations. */
+export type ProxyKind = 'chat' | 'completions' | 'embeddings' | 'responses';
 
 export const UPSTREAM_PATHS: Readonly<Record<ProxyKind, string>> = {
   chat: '/v1/chat/completions',
   completions: '/v1/completions',
   embeddings: '/v1/embeddings',
+  responses: '/v1/responses',
 };
 
 /** A client's request body after the checks the gateway itself makes (the engine checks the rest). */

@@ -8,7 +8,7 @@ import type { GatewayMetrics } from '../metrics/gateway-metrics';
 import type { PoisonGuard } from '../routing/poison-guard';
 import type { Candidate, FailureKind } from '../routing/upstream-pool';
 import type { CheckedRequest, ProxyKind } from './openai-request';
-import type { ProtocolAdapter } from './protocol-adapter';
+import type { ProtocolAdapter, ResponseKeeper } from './protocol-adapter';
 import { Attempt, AttemptPhase, type AttemptOwner } from './attempt';
 import { AfterFailure, afterFailure, AttemptFailure, failureOf, implicatesBody } from './failure-policy';
 
@@ -112,6 +112,8 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
   private sentAt = 0;
   /** The body's fingerprint, computed on the first failure that implicates it (see {@link PoisonGuard}). */
   private fingerprint: string | null = null;
+  /** What keeps the finished response (stored Responses), or null: every stateless protocol. */
+  private readonly keeper: ResponseKeeper | null;
 
   constructor(
     private readonly ctx: ExchangeContext,
@@ -127,6 +129,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
   ) {
     this.upstreamJsonModel = candidates[0].route.upstreamModel;
     this.kind = adapter.kind;
+    this.keeper = adapter.keeper?.(req, key) ?? null;
     this.writeOut = (bytes) => this.write(bytes);
     this.onDrain = () => this.attempt.controller?.resume();
     this.uncork = () => {
@@ -238,6 +241,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       if (relay.errorFrames !== frames) this.ctx.metrics.upstreamErrors.labels(attempt.candidate.route.tier, 'frame').inc(relay.errorFrames - frames);
     } else {
       this.keepTail(attempt, chunk);
+      if (this.keeper !== null) this.collect(attempt, chunk, this.keeper);
       this.write(chunk);
     }
     const c = attempt.controller;
@@ -263,6 +267,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       this.recordOnce(attempt.status);
       this.res.end();
       this.finish(attempt.status);
+      if (this.keeper !== null && attempt.status < 300 && attempt.body !== null) this.keeper.keep(this.requestId, Buffer.concat(attempt.body, attempt.bodyBytes));
       return;
     }
     relay.end(this.writeOut);
@@ -275,6 +280,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     if (this.headPending) this.sendStreamHead();
     this.res.end();
     this.finish(status);
+    if (this.keeper !== null && relay.errorFrames === 0) this.keeper.keep(this.requestId, relay);
   }
 
   attemptError(attempt: Attempt, err: Error): void {
@@ -457,6 +463,19 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     this.respondError(502, this.adapter.errorBody(502, message, 'upstream_error'), { 'x-should-retry': 'false' });
   }
 
+  /** Collects a non-streamed body to keep, within the keeper's bound (past it, the body is dropped and not kept). */
+  private collect(attempt: Attempt, chunk: Buffer, keeper: ResponseKeeper): void {
+    if (attempt.bodyBytes < 0) return;
+    attempt.bodyBytes += chunk.length;
+    if (attempt.bodyBytes > keeper.maxBodyBytes) {
+      attempt.body = null;
+      attempt.bodyBytes = -1;
+      keeper.tooLarge(this.requestId);
+      return;
+    }
+    (attempt.body ??= []).push(chunk);
+  }
+
   private keepTail(attempt: Attempt, chunk: Buffer): void {
     const tail = attempt.tail;
     if (chunk.length >= TAIL_BYTES || tail === null) attempt.tail = chunk.length > TAIL_BYTES ? chunk.subarray(chunk.length - TAIL_BYTES) : chunk;
@@ -520,7 +539,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       this.respondError(502, this.adapter.errorBody(502, message, 'upstream_unavailable'), { 'retry-after': '1' });
       return;
     }
-    if (this.req.stream) this.res.write(this.adapter.midstreamErrorFrame(message), () => this.res.destroy());
+    if (this.req.stream) this.res.write(this.adapter.midstreamErrorFrame(message, this.attempt.relay), () => this.res.destroy());
     else this.res.destroy();
     this.finish(502);
   }

@@ -12,7 +12,9 @@ import { TierWaker } from '../routing/tier-waker';
 import { UpstreamPool } from '../routing/upstream-pool';
 import { OPENAI_ADAPTERS } from './openai-adapters';
 import type { ProxyKind } from './openai-request';
+import type { ProtocolAdapter } from './protocol-adapter';
 import { type ExchangeContext, ProxyExchange } from './proxy-exchange';
+import { ResponsesAdapter } from './responses-adapter';
 
 const routePrices = new WeakMap<readonly ModelRoute[], readonly ModelPrice[]>();
 
@@ -39,6 +41,7 @@ export class ProxyService {
   private readonly billingBlocked: ApiError;
   private readonly poisonRefused: ApiError;
   private idleWaiters: Array<() => void> = [];
+  private readonly adapters: Readonly<Record<ProxyKind, ProtocolAdapter>>;
 
   constructor(
     private readonly limiter: RateLimiter,
@@ -49,7 +52,9 @@ export class ProxyService {
     private readonly metrics: GatewayMetrics,
     recorder: UsageRecorder,
     @Inject(APP_CONFIG) config: AppConfig,
+    responses: ResponsesAdapter,
   ) {
+    this.adapters = { ...OPENAI_ADAPTERS, responses };
     this.billingBlocked = new ApiError(
       config.BILLING_BLOCK_STATUS,
       'insufficient_quota',
@@ -70,7 +75,7 @@ export class ProxyService {
       metrics,
       poison,
       poisonTtlS: config.POISON_TTL_S,
-      timers: { chat: metrics.routeTimers('chat'), completions: metrics.routeTimers('completions'), embeddings: metrics.routeTimers('embeddings') },
+      timers: { chat: metrics.routeTimers('chat'), completions: metrics.routeTimers('completions'), embeddings: metrics.routeTimers('embeddings'), responses: metrics.routeTimers('responses') },
       recorder,
       onSettled: (x) => this.settled(x),
       onError: (message) => this.logger.warn(message),
@@ -98,15 +103,17 @@ export class ProxyService {
     res: ServerResponse,
     startedAt: number,
   ): Promise<void> {
-    const adapter = OPENAI_ADAPTERS[kind];
-    const req = adapter.check(body, bodyBytes);
-    const routes = this.catalog.routesFor(req.model);
-    if (routes === undefined || (key.allowedModels !== null && !key.allowedModels.has(req.model))) {
-      throw modelNotFound(req.model);
+    const adapter = this.adapters[kind];
+    const checked = adapter.check(body, bodyBytes);
+    const routes = this.catalog.routesFor(checked.model);
+    if (routes === undefined || (key.allowedModels !== null && !key.allowedModels.has(checked.model))) {
+      throw modelNotFound(checked.model);
     }
     if (key.billingBlockedAtMs !== null && Date.now() >= key.billingBlockedAtMs) throw this.billingBlocked;
     const refused = this.limiter.refusedNow(key);
     if (refused !== null) throw refused;
+    // stored state (Responses' previous_response_id) is read before any engine is asked; stateless protocols have none
+    const req = adapter.prepare === undefined ? checked : await adapter.prepare(checked, key);
     // only while some body has failed an engine after being sent to it: never on a quiet day
     if (this.poison.active && this.poison.isPoisoned(this.poison.fingerprint(req.body))) {
       this.metrics.poison.labels('refused').inc();

@@ -22,7 +22,7 @@ export function usageFromObject(u: unknown): TokenUsage | null {
  * Finds the last `"usage":{...}` object in the tail of a JSON document (where engines put it) and reads it,
  * without parsing the whole document (embeddings responses are large).
  */
-export function usageFromJsonTail(tail: string): TokenUsage | null {
+export function usageFromJsonTail(tail: string, read: (u: unknown) => TokenUsage | null = usageFromObject): TokenUsage | null {
   const at = tail.lastIndexOf('"usage":');
   if (at < 0) return null;
   let i = at + 8;
@@ -39,7 +39,7 @@ export function usageFromJsonTail(tail: string): TokenUsage | null {
     else if (c === 123 /* { */) depth++;
     else if (c === 125 /* } */ && --depth === 0) {
       try {
-        return usageFromObject(JSON.parse(tail.slice(i, j + 1)));
+        return read(JSON.parse(tail.slice(i, j + 1)));
       } catch {
         return null;
       }

@@ -66,6 +66,7 @@ export class V1Routes implements OnModuleInit {
       ['/v1/chat/completions', 'chat'],
       ['/v1/completions', 'completions'],
       ['/v1/embeddings', 'embeddings'],
+      ['/v1/responses', 'responses'],
     ] as const) {
       // the URLs the fast path does not take (a percent-escaped path, say): handed to it before Fastify reads a byte of the body
       app.post(path, {
