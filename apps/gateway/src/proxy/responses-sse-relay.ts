@@ -44,7 +44,7 @@ export class ResponsesSseRelay implements StreamRelay {
   contentEvents = 0;
   /** The Response object of the terminal event, or null so far. */
   final: Record<string, unknown> | null = null;
-  /** The last sequence_number seen (for an error event we write ourselves). */
+  /** The sequence_number of the last event (engines number their events from 0): for an error event we write. */
   lastSequence = -1;
   private carry: Buffer | null = null;
 
@@ -77,6 +77,7 @@ export class ResponsesSseRelay implements StreamRelay {
     let type: Buffer | null = null;
     let dataAt = -1;
     if (buf.compare(EVENT, 0, EVENT.length, start, start + EVENT.length) === 0) {
+      this.lastSequence++;
       const nameAt = start + EVENT.length;
       const lineEnd = buf.indexOf(10, nameAt);
       if (lineEnd < 0 || lineEnd > end) return false;
@@ -94,6 +95,7 @@ export class ResponsesSseRelay implements StreamRelay {
       if (e < 0 || e > end) return false;
       type = ERROR;
       dataAt = start;
+      this.lastSequence++;
     } else return false;
     if (buf.compare(DATA, 0, DATA.length, dataAt, dataAt + DATA.length) !== 0) return false;
     let payload: Record<string, unknown> | null = null;
@@ -130,10 +132,12 @@ export class ResponsesSseRelay implements StreamRelay {
     let status = 500;
     const rawCode = inner?.code;
     if (typeof rawCode === 'number' && rawCode >= 400 && rawCode < 600) status = rawCode;
-    const code = typeof rawCode === 'string' ? rawCode : typeof inner?.type === 'string' && inner.type !== 'error' ? inner.type : status >= 500 ? 'server_error' : 'invalid_request_error';
+    // vLLM names Python exceptions (`InternalServerError`) where OpenAI has snake_case codes
+    const named = typeof rawCode === 'string' && rawCode.includes('_') ? rawCode : null;
+    const code = named ?? (status >= 500 ? 'server_error' : 'invalid_request_error');
     const message = typeof inner?.message === 'string' ? inner.message : raw;
     const param = typeof inner?.param === 'string' ? inner.param : null;
-    return { frame: responsesErrorEvent(code, message, param, this.lastSequence + 1), status };
+    return { frame: responsesErrorEvent(code, message, param, this.lastSequence), status };
   }
 }
 
