@@ -37,7 +37,6 @@ describe('gateway: the Responses API, with the state kept by the gateway', () =>
   let s: GatewayStack;
   let tiersFile: string;
   let client: OpenAI;
-  let withId: (res: { _request_id?: string | null }) => string;
 
   beforeAll(async () => {
     a = await startSim({ models: [CHAT_UPSTREAM, OTHER_MODEL, EMBED_MODEL], prefixCaching: true, outputTokens: 12 });
@@ -47,7 +46,6 @@ describe('gateway: the Responses API, with the state kept by the gateway', () =>
     writeFileSync(tiersFile, twoReplicaTiers(a.url, b.url));
     s = await startGatewayStack({ TIERS_FILE: tiersFile });
     client = s.client;
-    withId = (res) => res._request_id!;
   });
   afterAll(async () => {
     await s?.close();
@@ -221,7 +219,7 @@ describe('gateway: the Responses API, with the state kept by the gateway', () =>
     await expect(client.responses.cancel('resp_unknown')).rejects.toMatchObject({ status: 404 });
   });
 
-  it('retention: a Response past expires_at is 404 everywhere, and the worker's retention query deletes it', async () => {
+  it("retention: a Response past expires_at is 404 everywhere, and the worker's retention query deletes it", async () => {
     const r = await client.responses.create({ model: CHAT_MODEL, input: 'old' });
     await until(async () => (await app().find(s.orgId, r.id, new Date())) !== null);
     await app().expire(r.id, new Date(Date.now() - 1000));
