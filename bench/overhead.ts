@@ -6,7 +6,10 @@
  * bench/support/loop-delay-probe.ts), and writes bench/results/overhead-<date>.json.
  *
  *   npm run bench:overhead -- [--rate 200] [--duration 20] [--warmup 3] [--tokens 16] [--limits on|off] [--via gateway|naive]
- *                            [--gateway-main other-build/dist/apps/gateway/src/main.js] [--out file.json]
+ *                            [--gateway-main other-build/dist/apps/gateway/src/main.js] [--out file.json] [--api chat|responses]
+ *
+ * `--api responses` streams POST /v1/responses instead of chat (stored, as OpenAI's default `store: true`: the
+ * gateway writes each Response to Postgres after its last byte).
  */
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -37,12 +40,16 @@ const { values } = parseArgs({
     'gateway-main': { type: 'string' },
     /** Where to write the JSON results (default bench/results/overhead[-naive]-<date>.json). */
     out: { type: 'string' },
+    /** chat (default) or responses: the API streamed. */
+    api: { type: 'string', default: 'chat' },
   },
 });
 const RATE = Number(values.rate);
 const DURATION_S = Number(values.duration);
 const WARMUP_S = Number(values.warmup);
 const TOKENS = Number(values.tokens);
+const RESPONSES = values.api === 'responses';
+const API_PATH = RESPONSES ? '/v1/responses' : '/v1/chat/completions';
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/spotinference';
 
 interface Sample {
@@ -95,7 +102,10 @@ async function main(): Promise<void> {
     const direct = new Pool(`http://127.0.0.1:${simPort}`, { connections: 128 });
     const viaGateway = new Pool(`http://127.0.0.1:${gwPort}`, { connections: 128 });
     const bodyFor = (model: string) =>
-      JSON.stringify({ model, messages: [{ role: 'user', content: 'Say something about GPUs.' }], stream: true, max_tokens: TOKENS });
+      RESPONSES
+        ? JSON.stringify({ model, input: 'Say something about GPUs.', stream: true, max_output_tokens: TOKENS })
+        : JSON.stringify({ model, messages: [{ role: 'user', content: 'Say something about GPUs.' }], stream: true, max_tokens: TOKENS });
+    const ended = (text: string) => (RESPONSES ? text.includes('event: response.completed\n') : text.endsWith('data: [DONE]\n\n'));
     const directBody = bodyFor('bench-upstream');
     const gatewayBody = bodyFor('bench-model');
     const headers = { 'content-type': 'application/json', authorization: `Bearer ${key}` };
@@ -106,13 +116,13 @@ async function main(): Promise<void> {
       const scheduled = Math.max(due, performance.now());
       let ttfb = 0;
       try {
-        const res = await pool.request({ method: 'POST', path: '/v1/chat/completions', headers, body: target === 'direct' ? directBody : gatewayBody });
+        const res = await pool.request({ method: 'POST', path: API_PATH, headers, body: target === 'direct' ? directBody : gatewayBody });
         let text = '';
         for await (const chunk of res.body) {
           if (ttfb === 0) ttfb = performance.now() - scheduled;
           text += chunk;
         }
-        return { target, at: due, ttfb, total: performance.now() - scheduled, ok: res.statusCode === 200 && text.endsWith('data: [DONE]\n\n') };
+        return { target, at: due, ttfb, total: performance.now() - scheduled, ok: res.statusCode === 200 && ended(text) };
       } catch {
         return { target, at: due, ttfb, total: performance.now() - scheduled, ok: false };
       }
@@ -168,7 +178,7 @@ async function main(): Promise<void> {
       ['direct', d],
       ['gateway', g],
     ] as const;
-    console.log(`\n${naive ? 'Naive pass-through (calibration)' : 'Gateway'} overhead: ${RATE} req/s open loop, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, streaming ${TOKENS} tokens; ms`);
+    console.log(`\n${naive ? 'Naive pass-through (calibration)' : 'Gateway'} overhead (${API_PATH}): ${RATE} req/s open loop, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, streaming ${TOKENS} tokens; ms`);
     console.log(`generator lag max ${maxLag.toFixed(1)} ms; ${os.cpus().length} cores, node ${process.version}\n`);
     console.log('path        reqs  errs  ttfb p50  ttfb p95  ttfb p99  total p50 total p95 total p99');
     for (const [name, s] of rows) {
@@ -197,7 +207,7 @@ async function main(): Promise<void> {
       bench: 'overhead',
       date: new Date().toISOString(),
       machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
-      params: { via: values.via, gatewayMain: values['gateway-main'] ?? null, rate: RATE, durationS: DURATION_S, warmupS: WARMUP_S, tokens: TOKENS, stream: true, limits: !naive && values.limits !== 'off', usageRecording: !naive },
+      params: { api: values.api, via: values.via, gatewayMain: values['gateway-main'] ?? null, rate: RATE, durationS: DURATION_S, warmupS: WARMUP_S, tokens: TOKENS, stream: true, limits: !naive && values.limits !== 'off', usageRecording: !naive },
       generatorMaxLagMs: maxLag,
       direct: d,
       gateway: g,
@@ -207,7 +217,7 @@ async function main(): Promise<void> {
     };
     const outDir = path.join(root, 'bench/results');
     mkdirSync(outDir, { recursive: true });
-    const file = values.out ? path.resolve(values.out) : path.join(outDir, `overhead${naive ? '-naive' : ''}-${result.date.slice(0, 10)}.json`);
+    const file = values.out ? path.resolve(values.out) : path.join(outDir, `overhead${naive ? '-naive' : ''}${RESPONSES ? '-responses' : ''}-${result.date.slice(0, 10)}.json`);
     writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
     console.log(`wrote ${path.relative(root, file)}`);
   } finally {
