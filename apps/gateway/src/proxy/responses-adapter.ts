@@ -45,6 +45,11 @@ export class ResponsesAdapter implements ProtocolAdapter {
     if (prev !== undefined && prev !== null && (typeof prev !== 'string' || prev === '')) {
       throw invalidRequest(`Invalid type for 'previous_response_id': expected a string.`, 'previous_response_id', 'invalid_type');
     }
+    // the two ways of server-side state the gateway does not run: said plainly rather than left to the engine's words
+    if (body.background === true) throw invalidRequest('Background mode is not supported: send the request without `background`.', 'background', 'unsupported_parameter');
+    if (body.conversation !== undefined && body.conversation !== null) {
+      throw invalidRequest("The 'conversation' parameter is not supported: continue a Response with previous_response_id.", 'conversation', 'unsupported_parameter');
+    }
     const input = body.input;
     let ownInput: unknown[];
     if (typeof input === 'string') ownInput = [{ type: 'message', role: 'user', content: input }];

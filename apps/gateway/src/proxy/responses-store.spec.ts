@@ -71,5 +71,8 @@ describe('ResponsesStore and the Responses keeper', () => {
     expect(await stored(metrics, 'too_large')).toBe(1);
     expect(adapter.keeper(adapter.check({ model: 'm', input: 'x', store: false }, 10), KEY)).toBeNull();
     expect(() => adapter.check({ model: 'm', input: 'x', store: 'yes' }, 10)).toThrow(/store/);
+    expect(() => adapter.check({ model: 'm', input: 'x', background: true }, 10)).toThrow(expect.objectContaining({ status: 400, param: 'background' }));
+    expect(() => adapter.check({ model: 'm', input: 'x', conversation: 'conv_1' }, 10)).toThrow(expect.objectContaining({ status: 400, param: 'conversation' }));
+    expect(() => adapter.check({ model: 'm', input: 42 }, 10)).toThrow(expect.objectContaining({ status: 400, param: 'input' }));
   });
 });
