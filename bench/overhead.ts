@@ -6,8 +6,11 @@
  * bench/support/loop-delay-probe.ts), and writes bench/results/overhead-<date>.json.
  *
  *   npm run bench:overhead -- [--rate 200] [--duration 20] [--warmup 3] [--tokens 16] [--limits on|off] [--via gateway|naive]
- *                            [--api chat|messages]
+ *                            [--api chat|messages|responses]
  *                            [--gateway-main other-build/dist/apps/gateway/src/main.js] [--out file.json]
+ *
+ * `--api responses` streams POST /v1/responses instead of chat (stored, as OpenAI's default `store: true`: the
+ * gateway writes each Response to Postgres after its last byte).
  */
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -37,18 +40,20 @@ const { values } = parseArgs({
     /** Another build's gateway (e.g. a checkout of the previous commit's dist/apps/gateway/src/main.js), for before/after. */
     'gateway-main': { type: 'string' },
     /** chat (default): /v1/chat/completions; messages: Anthropic's /v1/messages (x-api-key), the same load. */
-    api: { type: 'string', default: 'chat' },
     /** Where to write the JSON results (default bench/results/overhead[-naive]-<date>.json). */
     out: { type: 'string' },
+    /** chat (default) or responses: the API streamed. */
+    api: { type: 'string', default: 'chat' },
   },
 });
 const RATE = Number(values.rate);
 const DURATION_S = Number(values.duration);
 const WARMUP_S = Number(values.warmup);
 const TOKENS = Number(values.tokens);
-if (values.api !== 'chat' && values.api !== 'messages') throw new Error(`--api: expected chat or messages, got ${values.api}`);
+if (values.api !== 'chat' && values.api !== 'messages' && values.api !== 'responses') throw new Error(`--api: expected chat, messages or responses, got ${values.api}`);
 const MESSAGES = values.api === 'messages';
-const API_PATH = MESSAGES ? '/v1/messages' : '/v1/chat/completions';
+const RESPONSES = values.api === 'responses';
+const API_PATH = MESSAGES ? '/v1/messages' : RESPONSES ? '/v1/responses' : '/v1/chat/completions';
 /** How each API ends a stream cleanly. */
 const STREAM_END = MESSAGES ? 'event: message_stop\ndata: {"type":"message_stop"}\n\n' : 'data: [DONE]\n\n';
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/spotinference';
@@ -103,7 +108,10 @@ async function main(): Promise<void> {
     const direct = new Pool(`http://127.0.0.1:${simPort}`, { connections: 128 });
     const viaGateway = new Pool(`http://127.0.0.1:${gwPort}`, { connections: 128 });
     const bodyFor = (model: string) =>
-      JSON.stringify({ model, messages: [{ role: 'user', content: 'Say something about GPUs.' }], stream: true, max_tokens: TOKENS });
+      RESPONSES
+        ? JSON.stringify({ model, input: 'Say something about GPUs.', stream: true, max_output_tokens: TOKENS })
+        : JSON.stringify({ model, messages: [{ role: 'user', content: 'Say something about GPUs.' }], stream: true, max_tokens: TOKENS });
+    const ended = (text: string) => (RESPONSES ? text.includes('event: response.completed\n') : text.endsWith(STREAM_END));
     const directBody = bodyFor('bench-upstream');
     const gatewayBody = bodyFor('bench-model');
     const headers: Record<string, string> = MESSAGES
@@ -122,7 +130,7 @@ async function main(): Promise<void> {
           if (ttfb === 0) ttfb = performance.now() - scheduled;
           text += chunk;
         }
-        return { target, at: due, ttfb, total: performance.now() - scheduled, ok: res.statusCode === 200 && text.endsWith(STREAM_END) };
+        return { target, at: due, ttfb, total: performance.now() - scheduled, ok: res.statusCode === 200 && ended(text) };
       } catch {
         return { target, at: due, ttfb, total: performance.now() - scheduled, ok: false };
       }
@@ -217,7 +225,7 @@ async function main(): Promise<void> {
     };
     const outDir = path.join(root, 'bench/results');
     mkdirSync(outDir, { recursive: true });
-    const file = values.out ? path.resolve(values.out) : path.join(outDir, `overhead${naive ? '-naive' : ''}${MESSAGES ? '-messages' : ''}-${result.date.slice(0, 10)}.json`);
+    const file = values.out ? path.resolve(values.out) : path.join(outDir, `overhead${naive ? '-naive' : ''}${MESSAGES ? '-messages' : ''}${RESPONSES ? '-responses' : ''}-${result.date.slice(0, 10)}.json`);
     writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
     console.log(`wrote ${path.relative(root, file)}`);
   } finally {

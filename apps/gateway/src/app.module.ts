@@ -18,6 +18,10 @@ import { MetricsController } from './metrics/metrics.controller';
 import { clientLimits, FastPath } from './proxy/fast-path';
 import { ModelsService } from './proxy/models.service';
 import { ProxyService } from './proxy/proxy.service';
+import { ProtocolAdapters } from './proxy/adapters';
+import { ResponsesAdapter } from './proxy/responses-adapter';
+import { ResponsesRoutes } from './proxy/responses-routes';
+import { ResponsesStore } from './proxy/responses-store';
 import { V1Routes } from './proxy/v1-routes';
 import { modelCatalogProvider } from './routing/model-catalog.provider';
 import { HealthChecker } from './routing/health-checker';
@@ -50,6 +54,10 @@ export class GatewayModule {
         { provide: APP_FILTER, useExisting: OpenAIExceptionFilter },
         ShutdownCoordinator,
         V1Routes,
+        ResponsesStore,
+        ResponsesAdapter,
+        ProtocolAdapters,
+        ResponsesRoutes,
         BodyBudget,
         { provide: FastPath, useValue: fastPath },
       ],

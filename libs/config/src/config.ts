@@ -112,6 +112,8 @@ export const configSchema = z.object({
    */
   USAGE_RETENTION_DAYS: z.coerce.number().int().min(32).default(35),
   USAGE_ROLLUP_EVERY_MS: positiveInt.default(60_000),
+  /** Stored Responses (`store: true`, POST /v1/responses) are kept this many days, then 404 and deleted. */
+  RESPONSES_RETENTION_DAYS: positiveInt.default(30),
   BILLING_SYNC_EVERY_MS: positiveInt.default(60_000),
   /** Port of the worker's Prometheus endpoint (`GET /metrics`: billing sync's failing orgs...); unset = none. */
   WORKER_METRICS_PORT: port.optional(),

@@ -7,6 +7,7 @@ import { MembershipsRepository } from './memberships.repository';
 import { OrgBillingRepository } from './org-billing.repository';
 import { OrgsRepository } from './orgs.repository';
 import { PrismaService } from './prisma.service';
+import { ResponsesRepository } from './responses.repository';
 import { SessionsRepository } from './sessions.repository';
 import { UsageEventsRepository } from './usage-events.repository';
 import { UsageRollupsRepository } from './usage-rollups.repository';
@@ -26,6 +27,7 @@ const REPOSITORIES = [
   BillingOutboxRepository,
   OrgBillingRepository,
   WebhookEventsRepository,
+  ResponsesRepository,
 ];
 
 /** Postgres access: the Prisma client and the repositories that own every query. */

@@ -28,6 +28,8 @@ export { OrgBillingRepository } from './org-billing.repository';
 export type { OrgStripeLink, OrgSyncFailure, FailingOrg } from './org-billing.repository';
 export { WebhookEventsRepository } from './webhook-events.repository';
 export type { BillingLine, BillingSubscriptionItem, MeterEventOutbox } from './generated/prisma/client';
+export { ResponsesRepository } from './responses.repository';
+export type { NewStoredResponse, StoredResponseRow, ResponseTurn } from './responses.repository';
 export { UsageEventsRepository } from './usage-events.repository';
 export type { UsageEventRow } from './usage-events.repository';
 export type { Org, User, ApiKey, UsageEvent, Membership, Invitation, UsageRollup } from './generated/prisma/client';

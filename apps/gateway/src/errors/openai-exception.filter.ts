@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ApiError } from '@spot/contract';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { answerEarly, drainLimit } from '../http/early-answer';
-import { ADAPTERS } from '../proxy/adapters';
+import { STATELESS_ADAPTERS } from '../proxy/adapters';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
 import { internalError, toApiError } from './to-api-error';
 
@@ -13,9 +13,9 @@ type ErrorEnvelope = (error: ApiError) => string;
 
 const openAIEnvelope: ErrorEnvelope = (error) => JSON.stringify(error.toBody());
 
-/** The envelope of each route kind: a proxied operation's is its adapter's, every other route's OpenAI's. */
+/** The envelope of each route kind: a proxied operation's is its adapter's, every other route's (Responses' too) OpenAI's. */
 const ENVELOPES: ReadonlyMap<string, ErrorEnvelope> = new Map(
-  Object.values(ADAPTERS).map((adapter) => [adapter.kind, (error: ApiError) => adapter.renderError(error)] as const),
+  Object.values(STATELESS_ADAPTERS).map((adapter) => [adapter.kind, (error: ApiError) => adapter.renderError(error)] as const),
 );
 
 /**

@@ -56,6 +56,12 @@ export class GatewayMetrics {
     labelNames: ['tier'] as const,
     registers: [this.registry],
   });
+  readonly responsesStored = new Counter({
+    name: 'gateway_responses_stored_total',
+    help: 'Responses kept for previous_response_id and retrieval (store: true), by outcome: stored, failed (the write failed), too_large (body over 1 MiB)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly poison = new Counter({
     name: 'gateway_poison_requests_total',
     help: 'Request bodies that failed engines after being sent to them: struck (one failure), detected (refused from now on), refused (answered 502 without touching an engine)',

@@ -41,6 +41,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
   tail: Buffer | null = null;
   /** Its first bytes, for the APIs that put usage first (see ProtocolAdapter.usageInHead). */
   head: Buffer | null = null;
+  /** The whole non-streamed body, for a response to keep (see ResponseKeeper); null when not collected or over its bound. */
+  body: Buffer[] | null = null;
+  bodyBytes = 0;
   /** An error status's body, up to 64 KiB. */
   errorChunks: Buffer[] = [];
   errorBytes = 0;

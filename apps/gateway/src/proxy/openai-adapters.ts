@@ -51,7 +51,7 @@ class OpenAIAdapter implements ProtocolAdapter {
     return JSON.stringify(err.toBody());
   }
 
-  midstreamErrorFrame(message: string): Buffer {
+  midstreamErrorFrame(message: string, _relay: StreamRelay | null): Buffer {
     return midstreamErrorFrame(message);
   }
 }

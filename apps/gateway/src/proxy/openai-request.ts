@@ -5,7 +5,7 @@ import { bodyError } from '../errors/to-api-error';
 export type OpenAIKind = 'chat' | 'completions' | 'embeddings';
 
 /** Every proxied operation (each has its protocol adapter): OpenAI's, the scoring APIs vLLM serves, Anthropic's. */
-export type ProxyKind = OpenAIKind | 'rerank' | 'rerank_v2' | 'score' | 'messages' | 'count_tokens';
+export type ProxyKind = OpenAIKind | 'responses' | 'rerank' | 'rerank_v2' | 'score' | 'messages' | 'count_tokens';
 
 export const UPSTREAM_PATHS: Readonly<Record<Exclude<ProxyKind, 'messages' | 'count_tokens'>, string>> = {
   chat: '/v1/chat/completions',
@@ -14,6 +14,7 @@ export const UPSTREAM_PATHS: Readonly<Record<Exclude<ProxyKind, 'messages' | 'co
   rerank: '/v1/rerank',
   rerank_v2: '/v2/rerank',
   score: '/v1/score',
+  responses: '/v1/responses',
 };
 
 /** Every proxied path a client may POST to, and its operation (vLLM's aliases included). */
@@ -28,6 +29,7 @@ export const PROXIED_PATHS: Readonly<Record<string, ProxyKind>> = {
   '/score': 'score',
   '/v1/messages': 'messages',
   '/v1/messages/count_tokens': 'count_tokens',
+  '/v1/responses': 'responses',
 };
 
 /** A client's request body after the checks the gateway itself makes (the engine checks the rest). */
@@ -59,7 +61,7 @@ function missing(param: string): never {
  * field, `stream_options` only with `stream`. Everything else (tools, response_format, n, logprobs,
  * unknown fields) is the engine's to judge and passes through untouched.
  */
-export function checkRequest(kind: OpenAIKind, raw: unknown, bodyBytes: number): CheckedRequest {
+export function checkRequest(kind: OpenAIKind | 'responses', raw: unknown, bodyBytes: number): CheckedRequest {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw invalidRequest('The request body must be a JSON object.');
   }

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ApiError } from '@spot/contract';
 import type { ModelApi } from '@spot/tiers';
+import type { AuthedKey } from '../auth/authed-key';
 import type { CheckedRequest, ProxyKind } from './openai-request';
 import type { TokenUsage } from './token-usage';
 
@@ -60,5 +61,25 @@ export interface ProtocolAdapter {
   /** An engine's error body in the protocol's envelope, for the status the client gets. */
   engineError(status: number, raw: string): string;
   /** The event that ends a stream broken after bytes reached the client (never mistaken for a clean end). */
-  midstreamErrorFrame(message: string): Buffer;
+  midstreamErrorFrame(message: string, relay?: StreamRelay | null): Buffer;
+  /**
+   * Only for a protocol with state of ours (Responses): completes the checked request before any engine sees it
+   * (previous turns read from Postgres); throws the 4xx to answer. Absent for the stateless protocols.
+   */
+  prepare?(req: CheckedRequest, key: AuthedKey): Promise<CheckedRequest>;
+  /** Only for a protocol with state of ours: what keeps this request's finished response, or null (absent: none). */
+  keeper?(req: CheckedRequest, key: AuthedKey): ResponseKeeper | null;
+}
+
+/**
+ * Keeps a response that ended cleanly (the Responses API's stored state). Called after the client's last byte
+ * left; it must not block or throw: a failure is its own to log and count.
+ */
+export interface ResponseKeeper {
+  /** Bytes of a non-streamed body collected at most; a larger body is not kept ({@link tooLarge}). */
+  readonly maxBodyBytes: number;
+  /** The response ended cleanly: the whole non-streamed body, or the stream's relay (which holds the final object). */
+  keep(requestId: string, body: Buffer | StreamRelay): void;
+  /** The non-streamed body went past {@link maxBodyBytes}: it is not kept. */
+  tooLarge(requestId: string): void;
 }

@@ -9,7 +9,7 @@ import type { GatewayMetrics } from '../metrics/gateway-metrics';
 import type { PoisonGuard } from '../routing/poison-guard';
 import type { Candidate, FailureKind } from '../routing/upstream-pool';
 import type { CheckedRequest, ProxyKind } from './openai-request';
-import type { ProtocolAdapter } from './protocol-adapter';
+import type { ProtocolAdapter, ResponseKeeper } from './protocol-adapter';
 import { Attempt, AttemptPhase, type AttemptOwner } from './attempt';
 import { AfterFailure, afterFailure, AttemptFailure, failureOf, implicatesBody } from './failure-policy';
 
@@ -117,6 +117,8 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
   private sentAt = 0;
   /** Attempts that failed after the engine had the body (lost, timed out): one retry follows the first, none the second. */
   private sentFailures = 0;
+  /** What keeps the finished response (stored Responses), or null: every stateless protocol. */
+  private readonly keeper: ResponseKeeper | null;
 
   constructor(
     private readonly ctx: ExchangeContext,
@@ -132,6 +134,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
   ) {
     this.upstreamJsonModel = candidates[0].route.upstreamModel;
     this.kind = adapter.kind;
+    this.keeper = adapter.keeper?.(req, key) ?? null;
     this.writeOut = (bytes) => this.write(bytes);
     this.onDrain = () => this.attempt.controller?.resume();
     this.uncork = () => {
@@ -251,6 +254,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     } else {
       this.keepTail(attempt, chunk);
       if (this.adapter.usageInHead) this.keepHead(attempt, chunk);
+      if (this.keeper !== null) this.collect(attempt, chunk, this.keeper);
       this.write(chunk);
     }
     const c = attempt.controller;
@@ -273,6 +277,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     if (relay === null) {
       this.recordOnce(attempt.status);
       this.endWhenJournaled(attempt.status);
+      if (this.keeper !== null && attempt.status < 300 && attempt.body !== null) this.keeper.keep(this.requestId, Buffer.concat(attempt.body, attempt.bodyBytes));
       return;
     }
     relay.end(this.writeOut);
@@ -284,6 +289,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     this.recordOnce(status);
     if (this.headPending) this.sendStreamHead();
     this.endWhenJournaled(status);
+    if (this.keeper !== null && relay.errorFrames === 0) this.keeper.keep(this.requestId, relay);
   }
 
   /**
@@ -488,6 +494,19 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     this.respondError(502, this.adapter.errorBody(502, message, 'upstream_error'), { 'x-should-retry': 'false' });
   }
 
+  /** Collects a non-streamed body to keep, within the keeper's bound (past it, the body is dropped and not kept). */
+  private collect(attempt: Attempt, chunk: Buffer, keeper: ResponseKeeper): void {
+    if (attempt.bodyBytes < 0) return;
+    attempt.bodyBytes += chunk.length;
+    if (attempt.bodyBytes > keeper.maxBodyBytes) {
+      attempt.body = null;
+      attempt.bodyBytes = -1;
+      keeper.tooLarge(this.requestId);
+      return;
+    }
+    (attempt.body ??= []).push(chunk);
+  }
+
   private keepTail(attempt: Attempt, chunk: Buffer): void {
     const tail = attempt.tail;
     if (chunk.length >= TAIL_BYTES || tail === null) attempt.tail = chunk.length > TAIL_BYTES ? chunk.subarray(chunk.length - TAIL_BYTES) : chunk;
@@ -557,7 +576,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       this.respondError(502, this.adapter.errorBody(502, message, 'upstream_unavailable'), { 'retry-after': '1' });
       return;
     }
-    if (this.req.stream) this.res.write(this.adapter.midstreamErrorFrame(message), () => this.res.destroy());
+    if (this.req.stream) this.res.write(this.adapter.midstreamErrorFrame(message, this.attempt.relay), () => this.res.destroy());
     else this.res.destroy();
     this.finish(502);
   }

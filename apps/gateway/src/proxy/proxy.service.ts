@@ -10,8 +10,9 @@ import { GatewayMetrics } from '../metrics/gateway-metrics';
 import { PoisonGuard } from '../routing/poison-guard';
 import { TierWaker } from '../routing/tier-waker';
 import { UpstreamPool } from '../routing/upstream-pool';
-import { ADAPTERS, PROXY_KINDS } from './adapters';
+import { PROXY_KINDS, ProtocolAdapters } from './adapters';
 import type { ProxyKind } from './openai-request';
+import type { ProtocolAdapter } from './protocol-adapter';
 import { type ExchangeContext, ProxyExchange } from './proxy-exchange';
 
 const routePrices = new WeakMap<readonly ModelRoute[], readonly ModelPrice[]>();
@@ -39,6 +40,7 @@ export class ProxyService {
   private readonly billingBlocked: ApiError;
   private readonly poisonRefused: ApiError;
   private idleWaiters: Array<() => void> = [];
+  private readonly adapters: Readonly<Record<ProxyKind, ProtocolAdapter>>;
 
   constructor(
     private readonly limiter: RateLimiter,
@@ -49,7 +51,9 @@ export class ProxyService {
     private readonly metrics: GatewayMetrics,
     recorder: UsageRecorder,
     @Inject(APP_CONFIG) config: AppConfig,
+    adapters: ProtocolAdapters,
   ) {
+    this.adapters = adapters.byKind;
     this.billingBlocked = new ApiError(
       config.BILLING_BLOCK_STATUS,
       'insufficient_quota',
@@ -98,15 +102,17 @@ export class ProxyService {
     res: ServerResponse,
     startedAt: number,
   ): Promise<void> {
-    const adapter = ADAPTERS[kind];
-    const req = adapter.check(body, bodyBytes);
-    const routes = this.catalog.routesFor(req.model, adapter.api);
-    if (routes === undefined || (key.allowedModels !== null && !key.allowedModels.has(req.model))) {
-      throw modelNotFound(req.model);
+    const adapter = this.adapters[kind];
+    const checked = adapter.check(body, bodyBytes);
+    const routes = this.catalog.routesFor(checked.model, adapter.api);
+    if (routes === undefined || (key.allowedModels !== null && !key.allowedModels.has(checked.model))) {
+      throw modelNotFound(checked.model);
     }
     if (key.billingBlockedAtMs !== null && Date.now() >= key.billingBlockedAtMs) throw this.billingBlocked;
     const refused = this.limiter.refusedNow(key);
     if (refused !== null) throw refused;
+    // stored state (Responses' previous_response_id) is read before any engine is asked; stateless protocols have none
+    const req = adapter.prepare === undefined ? checked : await adapter.prepare(checked, key);
     // only while some body has failed an engine after being sent to it: never on a quiet day
     if (this.poison.active && this.poison.isPoisoned(this.poison.fingerprint(req.body))) {
       this.metrics.poison.labels('refused').inc();

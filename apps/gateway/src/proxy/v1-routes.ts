@@ -13,7 +13,7 @@ import { BodyBudget } from '../http/body-budget';
 import { ShutdownCoordinator } from '../lifecycle/shutdown-coordinator';
 import { FastPath } from './fast-path';
 import { ModelsService } from './models.service';
-import { ADAPTERS } from './adapters';
+import { ProtocolAdapters } from './adapters';
 import { PROXIED_PATHS, type ProxyKind } from './openai-request';
 import { ProxyService } from './proxy.service';
 import { newRequestId } from './request-id';
@@ -43,6 +43,7 @@ export class V1Routes implements OnModuleInit {
     private readonly shutdown: ShutdownCoordinator,
     private readonly fastPath: FastPath,
     private readonly budget: BodyBudget,
+    private readonly adapters: ProtocolAdapters,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -97,7 +98,7 @@ export class V1Routes implements OnModuleInit {
     if (this.shutdown.closing) return this.refuse(CLOSING, kind, id, req, res);
     let key: AuthedKey | Promise<AuthedKey>;
     try {
-      key = this.auth.authenticate(ADAPTERS[kind].credential(req.headers));
+      key = this.auth.authenticate(this.adapters.byKind[kind].credential(req.headers));
     } catch (err) {
       return this.refuse(err, kind, id, req, res);
     }

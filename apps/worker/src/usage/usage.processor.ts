@@ -1,6 +1,7 @@
 import { Processor, WorkerHost } from '@nestjs/bullmq';
 import { Logger } from '@nestjs/common';
 import { UsageRollupService } from '@spot/billing';
+import { ResponsesRepository } from '@spot/db';
 import { JOB, type JobName, type JobPayload, QUEUE } from '@spot/queue';
 import { type Job, UnrecoverableError } from 'bullmq';
 
@@ -9,7 +10,10 @@ import { type Job, UnrecoverableError } from 'bullmq';
 export class UsageProcessor extends WorkerHost {
   private readonly logger = new Logger('UsageProcessor');
 
-  constructor(private readonly rollups: UsageRollupService) {
+  constructor(
+    private readonly rollups: UsageRollupService,
+    private readonly responses: ResponsesRepository,
+  ) {
     super();
   }
 
@@ -24,7 +28,10 @@ export class UsageProcessor extends WorkerHost {
       case JOB.usageRetention: {
         const deleted = await this.rollups.dropExpired();
         if (deleted > 0) this.logger.log(`deleted ${deleted} rolled-up usage events past retention`);
-        return { deleted };
+        // stored Responses past RESPONSES_RETENTION_DAYS (already 404 at the gateway: expires_at is checked on read)
+        const responses = await this.responses.deleteExpired(new Date());
+        if (responses > 0) this.logger.log(`deleted ${responses} stored responses past retention`);
+        return { deleted, responses };
       }
       case JOB.billingSync:
       case JOB.tiersIdle:

@@ -1,0 +1,147 @@
+import type { RelayWrite, StreamRelay } from './protocol-adapter';
+import { eventEnd } from './sse-frames';
+import type { TokenUsage } from './token-usage';
+
+const EVENT = Buffer.from('event: ');
+const DATA = Buffer.from('data: ');
+const TEXT_DELTA = Buffer.from('response.output_text.delta');
+const ARGS_DELTA = Buffer.from('response.function_call_arguments.delta');
+const REASONING_DELTA = Buffer.from('response.reasoning_text.delta');
+const ERROR = Buffer.from('error');
+const TERMINAL = ['response.completed', 'response.incomplete', 'response.failed'].map((t) => Buffer.from(t));
+
+/** The `usage` of a Response object (`input_tokens`, `output_tokens`, `input_tokens_details.cached_tokens`), or null. */
+export function usageFromResponse(u: unknown): TokenUsage | null {
+  if (u === null || typeof u !== 'object') return null;
+  const o = u as Record<string, unknown>;
+  if (typeof o.input_tokens !== 'number') return null;
+  const details = o.input_tokens_details as Record<string, unknown> | null | undefined;
+  return { prompt: count(o.input_tokens), completion: count(o.output_tokens), cached: count(details?.cached_tokens) };
+}
+
+function count(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? Math.floor(v) : 0;
+}
+
+/** Whether `buf[at, at + name.length)` is `name` followed by the end of the line. */
+function isName(buf: Buffer, at: number, lineEnd: number, name: Buffer): boolean {
+  return lineEnd - at === name.length && buf.compare(name, 0, name.length, at, lineEnd) === 0;
+}
+
+/**
+ * The relay of one engine attempt's Responses stream (`event: <type>\ndata: <json>\n\n`, no `[DONE]`): events
+ * pass through untouched, except error events, rewritten into OpenAI's shape (`{"type":"error","code","message",
+ * "param","sequence_number"}`). The stream ends cleanly with `response.completed`, `response.incomplete` or
+ * `response.failed` (whose Response carries the usage and is what a stored Response keeps) or with an error
+ * event (OpenAI ends a stream there). Content events: output text, function-call argument and reasoning deltas
+ * (one token each), what a cut stream is billed from. Only the terminal and error events are parsed.
+ */
+export class ResponsesSseRelay implements StreamRelay {
+  usage: TokenUsage | null = null;
+  sawDone = false;
+  errorFrameStatus = 0;
+  errorFrames = 0;
+  contentEvents = 0;
+  /** The Response object of the terminal event, or null so far. */
+  final: Record<string, unknown> | null = null;
+  /** The sequence_number of the last event (engines number their events from 0): for an error event we write. */
+  lastSequence = -1;
+  private carry: Buffer | null = null;
+
+  push(chunk: Buffer, write: RelayWrite): void {
+    let buf = chunk;
+    if (this.carry !== null) {
+      buf = Buffer.concat([this.carry, chunk]);
+      this.carry = null;
+    }
+    let flushFrom = 0;
+    let start = 0;
+    let sep: number;
+    while ((sep = eventEnd(buf, start)) !== -1) {
+      const next = sep + 2;
+      if (this.event(buf, start, sep, flushFrom, write)) flushFrom = next;
+      start = next;
+    }
+    if (start > flushFrom) write(buf.subarray(flushFrom, start));
+    if (start < buf.length) this.carry = buf.subarray(start);
+  }
+
+  end(write: RelayWrite): void {
+    if (this.carry === null) return;
+    write(this.carry);
+    this.carry = null;
+  }
+
+  /** Handles the event `buf[start, end)`; true when it was replaced (written here, the original skipped). */
+  private event(buf: Buffer, start: number, end: number, flushFrom: number, write: RelayWrite): boolean {
+    let type: Buffer | null = null;
+    let dataAt = -1;
+    if (buf.compare(EVENT, 0, EVENT.length, start, start + EVENT.length) === 0) {
+      this.lastSequence++;
+      const nameAt = start + EVENT.length;
+      const lineEnd = buf.indexOf(10, nameAt);
+      if (lineEnd < 0 || lineEnd > end) return false;
+      if (isName(buf, nameAt, lineEnd, TEXT_DELTA) || isName(buf, nameAt, lineEnd, ARGS_DELTA) || isName(buf, nameAt, lineEnd, REASONING_DELTA)) {
+        this.contentEvents++;
+        return false;
+      }
+      for (const t of TERMINAL) if (isName(buf, nameAt, lineEnd, t)) type = t;
+      if (type === null && isName(buf, nameAt, lineEnd, ERROR)) type = ERROR;
+      if (type === null) return false;
+      dataAt = lineEnd + 1;
+    } else if (buf.compare(DATA, 0, DATA.length, start, start + DATA.length) === 0) {
+      // an event with no `event:` line: only an engine's error (vLLM's generic `data: {"error": ...}`) matters
+      const e = buf.indexOf('"error"', start);
+      if (e < 0 || e > end) return false;
+      type = ERROR;
+      dataAt = start;
+      this.lastSequence++;
+    } else return false;
+    if (buf.compare(DATA, 0, DATA.length, dataAt, dataAt + DATA.length) !== 0) return false;
+    let payload: Record<string, unknown> | null = null;
+    try {
+      const v: unknown = JSON.parse(buf.toString('utf8', dataAt + DATA.length, end));
+      if (v !== null && typeof v === 'object') payload = v as Record<string, unknown>;
+    } catch {
+      // not JSON: passed on as it came (an error event is still rewritten, with the raw text as its message)
+    }
+    if (typeof payload?.sequence_number === 'number') this.lastSequence = payload.sequence_number;
+    if (type !== ERROR) {
+      this.sawDone = true;
+      const response = payload?.response;
+      if (response !== null && typeof response === 'object') {
+        this.final = response as Record<string, unknown>;
+        const usage = usageFromResponse(this.final.usage);
+        if (usage !== null) this.usage = usage;
+      }
+      if (type === TERMINAL[2]) this.errorFrameStatus = 500;
+      return false;
+    }
+    const { frame, status } = this.errorEvent(payload, buf.toString('utf8', dataAt + DATA.length, end));
+    this.sawDone = true;
+    this.errorFrames++;
+    this.errorFrameStatus = status;
+    if (start > flushFrom) write(buf.subarray(flushFrom, start));
+    write(frame);
+    return true;
+  }
+
+  /** An engine's error event (OpenAI's shape, or vLLM's `{"error":{...}}` / flat `{"object":"error"}`) in OpenAI's shape. */
+  private errorEvent(payload: Record<string, unknown> | null, raw: string): { frame: Buffer; status: number } {
+    const inner = (payload?.error !== null && typeof payload?.error === 'object' ? payload.error : payload) as Record<string, unknown> | null;
+    let status = 500;
+    const rawCode = inner?.code;
+    if (typeof rawCode === 'number' && rawCode >= 400 && rawCode < 600) status = rawCode;
+    // vLLM names Python exceptions (`InternalServerError`) where OpenAI has snake_case codes
+    const named = typeof rawCode === 'string' && rawCode.includes('_') ? rawCode : null;
+    const code = named ?? (status >= 500 ? 'server_error' : 'invalid_request_error');
+    const message = typeof inner?.message === 'string' ? inner.message : raw;
+    const param = typeof inner?.param === 'string' ? inner.param : null;
+    return { frame: responsesErrorEvent(code, message, param, this.lastSequence), status };
+  }
+}
+
+/** An `error` event as OpenAI sends it in a Responses stream. */
+export function responsesErrorEvent(code: string | null, message: string, param: string | null, sequence: number): Buffer {
+  return Buffer.from(`event: error\ndata: ${JSON.stringify({ type: 'error', code, message, param, sequence_number: sequence })}\n\n`);
+}
