@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -77,9 +78,31 @@ describe('gateway with GATEWAY_PROCESSES=2', () => {
 
   async function start(env: Record<string, string> = {}): Promise<GatewayProcess> {
     gw = await spawnGateway({ tiersYaml: tiersYaml(sim.url), readyTimeoutMs: 40_000, env: { GATEWAY_PROCESSES: '2', SHUTDOWN_GRACE_MS: '10000', ...env } });
-    // ready = one worker listens; the test needs both
+    // ready = one worker listens; the test needs both serving (a forked worker may still be loading the app)
     await waitFor('two workers', () => (childrenOf(gw!.child.pid!).length === 2 ? true : null));
+    const url = gw.url;
+    await waitFor('both workers serving', async () => {
+      // a new connection each (the primary hands out connections, not requests)
+      await Promise.all(Array.from({ length: 4 }, () => chatOnNewConnection(gw!.port)));
+      const byWorker = requestsByWorker(await (await fetch(`${url}/metrics`)).text(), 'chat', 200);
+      return byWorker.size === 2 ? true : null;
+    });
     return gw;
+  }
+
+  function chatOnNewConnection(port: number): Promise<number> {
+    const body = JSON.stringify({ model: CHAT_MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
+    return new Promise((resolve, reject) => {
+      const req = request(
+        { host: '127.0.0.1', port, path: '/v1/chat/completions', method: 'POST', agent: false, headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` } },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
   }
 
   async function chat(url: string, stream = false): Promise<{ id: string; text: string }> {
@@ -95,14 +118,16 @@ describe('gateway with GATEWAY_PROCESSES=2', () => {
 
   it('serves requests from both workers, shows both in one /metrics scrape, and stores every usage event once', async () => {
     const { url } = await start();
+    const before = requestsByWorker(await (await fetch(`${url}/metrics`)).text(), 'chat', 200);
     // concurrent requests open several connections; the primary hands connections to the workers in turn
     const answers = await Promise.all(Array.from({ length: 40 }, () => chat(url)));
     // a scrape that lands on either worker is the merge of both: each worker's series carries its id
     const metrics = await (await fetch(`${url}/metrics`)).text();
     const byWorker = requestsByWorker(metrics, 'chat', 200);
     expect([...byWorker.keys()].sort()).toEqual(['1', '2']);
-    for (const n of byWorker.values()) expect(n).toBeGreaterThan(0);
-    expect([...byWorker.values()].reduce((a, b) => a + b, 0)).toBe(40);
+    const served = [...byWorker].map(([w, n]) => n - (before.get(w) ?? 0));
+    for (const n of served) expect(n).toBeGreaterThan(0);
+    expect(served.reduce((a, b) => a + b, 0)).toBe(40);
     expect(metrics).toMatch(/gateway_usage_events_written\{worker="1"\}/);
 
     const ids = answers.map((a) => a.id);
