@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -105,11 +106,19 @@ describe('UsageRecorder', () => {
   const spoolFiles = async () => (await readdir(dir)).filter((f) => f.startsWith('usage-') || (f.startsWith('.usage-') && f.endsWith('.tmp')));
 
   async function spooledLines(): Promise<string[]> {
-    const lines: string[] = [];
-    for (const f of await spoolFiles()) {
-      lines.push(...(await readFile(path.join(dir, f), 'utf8')).split('\n').filter(Boolean));
+    // a segment may be claimed (renamed) for a replay between the listing and the read: list again then
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const lines: string[] = [];
+        for (const f of await spoolFiles()) {
+          lines.push(...(await readFile(path.join(dir, f), 'utf8')).split('\n').filter(Boolean));
+        }
+        return lines;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 20) throw err;
+        await new Promise((r) => setTimeout(r, 5));
+      }
     }
-    return lines;
   }
 
   beforeEach(async () => {
@@ -156,8 +165,9 @@ describe('UsageRecorder', () => {
       const [file] = await journals();
       return file === undefined ? 0 : (await readFile(path.join(dir, file), 'utf8')).split('\n').filter(Boolean).length;
     };
-    // nothing on disk yet in this turn: whoever waits is called once all five are
-    expect(await journals()).toEqual([]);
+    // nothing on disk yet in this turn (looked at synchronously: any await would end the turn); whoever waits is
+    // called once all five are
+    expect(readdirSync(dir).filter((f) => f.endsWith('.journal'))).toEqual([]);
     await new Promise<void>((resolve) =>
       r.afterJournal(() => {
         void lines().then((n) => {
