@@ -1,7 +1,7 @@
 import { normalizeUpstreamAnthropicError } from '@spot/contract';
-import type { RelayWrite, StreamRelay } from './protocol-adapter';
+import type { RelayWrite } from './protocol-adapter';
+import { SseRelayBase } from './sse-relay-base';
 import { eventEnd } from './sse-frames';
-import type { TokenUsage } from './token-usage';
 
 const EVENT = Buffer.from('event: ');
 const CONTENT_BLOCK_DELTA = Buffer.from('content_block_delta');
@@ -40,25 +40,14 @@ function eventData(buf: Buffer, start: number, end: number): Record<string, unkn
  * `message_delta` arrived, so a stream cut before is billed from its content events, as for chat. A clean end
  * is `message_stop`; an `error` event ends the stream too (vLLM sends nothing after it), so it is no cut.
  */
-export class AnthropicSseRelay implements StreamRelay {
-  /** The usage of the stream, once `message_delta` reported the output tokens; null before. */
-  usage: TokenUsage | null = null;
-  /** `message_stop` (or an `error` event, which ends Anthropic's stream) arrived. */
-  sawDone = false;
-  errorFrameStatus = 0;
-  errorFrames = 0;
-  /** `content_block_delta` events relayed: one a generated token, what a cut stream is billed from. */
-  contentEvents = 0;
+export class AnthropicSseRelay extends SseRelayBase {
+  // usage: once `message_delta` reported the output tokens; sawDone: `message_stop`, or an `error` event (which
+  // ends Anthropic's stream); contentEvents: `content_block_delta` events, one a generated token
   private input = 0;
   private cached = 0;
-  private carry: Buffer | null = null;
 
   push(chunk: Buffer, write: RelayWrite): void {
-    let buf = chunk;
-    if (this.carry !== null) {
-      buf = Buffer.concat([this.carry, chunk]);
-      this.carry = null;
-    }
+    const buf = this.joined(chunk);
     let flushFrom = 0;
     let eventStart = 0;
     let sep: number;
@@ -83,14 +72,9 @@ export class AnthropicSseRelay implements StreamRelay {
       eventStart = next;
     }
     if (eventStart > flushFrom) write(buf.subarray(flushFrom, eventStart));
-    if (eventStart < buf.length) this.carry = buf.subarray(eventStart);
+    this.keepRest(buf, eventStart);
   }
 
-  end(write: RelayWrite): void {
-    if (this.carry === null) return;
-    write(this.carry);
-    this.carry = null;
-  }
 
   private started(data: Record<string, unknown> | null): void {
     const usage = (data?.message as { usage?: Record<string, unknown> } | undefined)?.usage;

@@ -1,6 +1,7 @@
 import { classifyFrame, ERROR_KEY, eventEnd, FrameKind, parseFrame, rewriteErrorFrame, USAGE_KEY, USAGE_NULL_KEY, usageNullSpan } from './sse-frames';
-import type { RelayWrite, StreamRelay } from './protocol-adapter';
-import { type TokenUsage, usageFromObject } from './token-usage';
+import type { RelayWrite } from './protocol-adapter';
+import { SseRelayBase } from './sse-relay-base';
+import { usageFromObject } from './token-usage';
 
 /**
  * The relay of one engine attempt's OpenAI SSE stream (chat and completions): splits the engine's bytes into
@@ -8,28 +9,16 @@ import { type TokenUsage, usageFromObject } from './token-usage';
  * ask for usage (read, then dropped), `"usage":null` members then, and error frames (rewritten into OpenAI's
  * envelope). Pure bytes in, bytes out: one per attempt, thrown away when the attempt is.
  */
-export class OpenAISseRelay implements StreamRelay {
-  /** The usage the engine reported (its usage chunk), or null so far. */
-  usage: TokenUsage | null = null;
-  /** `data: [DONE]` arrived: the engine ended the stream cleanly. */
-  sawDone = false;
-  /** The status of the last error frame (0: none). */
-  errorFrameStatus = 0;
-  /** Error frames seen (for metrics). */
-  errorFrames = 0;
-  /** Content events relayed (role chunks and usage chunks with choices included): what a cut stream is billed from. */
-  contentEvents = 0;
-  private carry: Buffer | null = null;
-
-  constructor(private readonly clientWantsUsage: boolean) {}
+export class OpenAISseRelay extends SseRelayBase {
+  // usage: the engine's usage chunk; sawDone: `data: [DONE]`; contentEvents: role chunks and usage chunks with
+  // choices included
+  constructor(private readonly clientWantsUsage: boolean) {
+    super();
+  }
 
   /** Relays one read of the engine's body; an event cut at the end waits for the next read. */
   push(chunk: Buffer, write: RelayWrite): void {
-    let buf = chunk;
-    if (this.carry !== null) {
-      buf = Buffer.concat([this.carry, chunk]);
-      this.carry = null;
-    }
+    const buf = this.joined(chunk);
     let flushFrom = 0;
     let eventStart = 0;
     // each key is searched once per read, not once per event (most reads have neither)
@@ -77,13 +66,7 @@ export class OpenAISseRelay implements StreamRelay {
       eventStart = next;
     }
     if (eventStart > flushFrom) write(buf.subarray(flushFrom, eventStart));
-    if (eventStart < buf.length) this.carry = buf.subarray(eventStart);
+    this.keepRest(buf, eventStart);
   }
 
-  /** The engine's body ended: an unterminated last event goes out as it is. */
-  end(write: RelayWrite): void {
-    if (this.carry === null) return;
-    write(this.carry);
-    this.carry = null;
-  }
 }

@@ -1,4 +1,5 @@
-import type { RelayWrite, StreamRelay } from './protocol-adapter';
+import type { RelayWrite } from './protocol-adapter';
+import { SseRelayBase } from './sse-relay-base';
 import { eventEnd } from './sse-frames';
 import type { TokenUsage } from './token-usage';
 
@@ -36,24 +37,14 @@ function isName(buf: Buffer, at: number, lineEnd: number, name: Buffer): boolean
  * event (OpenAI ends a stream there). Content events: output text, function-call argument and reasoning deltas
  * (one token each), what a cut stream is billed from. Only the terminal and error events are parsed.
  */
-export class ResponsesSseRelay implements StreamRelay {
-  usage: TokenUsage | null = null;
-  sawDone = false;
-  errorFrameStatus = 0;
-  errorFrames = 0;
-  contentEvents = 0;
+export class ResponsesSseRelay extends SseRelayBase {
   /** The Response object of the terminal event, or null so far. */
   final: Record<string, unknown> | null = null;
   /** The sequence_number of the last event (engines number their events from 0): for an error event we write. */
   lastSequence = -1;
-  private carry: Buffer | null = null;
 
   push(chunk: Buffer, write: RelayWrite): void {
-    let buf = chunk;
-    if (this.carry !== null) {
-      buf = Buffer.concat([this.carry, chunk]);
-      this.carry = null;
-    }
+    const buf = this.joined(chunk);
     let flushFrom = 0;
     let start = 0;
     let sep: number;
@@ -63,14 +54,9 @@ export class ResponsesSseRelay implements StreamRelay {
       start = next;
     }
     if (start > flushFrom) write(buf.subarray(flushFrom, start));
-    if (start < buf.length) this.carry = buf.subarray(start);
+    this.keepRest(buf, start);
   }
 
-  end(write: RelayWrite): void {
-    if (this.carry === null) return;
-    write(this.carry);
-    this.carry = null;
-  }
 
   /** Handles the event `buf[start, end)`; true when it was replaced (written here, the original skipped). */
   private event(buf: Buffer, start: number, end: number, flushFrom: number, write: RelayWrite): boolean {
