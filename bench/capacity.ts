@@ -17,13 +17,12 @@
  * component and by function (bench/support/cpu-profile.ts). Each proxy's event-loop delay and garbage collections
  * are sampled inside it by a preloaded probe (for a multi-process gateway: its primary only).
  */
-import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { benchTiersYaml, countUsageEvents, createBenchKey, deleteUsageEvents, migrate } from './support/bench-org';
+import { benchGatewayEnv, countUsageEvents, createBenchKey, deleteUsageEvents, migrate } from './support/bench-org';
 import { freePort, startNode, stopProcess, treeCpuSeconds, treeRss, waitForPort, waitForUrl } from './support/child-processes';
 import { formatProfileSummary, type ProfileSummary, type ProfileWindow, summarizeProfiles } from './support/cpu-profile';
 import { type LoopDelay, loopDelay } from './support/loop-delay';
@@ -82,23 +81,10 @@ const errorsOf = (w: WrkResult) => w.status + w.connect + w.read + w.write + w.t
 
 async function main(): Promise<void> {
   const wrk = ensureWrk();
-  const tmp = mkdtempSync(path.join(os.tmpdir(), 'bench-capacity-'));
   const [simPort, barePort, gwPort] = [await freePort(), await freePort(), await freePort()];
   const simUrl = `http://127.0.0.1:${simPort}`;
-  const tiersFile = path.join(tmp, 'tiers.yaml');
-  writeFileSync(tiersFile, benchTiersYaml(simUrl));
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    DATABASE_URL,
-    TIERS_FILE: tiersFile,
-    GATEWAY_PORT: String(gwPort),
-    GATEWAY_HOST: '127.0.0.1',
-    REDIS_PREFIX: `bench:${randomUUID()}:`,
-    USAGE_SPOOL_DIR: path.join(tmp, 'spool'),
-    LOG_LEVEL: 'warn',
-    NODE_ENV: 'production',
-    ...(values.procs !== undefined ? { GATEWAY_PROCESSES: values.procs } : {}),
-  };
+  const { tmp, env } = benchGatewayEnv('capacity', simUrl, gwPort, DATABASE_URL);
+  if (values.procs !== undefined) env.GATEWAY_PROCESSES = values.procs;
   migrate(env);
   const bench = createBenchKey(env, true);
   const db = new pg.Client({ connectionString: DATABASE_URL });

@@ -9,7 +9,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { connect, createServer, type Socket } from 'node:net';
 import os from 'node:os';
@@ -17,6 +17,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { Pool } from 'undici';
+import { benchGatewayEnv } from './support/bench-org';
 
 const root = path.resolve(__dirname, '../..');
 const dist = path.join(root, 'dist');
@@ -196,23 +197,7 @@ async function main(): Promise<void> {
   ensureOpenFiles();
   const simPort = await freePort();
   const gwPort = await freePort();
-  const tmp = mkdtempSync(path.join(os.tmpdir(), 'bench-hostile-'));
-  const tiersFile = path.join(tmp, 'tiers.yaml');
-  writeFileSync(
-    tiersFile,
-    `tiers:\n  - name: bench\n    kind: spot\n    endpoints: [http://127.0.0.1:${simPort}]\n    models:\n      - id: bench-model\n        upstream: bench-upstream\n        price: { input_per_mtok: 0.05, output_per_mtok: 0.10 }\n`,
-  );
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    DATABASE_URL,
-    TIERS_FILE: tiersFile,
-    GATEWAY_PORT: String(gwPort),
-    GATEWAY_HOST: '127.0.0.1',
-    REDIS_PREFIX: `bench:${randomUUID()}:`,
-    USAGE_SPOOL_DIR: path.join(tmp, 'spool'),
-    LOG_LEVEL: 'warn',
-    NODE_ENV: 'production',
-  };
+  const { env } = benchGatewayEnv('hostile', `http://127.0.0.1:${simPort}`, gwPort, DATABASE_URL);
   execFileSync(process.execPath, [path.join(root, 'scripts/prisma-wasm-migrate.mjs'), 'deploy'], { env, stdio: 'ignore' });
   const slug = `bench-${randomUUID().slice(0, 8)}`;
   cli(['org', 'create', slug], env);

@@ -13,13 +13,13 @@
  * gateway writes each Response to Postgres after its last byte).
  */
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { Pool } from 'undici';
-import { benchTiersYaml, cli, migrate } from './support/bench-org';
+import { benchGatewayEnv, cli, migrate } from './support/bench-org';
 import { freePort, percentile as pct, startNode, waitForPort, waitForUrl } from './support/child-processes';
 import { type LoopDelay, LOOP_DELAY_RESOLUTION_MS, loopDelay } from './support/loop-delay';
 
@@ -69,20 +69,7 @@ interface Sample {
 async function main(): Promise<void> {
   const simPort = await freePort();
   const gwPort = await freePort();
-  const tmp = mkdtempSync(path.join(os.tmpdir(), 'bench-overhead-'));
-  const tiersFile = path.join(tmp, 'tiers.yaml');
-  writeFileSync(tiersFile, benchTiersYaml(`http://127.0.0.1:${simPort}`));
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    DATABASE_URL,
-    TIERS_FILE: tiersFile,
-    GATEWAY_PORT: String(gwPort),
-    GATEWAY_HOST: '127.0.0.1',
-    REDIS_PREFIX: `bench:${randomUUID()}:`,
-    USAGE_SPOOL_DIR: path.join(tmp, 'spool'),
-    LOG_LEVEL: 'warn',
-    NODE_ENV: 'production',
-  };
+  const { env } = benchGatewayEnv('overhead', `http://127.0.0.1:${simPort}`, gwPort, DATABASE_URL);
   migrate(env);
   const slug = `bench-${randomUUID().slice(0, 8)}`;
   cli(['org', 'create', slug], env);

@@ -1,5 +1,8 @@
 /** The org and key a bench sends its requests with, made through the product's own CLI, and its usage events. */
 import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 
@@ -53,4 +56,26 @@ export async function deleteUsageEvents(db: pg.Client, prefix: string): Promise<
 /** A tiers file with one spot tier on `simUrl` serving `bench-model` as `bench-upstream`. */
 export function benchTiersYaml(simUrl: string): string {
   return `tiers:\n  - name: bench\n    kind: spot\n    endpoints: [${simUrl}]\n    models:\n      - id: bench-model\n        upstream: bench-upstream\n        price: { input_per_mtok: 0.05, output_per_mtok: 0.10 }\n`;
+}
+
+/**
+ * A temp folder with the bench tiers file (one spot tier on `simUrl`) and the environment a bench's gateway runs
+ * with: its port, its own Redis prefix and spool, quiet logs, production mode.
+ */
+export function benchGatewayEnv(name: string, simUrl: string, gwPort: number, databaseUrl: string): { tmp: string; env: NodeJS.ProcessEnv } {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), `bench-${name}-`));
+  const tiersFile = path.join(tmp, 'tiers.yaml');
+  writeFileSync(tiersFile, benchTiersYaml(simUrl));
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    DATABASE_URL: databaseUrl,
+    TIERS_FILE: tiersFile,
+    GATEWAY_PORT: String(gwPort),
+    GATEWAY_HOST: '127.0.0.1',
+    REDIS_PREFIX: `bench:${randomUUID()}:`,
+    USAGE_SPOOL_DIR: path.join(tmp, 'spool'),
+    LOG_LEVEL: 'warn',
+    NODE_ENV: 'production',
+  };
+  return { tmp, env };
 }
