@@ -24,7 +24,22 @@ describe('budget ledger scripts', () => {
 
   /** admit.lua with a budget and no limits. */
   const admit = (gateway: string, budget: number, worst: number, now = Date.now()) =>
-    commands.admit(`${prefix}rl`, ledger, registry, 0, 0, 0, 0, 0, 0, budget, worst, gateway, now, TTL);
+    commands.admit({
+      rlKey: `${prefix}rl`,
+      ledgerKey: ledger,
+      registryKey: registry,
+      lease: 0,
+      requests: 0,
+      tokens: 0,
+      need: 0,
+      rpm: 0,
+      tpm: 0,
+      budgetNanos: budget,
+      worstNanos: worst,
+      gateway,
+      nowMs: now,
+      ledgerTtlMs: TTL,
+    });
 
   it('asks for a seed when the ledger is missing, then reserves and reports the total and the live gateways', async () => {
     expect((await admit('gw-a', 1_000, 100))[0]).toBe(AdmitVerdict.NoLedger);

@@ -18,6 +18,33 @@ export const enum AdmitVerdict {
  */
 export type AdmitReply = [verdict: AdmitVerdict, a: number, b: number, used: number, gateways: number];
 
+/** admit.lua's KEYS and ARGV, by name (see the script's header). */
+export interface AdmitArgs {
+  /** KEYS[1] the key's rate window for this minute. */
+  rlKey: string;
+  /** KEYS[2] the org's month ledger. */
+  ledgerKey: string;
+  /** KEYS[3] the gateway registry. */
+  registryKey: string;
+  /** 1: lease from the rate window; 0: no limits to check. */
+  lease: 0 | 1;
+  /** Requests and tokens to lease (at most). */
+  requests: number;
+  tokens: number;
+  /** Tokens this request needs (the lease must cover them). */
+  need: number;
+  /** Limits per minute (0 = none). */
+  rpm: number;
+  tpm: number;
+  /** The org's budget in nano-USD, or -1 for none. */
+  budgetNanos: number;
+  /** This request's worst case, nano-USD. */
+  worstNanos: number;
+  gateway: string;
+  nowMs: number;
+  ledgerTtlMs: number;
+}
+
 interface LedgerRedis {
   spotAdmit(
     rlKey: string,
@@ -64,23 +91,8 @@ export class LedgerCommands {
   }
 
   /** admit.lua: the key's limits and the org's budget, in one round trip. */
-  admit(
-    rlKey: string,
-    ledgerKey: string,
-    registryKey: string,
-    lease: 0 | 1,
-    requests: number,
-    tokens: number,
-    need: number,
-    rpm: number,
-    tpm: number,
-    budgetNanos: number,
-    worstNanos: number,
-    gateway: string,
-    nowMs: number,
-    ledgerTtlMs: number,
-  ): Promise<AdmitReply> {
-    return this.redis.spotAdmit(rlKey, ledgerKey, registryKey, lease, requests, tokens, need, rpm, tpm, budgetNanos, worstNanos, gateway, nowMs, ledgerTtlMs);
+  admit(a: AdmitArgs): Promise<AdmitReply> {
+    return this.redis.spotAdmit(a.rlKey, a.ledgerKey, a.registryKey, a.lease, a.requests, a.tokens, a.need, a.rpm, a.tpm, a.budgetNanos, a.worstNanos, a.gateway, a.nowMs, a.ledgerTtlMs);
   }
 
   /** A pipeline of {@link settleIn} calls (sent with `exec`). */

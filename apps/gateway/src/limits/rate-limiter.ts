@@ -212,22 +212,22 @@ export class RateLimiter implements OnModuleInit, OnApplicationShutdown {
     const tpm = key.tpmLimit ?? 0;
     const ledger = r.ledger;
     return this.commands
-      .admit(
-        this.keys.key(`rl:${key.id}:${window}`),
-        ledger === null ? this.noLedgerKey : ledger.key,
-        this.registryKey,
-        lease === null ? 0 : 1,
-        leaseSize(rpm, 100),
-        Math.max(tokens, leaseSize(tpm, 1_000_000)),
-        tokens,
+      .admit({
+        rlKey: this.keys.key(`rl:${key.id}:${window}`),
+        ledgerKey: ledger === null ? this.noLedgerKey : ledger.key,
+        registryKey: this.registryKey,
+        lease: lease === null ? 0 : 1,
+        requests: leaseSize(rpm, 100),
+        tokens: Math.max(tokens, leaseSize(tpm, 1_000_000)),
+        need: tokens,
         rpm,
         tpm,
-        key.budgetNanos ?? -1,
-        r.nanos,
-        this.gateway,
-        now,
-        LEDGER_TTL_MS,
-      )
+        budgetNanos: key.budgetNanos ?? -1,
+        worstNanos: r.nanos,
+        gateway: this.gateway,
+        nowMs: now,
+        ledgerTtlMs: LEDGER_TTL_MS,
+      })
       .then(
         (reply) => {
           this.health.answered();
