@@ -127,7 +127,13 @@ describe('worker process: one failing org', () => {
     await waitUntil(() => stderr.includes(`billing sync failing for org ${broken.slug}`), 10_000, 'the log line');
     expect(stderr).toMatch(new RegExp(`billing sync failing for org ${broken.slug} \\(${broken.id}\\): Stripe subscription_canceled`));
     expect(stderr).not.toContain(stack.fake.apiKey);
-    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    // the gauge is read from Postgres at the end of a pass: the pass that flagged the org may still be running
+    let metrics = '';
+    await waitUntil(
+      async () => /^billing_sync_failing_orgs 1$/m.test((metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())),
+      10_000,
+      'the failing org on /metrics',
+    );
     expect(metrics).toMatch(/^billing_sync_failing_orgs 1$/m);
     expect(metrics).toMatch(/^billing_sync_org_failures_total\{code="subscription_canceled"\} 1$/m);
   }, 90_000);
