@@ -13,6 +13,8 @@ export interface RawResponse {
 export interface RawOutcome {
   response: RawResponse | null;
   closed: boolean;
+  /** Whether the server half-closed the connection (a FIN, read as the end of the stream) before any reset. */
+  ended: boolean;
   error: string | null;
   /** Body bytes written before the exchange ended. */
   sent: number;
@@ -62,7 +64,7 @@ export function rawRequest(port: number, opts: RawRequestOptions): Promise<RawOu
   return new Promise((resolve) => {
     const socket: Socket = connect(port, '127.0.0.1');
     let received = Buffer.alloc(0);
-    const outcome: RawOutcome = { response: null, closed: false, error: null, sent: 0, rest: '' };
+    const outcome: RawOutcome = { response: null, closed: false, ended: false, error: null, sent: 0, rest: '' };
     let settled = false;
     let responseEnd = 0;
     const finish = () => {
@@ -83,6 +85,9 @@ export function rawRequest(port: number, opts: RawRequestOptions): Promise<RawOu
         responseEnd = parsed.end;
         if (opts.resolveOnResponse) finish();
       }
+    });
+    socket.on('end', () => {
+      outcome.ended = true;
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       outcome.error = err.code ?? err.message;

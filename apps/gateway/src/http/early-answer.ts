@@ -14,6 +14,26 @@ export function drainLimit(config: AppConfig): number {
 
 const answered = new WeakSet<Duplex>();
 
+/**
+ * How long a connection cut at the drain bound stays open, reading nothing, before it is destroyed: the time
+ * its client has to read the answer already sent. Destroying a socket with unread bytes in its kernel buffer
+ * sends a reset, and a client still writing in a tight loop meets that reset on its next write before it has
+ * read the answer (the "lingering close" of nginx and Apache).
+ */
+const LINGER_MS = 2000;
+
+/**
+ * Stops reading `req`'s connection, half-closes it (the answer sent, then a FIN) and destroys it after
+ * {@link LINGER_MS}. Paused, the socket holds at most its kernel buffers, which the client's writes fill.
+ */
+function lingeringClose(req: IncomingMessage): void {
+  const socket = req.socket;
+  req.pause();
+  socket.pause();
+  socket.end();
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
+}
+
 /** Whether `socket` carries an answer sent before its request's body was read (no 408 may follow it). */
 export function answeredEarly(socket: Duplex): boolean {
   return answered.has(socket);
@@ -22,7 +42,7 @@ export function answeredEarly(socket: Duplex): boolean {
 /**
  * Answers `error` (in the OpenAI envelope, with `connection: close`) without reading the request's body into
  * memory, then reads and throws away what the client still sends, up to `drainBytes` (and the request
- * timeout), before the connection closes. Closing at once while the client is still uploading makes its next
+ * timeout), before the connection closes (see {@link lingeringClose}). Closing at once while the client is still uploading makes its next
  * write meet a reset, and many clients then lose the answer they were sent (EPIPE).
  */
 export function answerEarly(
@@ -49,9 +69,13 @@ export function answerEarly(
   // the whole answer now, the end of the response (and so the close) once the body is in
   res.write(body);
   let seen = 0;
+  let lingering = false;
   req.on('data', (chunk: Buffer) => {
     seen += chunk.length;
-    if (seen > drainBytes) req.socket.destroy();
+    if (seen > drainBytes && !lingering) {
+      lingering = true;
+      lingeringClose(req);
+    }
   });
   req.on('end', () => res.end());
   req.resume();
