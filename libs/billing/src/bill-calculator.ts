@@ -5,13 +5,16 @@ import { PriceBook } from './price-book';
 import { DIRECTIONS, type Direction, lineAmountCents, tokensByDirection } from './price-lines';
 import { StripeClient } from './stripe-client';
 
-/** One line of a bill: the tokens of one price line and what they cost, rounded to the cent like Stripe does. */
+/**
+ * One line of a bill: the tokens of one price line (seconds, on an `audio` line) and what they cost, rounded to the
+ * cent like Stripe does.
+ */
 export interface BillLine {
   lineKey: string;
   model: string;
   tier: string;
   direction: Direction;
-  /** Cents per token. */
+  /** Cents per token (per second on an `audio` line). */
   unitAmountDecimal: string;
   tokens: number;
   amountCents: number;
@@ -100,8 +103,8 @@ export class BillCalculator {
       for (const row of await this.outbox.unsyncedOfOrg(org.id, org.billingSince as Date)) {
         const at = meterTimestamp(row.hour, now);
         if (at < from || at >= to) continue;
-        const totals = tokensByDirection(row, this.priceBook.cachedPriced(row.model, row.tier));
-        const synced: Record<Direction, bigint> = { input: row.syncedInput, cached_input: row.syncedCached, output: row.syncedOutput };
+        const totals = tokensByDirection(row, this.priceBook.cachedPriced(row.model, row.tier), this.priceBook.audioPriced(row.model, row.tier));
+        const synced: Record<Direction, bigint> = { input: row.syncedInput, cached_input: row.syncedCached, output: row.syncedOutput, audio: row.syncedAudio };
         for (const d of DIRECTIONS) {
           const delta = totals[d] - synced[d];
           const line = this.priceBook.line(row.model, row.tier, d);
@@ -115,8 +118,9 @@ export class BillCalculator {
     } else {
       for (const l of await this.rollups.billLines(org.id, from, to)) {
         const totals = tokensByDirection(
-          { promptTokens: BigInt(l.promptTokens), completionTokens: BigInt(l.completionTokens), cachedTokens: BigInt(l.cachedTokens) },
+          { promptTokens: BigInt(l.promptTokens), completionTokens: BigInt(l.completionTokens), cachedTokens: BigInt(l.cachedTokens), audioSeconds: BigInt(l.audioSeconds) },
           this.priceBook.cachedPriced(l.model, l.tier),
+          this.priceBook.audioPriced(l.model, l.tier),
         );
         for (const d of DIRECTIONS) {
           const line = this.priceBook.line(l.model, l.tier, d);

@@ -213,7 +213,7 @@ export class BillingSetupService {
 
   private async createLine(line: PriceLine, meters: Map<string, Stripe.Billing.Meter>): Promise<BillingLine> {
     const { api, account } = this.stripe.require();
-    const name = `${line.model} on ${line.tier}, ${line.direction.replace('_', ' ')} tokens`;
+    const name = line.direction === 'audio' ? `${line.model} on ${line.tier}, audio seconds` : `${line.model} on ${line.tier}, ${line.direction.replace('_', ' ')} tokens`;
     const meter =
       meters.get(line.eventName) ??
       (await this.call(`create the meter of ${name}`, () =>

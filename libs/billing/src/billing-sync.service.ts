@@ -199,8 +199,11 @@ export class BillingSyncService {
     const cachedPriced = this.priceBook.price(row.model, row.tier) === undefined
       ? lineFor(row.model, row.tier, 'cached_input') !== undefined
       : this.priceBook.cachedPriced(row.model, row.tier);
-    const totals = tokensByDirection(row, cachedPriced);
-    const synced: Record<Direction, bigint> = { input: row.syncedInput, cached_input: row.syncedCached, output: row.syncedOutput };
+    const audioPriced = this.priceBook.price(row.model, row.tier) === undefined
+      ? lineFor(row.model, row.tier, 'audio') !== undefined
+      : this.priceBook.audioPriced(row.model, row.tier);
+    const totals = tokensByDirection(row, cachedPriced, audioPriced);
+    const synced: Record<Direction, bigint> = { input: row.syncedInput, cached_input: row.syncedCached, output: row.syncedOutput, audio: row.syncedAudio };
     const events: NewOutboxEvent[] = [];
     const next = { ...synced };
     for (const direction of DIRECTIONS) {
@@ -230,7 +233,7 @@ export class BillingSyncService {
       });
       next[direction] = totals[direction];
     }
-    return { rollup: row, syncedInput: next.input, syncedCached: next.cached_input, syncedOutput: next.output, events };
+    return { rollup: row, syncedInput: next.input, syncedCached: next.cached_input, syncedOutput: next.output, syncedAudio: next.audio, events };
   }
 
   private async send(api: Stripe, account: string, catalog: Map<string, BillingLine>, now: () => Date, pass: SyncPass): Promise<void> {

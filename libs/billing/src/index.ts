@@ -16,6 +16,7 @@ export type { StripeFailure, OrgStripeFailure } from './stripe-failure';
 export { monthStart, nextMonthStart, meterTimestamp } from './billing-calendar';
 export {
   centsPerToken,
+  centsPerSecond,
   lineAmountCents,
   priceLine,
   priceLines,

@@ -1,5 +1,5 @@
 import type { ModelPrice, TiersFile } from '@spot/tiers';
-import { type Direction, type PriceLine, priceLine, centsPerToken, unitPrice } from './price-lines';
+import { DIRECTIONS, type Direction, type PriceLine, priceLine, unitAmountOf } from './price-lines';
 
 /** The price book (tiers.yaml) as billing reads it: the current line of each (model, tier, direction). */
 export class PriceBook {
@@ -27,11 +27,16 @@ export class PriceBook {
     return this.price(model, tier)?.cached_input_per_mtok !== undefined;
   }
 
+  /** Whether audio seconds are a line of their own for this model and tier (`audio_per_minute`). */
+  audioPriced(model: string, tier: string): boolean {
+    return this.price(model, tier)?.audio_per_minute !== undefined;
+  }
+
   /** The current line, or undefined when the price book no longer prices it. */
   line(model: string, tier: string, direction: Direction): PriceLine | undefined {
     const price = this.price(model, tier);
-    const usd = price === undefined ? undefined : unitPrice(price, direction);
-    return usd === undefined ? undefined : priceLine(model, tier, direction, centsPerToken(usd));
+    const unit = price === undefined ? undefined : unitAmountOf(price, direction);
+    return unit === undefined ? undefined : priceLine(model, tier, direction, unit);
   }
 
   /** Every current line. */
@@ -39,9 +44,9 @@ export class PriceBook {
     const lines: PriceLine[] = [];
     for (const [key, price] of this.prices) {
       const [model, tier] = key.split('\n');
-      for (const direction of ['input', 'cached_input', 'output'] as const) {
-        const usd = unitPrice(price, direction);
-        if (usd !== undefined) lines.push(priceLine(model, tier, direction, centsPerToken(usd)));
+      for (const direction of DIRECTIONS) {
+        const unit = unitAmountOf(price, direction);
+        if (unit !== undefined) lines.push(priceLine(model, tier, direction, unit));
       }
     }
     return lines;

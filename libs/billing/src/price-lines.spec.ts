@@ -1,4 +1,4 @@
-import { centsPerToken, lineAmountCents, priceLine, priceLines, tokensByDirection } from './price-lines';
+import { centsPerSecond, centsPerToken, lineAmountCents, priceLine, priceLines, tokensByDirection } from './price-lines';
 
 describe('price lines', () => {
   it('turns USD per 1M tokens into exact cents per token', () => {
@@ -9,6 +9,32 @@ describe('price lines', () => {
     expect(centsPerToken(0)).toBe('0');
     expect(centsPerToken(1e-7)).toBe('0.00000000001');
     expect(centsPerToken(10000)).toBe('1');
+  });
+
+  it('turns USD per minute of audio into cents per second, exactly or rounded to 12 places', () => {
+    expect(centsPerSecond(0.006)).toBe('0.01');
+    expect(centsPerSecond(0.003)).toBe('0.005');
+    expect(centsPerSecond(0.6)).toBe('1');
+    expect(centsPerSecond(0)).toBe('0');
+    expect(centsPerSecond(0.01)).toBe('0.016666666667');
+    expect(centsPerSecond(0.02)).toBe('0.033333333333');
+    expect(centsPerSecond(1e-7)).toBe('0.000000166667');
+    expect(lineAmountCents(6_000n, centsPerSecond(0.006))).toBe(60n); // 100 minutes at 0.6 cent
+  });
+
+  it('lists an audio line, per second, only where the price book has audio_per_minute', () => {
+    const lines = priceLines({
+      tiers: [
+        {
+          name: 'spot',
+          kind: 'spot',
+          endpoints: ['http://x'],
+          models: [{ id: 'w', price: { input_per_mtok: 1, output_per_mtok: 2, audio_per_minute: 0.006 } }],
+        },
+      ],
+    });
+    expect(lines.map((l) => `${l.model}:${l.direction}:${l.unitAmountDecimal}`)).toEqual(['w:input:0.0001', 'w:output:0.0002', 'w:audio:0.01']);
+    expect(lines[2].eventName).toBe(`spot_audio_seconds_${lines[2].lineKey}`);
   });
 
   it('rounds each line to the nearest cent, ties away from zero', () => {
@@ -49,7 +75,10 @@ describe('price lines', () => {
       'b:cached_input:0.00005',
       'b:output:0.0002',
     ]);
-    expect(tokensByDirection({ promptTokens: 10n, completionTokens: 3n, cachedTokens: 4n }, true)).toEqual({ input: 6n, cached_input: 4n, output: 3n });
-    expect(tokensByDirection({ promptTokens: 10n, completionTokens: 3n, cachedTokens: 4n }, false)).toEqual({ input: 10n, cached_input: 0n, output: 3n });
+    expect(tokensByDirection({ promptTokens: 10n, completionTokens: 3n, cachedTokens: 4n, audioSeconds: 0n }, true, false)).toEqual({ input: 6n, cached_input: 4n, output: 3n, audio: 0n });
+    expect(tokensByDirection({ promptTokens: 10n, completionTokens: 3n, cachedTokens: 4n, audioSeconds: 0n }, false, false)).toEqual({ input: 10n, cached_input: 0n, output: 3n, audio: 0n });
+    // audio seconds are a line only when audio_per_minute prices them
+    expect(tokensByDirection({ promptTokens: 0n, completionTokens: 0n, cachedTokens: 0n, audioSeconds: 61n }, false, true)).toMatchObject({ audio: 61n });
+    expect(tokensByDirection({ promptTokens: 0n, completionTokens: 0n, cachedTokens: 0n, audioSeconds: 61n }, false, false)).toMatchObject({ audio: 0n });
   });
 });

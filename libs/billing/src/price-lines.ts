@@ -1,10 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { ModelPrice, TiersFile } from '@spot/tiers';
 
-/** What a token is billed as: uncached prompt, cached prompt (only when the price book prices it), completion. */
-export type Direction = 'input' | 'cached_input' | 'output';
+/**
+ * What a unit is billed as: a token of uncached prompt, of cached prompt (only when the price book prices it), of
+ * completion, or a second of audio (speech-to-text metered by duration, only when the price book prices it).
+ */
+export type Direction = 'input' | 'cached_input' | 'output' | 'audio';
 
-export const DIRECTIONS: readonly Direction[] = ['input', 'cached_input', 'output'];
+export const DIRECTIONS: readonly Direction[] = ['input', 'cached_input', 'output', 'audio'];
 
 /** One billable price line: a model on a tier, one direction, at one unit price. */
 export interface PriceLine {
@@ -13,7 +16,7 @@ export interface PriceLine {
   model: string;
   tier: string;
   direction: Direction;
-  /** Cents per token as Stripe takes it (`unit_amount_decimal`), e.g. 0.05 $/Mtok is "0.000005". */
+  /** Cents per token (per second for `audio`) as Stripe takes it (`unit_amount_decimal`), e.g. 0.05 $/Mtok is "0.000005". */
   unitAmountDecimal: string;
   /** The Stripe meter's event name for this line. */
   eventName: string;
@@ -38,6 +41,24 @@ export function centsPerToken(usdPerMtok: number): string {
   return formatScaled(BigInt(digits), scale);
 }
 
+/**
+ * USD per minute of audio to cents per second, exactly when it is a decimal of at most 12 places (0.006 $/min is
+ * "0.01"), else rounded half up to 12 places (1e-12 cents a second: under a cent in 300 000 years of audio).
+ */
+export function centsPerSecond(usdPerMinute: number): string {
+  const match = PLAIN.exec(String(usdPerMinute));
+  if (usdPerMinute < 0 || match === null) throw new PriceNotBillableError(`not a price: ${usdPerMinute}`);
+  const digits = BigInt(match[1] + (match[2] ?? ''));
+  // value = digits × 10^-scale USD/min = digits × 10^(2 - scale) / 60 cents/s; kept as units of 1e-12 cents
+  const scale = (match[2] ?? '').length - Number(match[3] ?? 0);
+  const shift = 14 - scale;
+  const numerator = shift >= 0 ? digits * 10n ** BigInt(shift) : digits;
+  const denominator = shift >= 0 ? 60n : 60n * 10n ** BigInt(-shift);
+  let units = numerator / denominator;
+  if ((numerator % denominator) * 2n >= denominator) units += 1n;
+  return formatScaled(units, 12);
+}
+
 function formatScaled(units: bigint, scale: number): string {
   if (scale <= 0) return (units * 10n ** BigInt(-scale)).toString();
   const text = units.toString().padStart(scale + 1, '0');
@@ -55,7 +76,16 @@ export function unitPrice(price: ModelPrice, direction: Direction): number | und
       return price.cached_input_per_mtok;
     case 'output':
       return price.output_per_mtok;
+    case 'audio':
+      return price.audio_per_minute;
   }
+}
+
+/** The unit amount (Stripe's unit_amount_decimal) of one direction at a price book entry; undefined when unpriced. */
+export function unitAmountOf(price: ModelPrice, direction: Direction): string | undefined {
+  const usd = unitPrice(price, direction);
+  if (usd === undefined) return undefined;
+  return direction === 'audio' ? centsPerSecond(usd) : centsPerToken(usd);
 }
 
 /** The line for (model, tier, direction) at a unit price. */
@@ -64,7 +94,7 @@ export function priceLine(model: string, tier: string, direction: Direction, uni
     throw new PriceNotBillableError(`${model} on ${tier} (${direction}): ${unitAmountDecimal} cents a token has more than 12 decimal places`);
   }
   const hash = createHash('sha256').update(`${model}\n${tier}\n${direction}\n${unitAmountDecimal}`).digest('hex').slice(0, 20);
-  return { lineKey: hash, model, tier, direction, unitAmountDecimal, eventName: `spot_tokens_${hash}` };
+  return { lineKey: hash, model, tier, direction, unitAmountDecimal, eventName: `${direction === 'audio' ? 'spot_audio_seconds' : 'spot_tokens'}_${hash}` };
 }
 
 /** Every billable line of a price book, in file order. */
@@ -73,29 +103,34 @@ export function priceLines(file: TiersFile): PriceLine[] {
   for (const tier of file.tiers) {
     for (const m of tier.models) {
       for (const direction of DIRECTIONS) {
-        const usd = unitPrice(m.price, direction);
-        if (usd !== undefined) lines.push(priceLine(m.id, tier.name, direction, centsPerToken(usd)));
+        const unit = unitAmountOf(m.price, direction);
+        if (unit !== undefined) lines.push(priceLine(m.id, tier.name, direction, unit));
       }
     }
   }
   return lines;
 }
 
-/** Token totals of a rollup, by the price book's rule: cached tokens are split out only when they have a price. */
+/** Token totals (and audio seconds) of a rollup. */
 export interface RollupTokens {
   promptTokens: bigint;
   completionTokens: bigint;
   cachedTokens: bigint;
-}
-
-/** A rollup's tokens per direction, for a price book entry (or, without one, without a cached split). */
-export function tokensByDirection(t: RollupTokens, cachedPriced: boolean): Record<Direction, bigint> {
-  const cached = cachedPriced ? (t.cachedTokens < t.promptTokens ? t.cachedTokens : t.promptTokens) : 0n;
-  return { input: t.promptTokens - cached, cached_input: cached, output: t.completionTokens };
+  audioSeconds: bigint;
 }
 
 /**
- * What `tokens` cost on a line, in whole cents: tokens × unit_amount_decimal rounded to the nearest cent,
+ * A rollup's units per direction, by the price book's rule: cached tokens are split out only when they have a
+ * price, audio seconds are billed only when they have one (without `audio_per_minute` they cost 0, as the gateway
+ * priced them).
+ */
+export function tokensByDirection(t: RollupTokens, cachedPriced: boolean, audioPriced: boolean): Record<Direction, bigint> {
+  const cached = cachedPriced ? (t.cachedTokens < t.promptTokens ? t.cachedTokens : t.promptTokens) : 0n;
+  return { input: t.promptTokens - cached, cached_input: cached, output: t.completionTokens, audio: audioPriced ? t.audioSeconds : 0n };
+}
+
+/**
+ * What `tokens` (seconds, on an audio line) cost on a line, in whole cents: tokens × unit_amount_decimal rounded to the nearest cent,
  * ties away from zero, per line (as Stripe rounds an invoice line; the invoice total is the sum of lines).
  */
 export function lineAmountCents(tokens: bigint, unitAmountDecimal: string): bigint {

@@ -13,9 +13,11 @@ export interface UnsyncedRollup {
   promptTokens: bigint;
   completionTokens: bigint;
   cachedTokens: bigint;
+  audioSeconds: bigint;
   syncedInput: bigint;
   syncedCached: bigint;
   syncedOutput: bigint;
+  syncedAudio: bigint;
   stripeCustomerId: string;
 }
 
@@ -31,6 +33,7 @@ export interface RollupSyncPlan {
   syncedInput: bigint;
   syncedCached: bigint;
   syncedOutput: bigint;
+  syncedAudio: bigint;
   events: NewOutboxEvent[];
 }
 
@@ -49,7 +52,7 @@ export type RollupCursor = Pick<UnsyncedRollup, 'orgId' | 'keyId' | 'model' | 't
 
 export type OutboxStatus = 'pending' | 'accepted' | 'rejected' | 'rejected_too_old';
 
-/** Tokens per line over a time range, from the outbox. */
+/** Tokens (seconds, for an audio line) per line over a time range, from the outbox. */
 export interface OutboxLineTotal {
   lineKey: string;
   model: string;
@@ -83,8 +86,8 @@ export class BillingOutboxRepository {
         const rows = await tx.$queryRaw<UnsyncedRollup[]>`
           SELECT r.org_id AS "orgId", r.key_id AS "keyId", r.model, r.tier, r.hour, r.version,
             r.prompt_tokens AS "promptTokens", r.completion_tokens AS "completionTokens", r.cached_tokens AS "cachedTokens",
-            r.synced_input AS "syncedInput", r.synced_cached AS "syncedCached", r.synced_output AS "syncedOutput",
-            o.stripe_customer_id AS "stripeCustomerId"
+            r.audio_seconds AS "audioSeconds", r.synced_input AS "syncedInput", r.synced_cached AS "syncedCached",
+            r.synced_output AS "syncedOutput", r.synced_audio AS "syncedAudio", o.stripe_customer_id AS "stripeCustomerId"
           FROM usage_rollups r JOIN orgs o ON o.id = r.org_id
           WHERE o.stripe_account = ${account} AND o.stripe_customer_id IS NOT NULL AND o.stripe_subscription_id IS NOT NULL
             AND o.billing_since IS NOT NULL AND r.hour >= o.billing_since AND r.version > r.synced_version
@@ -113,12 +116,13 @@ export class BillingOutboxRepository {
         if (plans.length > 0) {
           const col = <T>(pick: (p: RollupSyncPlan) => T): T[] => plans.map(pick);
           await tx.$executeRaw`
-            UPDATE usage_rollups r SET synced_version = u.version, synced_input = u.si, synced_cached = u.sc, synced_output = u.so
+            UPDATE usage_rollups r SET synced_version = u.version, synced_input = u.si, synced_cached = u.sc, synced_output = u.so,
+              synced_audio = u.sa
             FROM unnest(${col((p) => p.rollup.orgId)}::uuid[], ${col((p) => p.rollup.keyId)}::uuid[], ${col((p) => p.rollup.model)}::text[],
               ${col((p) => p.rollup.tier)}::text[], ${col((p) => p.rollup.hour)}::timestamptz[], ${col((p) => p.rollup.version.toString())}::bigint[],
               ${col((p) => p.syncedInput.toString())}::bigint[], ${col((p) => p.syncedCached.toString())}::bigint[],
-              ${col((p) => p.syncedOutput.toString())}::bigint[])
-              AS u(org_id, key_id, model, tier, hour, version, si, sc, so)
+              ${col((p) => p.syncedOutput.toString())}::bigint[], ${col((p) => p.syncedAudio.toString())}::bigint[])
+              AS u(org_id, key_id, model, tier, hour, version, si, sc, so, sa)
             WHERE r.org_id = u.org_id AND r.key_id = u.key_id AND r.model = u.model AND r.tier = u.tier AND r.hour = u.hour`;
         }
         return { rollups: rows, events: events.length };
@@ -217,12 +221,13 @@ export class BillingOutboxRepository {
   unsyncedOfOrg(orgId: string, since: Date): Promise<UnsyncedRollup[]> {
     return this.prisma.$queryRaw<UnsyncedRollup[]>`
       SELECT org_id AS "orgId", key_id AS "keyId", model, tier, hour, version, prompt_tokens AS "promptTokens",
-        completion_tokens AS "completionTokens", cached_tokens AS "cachedTokens", synced_input AS "syncedInput",
-        synced_cached AS "syncedCached", synced_output AS "syncedOutput", '' AS "stripeCustomerId"
+        completion_tokens AS "completionTokens", cached_tokens AS "cachedTokens", audio_seconds AS "audioSeconds",
+        synced_input AS "syncedInput", synced_cached AS "syncedCached", synced_output AS "syncedOutput",
+        synced_audio AS "syncedAudio", '' AS "stripeCustomerId"
       FROM usage_rollups WHERE org_id = ${orgId}::uuid AND version > synced_version AND hour >= ${since}
       UNION ALL
       SELECT org_id, key_id, model, tier, date_trunc('hour', created_at, 'UTC'), 0, sum(prompt_tokens)::bigint,
-        sum(completion_tokens)::bigint, sum(cached_tokens)::bigint, 0, 0, 0, ''
+        sum(completion_tokens)::bigint, sum(cached_tokens)::bigint, sum(audio_seconds)::bigint, 0, 0, 0, 0, ''
       FROM usage_events WHERE org_id = ${orgId}::uuid AND rolled_up_at IS NULL AND created_at >= ${since}
       GROUP BY org_id, key_id, model, tier, date_trunc('hour', created_at, 'UTC')`;
   }

@@ -23,13 +23,13 @@ export class UsageEventsRepository {
     const batch = JSON.stringify(sorted, sorted.some((r) => typeof r.costNanos === 'bigint') ? bigintAsString : undefined);
     return this.prisma.$executeRaw`
       INSERT INTO usage_events (request_id, created_at, org_id, key_id, model, tier, prompt_tokens,
-        completion_tokens, cached_tokens, ttft_ms, duration_ms, status, estimated, cost_nanos)
+        completion_tokens, cached_tokens, audio_seconds, ttft_ms, duration_ms, status, estimated, cost_nanos)
       SELECT r."requestId", r."createdAt", r."orgId", r."keyId", r.model, r.tier, r."promptTokens",
-        r."completionTokens", coalesce(r."cachedTokens", 0), r."ttftMs", r."durationMs", r.status,
+        r."completionTokens", coalesce(r."cachedTokens", 0), coalesce(r."audioSeconds", 0), r."ttftMs", r."durationMs", r.status,
         coalesce(r.estimated, false), coalesce(r."costNanos", 0)
       FROM json_to_recordset(${batch}::json) AS r("requestId" text, "createdAt" timestamptz, "orgId" uuid,
         "keyId" uuid, model text, tier text, "promptTokens" int, "completionTokens" int, "cachedTokens" int,
-        "ttftMs" int, "durationMs" int, status smallint, estimated boolean, "costNanos" bigint)
+        "audioSeconds" int, "ttftMs" int, "durationMs" int, status smallint, estimated boolean, "costNanos" bigint)
       ON CONFLICT (request_id) DO NOTHING`;
   }
 

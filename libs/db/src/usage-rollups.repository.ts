@@ -21,6 +21,8 @@ export interface UsageGroupRow {
   promptTokens: number;
   completionTokens: number;
   cachedTokens: number;
+  /** Seconds of audio metered by duration (speech-to-text). */
+  audioSeconds: number;
   costNanos: number;
 }
 
@@ -49,21 +51,23 @@ export class UsageRollupsRepository {
         UPDATE usage_events e SET rolled_up_at = now()
         FROM picked p WHERE e.request_id = p.request_id
         RETURNING e.org_id, e.key_id, e.model, e.tier, date_trunc('hour', e.created_at, 'UTC') AS hour,
-          e.prompt_tokens, e.completion_tokens, e.cached_tokens, e.cost_nanos
+          e.prompt_tokens, e.completion_tokens, e.cached_tokens, e.audio_seconds, e.cost_nanos
       ), sums AS (
         SELECT org_id, key_id, model, tier, hour, count(*) AS requests, sum(prompt_tokens) AS prompt_tokens,
-          sum(completion_tokens) AS completion_tokens, sum(cached_tokens) AS cached_tokens, sum(cost_nanos) AS cost_nanos
+          sum(completion_tokens) AS completion_tokens, sum(cached_tokens) AS cached_tokens,
+          sum(audio_seconds) AS audio_seconds, sum(cost_nanos) AS cost_nanos
         FROM marked GROUP BY org_id, key_id, model, tier, hour
       ), upserted AS (
         INSERT INTO usage_rollups AS r (org_id, key_id, model, tier, hour, requests, prompt_tokens, completion_tokens,
-          cached_tokens, cost_nanos, version, updated_at)
-        SELECT org_id, key_id, model, tier, hour, requests, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, 1, now()
+          cached_tokens, audio_seconds, cost_nanos, version, updated_at)
+        SELECT org_id, key_id, model, tier, hour, requests, prompt_tokens, completion_tokens, cached_tokens, audio_seconds, cost_nanos, 1, now()
         FROM sums ORDER BY org_id, key_id, model, tier, hour
         ON CONFLICT (org_id, key_id, model, tier, hour) DO UPDATE SET
           requests = r.requests + EXCLUDED.requests,
           prompt_tokens = r.prompt_tokens + EXCLUDED.prompt_tokens,
           completion_tokens = r.completion_tokens + EXCLUDED.completion_tokens,
           cached_tokens = r.cached_tokens + EXCLUDED.cached_tokens,
+          audio_seconds = r.audio_seconds + EXCLUDED.audio_seconds,
           cost_nanos = r.cost_nanos + EXCLUDED.cost_nanos,
           version = r.version + 1,
           updated_at = now()
@@ -94,19 +98,19 @@ export class UsageRollupsRepository {
           : group === 'tier'
             ? Prisma.sql`u.tier`
             : Prisma.sql`u.key_id::text`;
-    const rows = await this.prisma.$queryRaw<Array<{ grp: string; label: string | null; requests: bigint; prompt: bigint; completion: bigint; cached: bigint; cost: bigint }>>`
+    const rows = await this.prisma.$queryRaw<Array<{ grp: string; label: string | null; requests: bigint; prompt: bigint; completion: bigint; cached: bigint; audio: bigint; cost: bigint }>>`
       WITH u AS (
-        SELECT key_id, model, tier, hour, requests, prompt_tokens, completion_tokens, cached_tokens, cost_nanos
+        SELECT key_id, model, tier, hour, requests, prompt_tokens, completion_tokens, cached_tokens, audio_seconds, cost_nanos
         FROM usage_rollups WHERE org_id = ${orgId}::uuid AND hour >= date_trunc('hour', ${from}::timestamptz, 'UTC') AND hour < ${to}
         UNION ALL
-        SELECT key_id, model, tier, date_trunc('hour', created_at, 'UTC'), 1, prompt_tokens, completion_tokens, cached_tokens, cost_nanos
+        SELECT key_id, model, tier, date_trunc('hour', created_at, 'UTC'), 1, prompt_tokens, completion_tokens, cached_tokens, audio_seconds, cost_nanos
         FROM usage_events WHERE org_id = ${orgId}::uuid AND rolled_up_at IS NULL
           AND created_at >= date_trunc('hour', ${from}::timestamptz, 'UTC') AND created_at < ${to}
       )
       SELECT ${key} AS grp,
         ${group === 'key' ? Prisma.sql`max(k.name || ' (' || k.prefix || ')')` : Prisma.sql`NULL::text`} AS label,
         sum(u.requests)::bigint AS requests, sum(u.prompt_tokens)::bigint AS prompt, sum(u.completion_tokens)::bigint AS completion,
-        sum(u.cached_tokens)::bigint AS cached, sum(u.cost_nanos)::bigint AS cost
+        sum(u.cached_tokens)::bigint AS cached, sum(u.audio_seconds)::bigint AS audio, sum(u.cost_nanos)::bigint AS cost
       FROM u ${group === 'key' ? Prisma.sql`LEFT JOIN api_keys k ON k.id = u.key_id` : Prisma.empty}
       GROUP BY 1 ORDER BY 1`;
     return rows.map((r) => ({
@@ -116,22 +120,24 @@ export class UsageRollupsRepository {
       promptTokens: Number(r.prompt),
       completionTokens: Number(r.completion),
       cachedTokens: Number(r.cached),
+      audioSeconds: Number(r.audio),
       costNanos: Number(r.cost),
     }));
   }
 
   /** The bill's lines for [from, to): usage per model and tier (what was priced alike). */
   async billLines(orgId: string, from: Date, to: Date): Promise<Array<UsageGroupRow & { model: string; tier: string }>> {
-    const rows = await this.prisma.$queryRaw<Array<{ model: string; tier: string; requests: bigint; prompt: bigint; completion: bigint; cached: bigint; cost: bigint }>>`
+    const rows = await this.prisma.$queryRaw<Array<{ model: string; tier: string; requests: bigint; prompt: bigint; completion: bigint; cached: bigint; audio: bigint; cost: bigint }>>`
       WITH u AS (
-        SELECT model, tier, requests, prompt_tokens, completion_tokens, cached_tokens, cost_nanos
+        SELECT model, tier, requests, prompt_tokens, completion_tokens, cached_tokens, audio_seconds, cost_nanos
         FROM usage_rollups WHERE org_id = ${orgId}::uuid AND hour >= ${from} AND hour < ${to}
         UNION ALL
-        SELECT model, tier, 1, prompt_tokens, completion_tokens, cached_tokens, cost_nanos
+        SELECT model, tier, 1, prompt_tokens, completion_tokens, cached_tokens, audio_seconds, cost_nanos
         FROM usage_events WHERE org_id = ${orgId}::uuid AND rolled_up_at IS NULL AND created_at >= ${from} AND created_at < ${to}
       )
       SELECT model, tier, sum(requests)::bigint AS requests, sum(prompt_tokens)::bigint AS prompt,
-        sum(completion_tokens)::bigint AS completion, sum(cached_tokens)::bigint AS cached, sum(cost_nanos)::bigint AS cost
+        sum(completion_tokens)::bigint AS completion, sum(cached_tokens)::bigint AS cached, sum(audio_seconds)::bigint AS audio,
+        sum(cost_nanos)::bigint AS cost
       FROM u GROUP BY model, tier ORDER BY model, tier`;
     return rows.map((r) => ({
       group: `${r.model} / ${r.tier}`,
@@ -142,6 +148,7 @@ export class UsageRollupsRepository {
       promptTokens: Number(r.prompt),
       completionTokens: Number(r.completion),
       cachedTokens: Number(r.cached),
+      audioSeconds: Number(r.audio),
       costNanos: Number(r.cost),
     }));
   }

@@ -15,6 +15,13 @@ const price = z.strictObject({
   input_per_mtok: z.number().nonnegative(),
   output_per_mtok: z.number().nonnegative(),
   cached_input_per_mtok: z.number().nonnegative().optional(),
+  /**
+   * USD per minute of audio, for the speech-to-text requests the engine meters in seconds (vLLM's non-streamed
+   * transcriptions report `usage: {type: "duration", seconds}`). Billed per second (a second is 1/60 of it);
+   * what an engine meters in tokens (streamed transcriptions) is priced as tokens. Required for a model whose
+   * `apis` lists `audio`; a model without `apis` and without it bills audio seconds at 0.
+   */
+  audio_per_minute: z.number().nonnegative().optional(),
 });
 
 /** The client APIs a model may serve (`apis:` in the tiers file). */
@@ -26,6 +33,9 @@ const model = z.strictObject({
   price,
   /** The APIs the model serves on this tier; without it, every API. */
   apis: z.array(z.enum(MODEL_APIS)).min(1).optional(),
+}).refine((m) => !(m.apis?.includes('audio') ?? false) || m.price.audio_per_minute !== undefined, {
+  message: 'a model that serves `audio` needs `price.audio_per_minute` (USD per minute of audio)',
+  path: ['price', 'audio_per_minute'],
 });
 
 const anyHttpUrl = z.string().refine((v) => {

@@ -15,6 +15,8 @@ export interface UsageEvent {
   promptTokens: number;
   completionTokens: number;
   cachedTokens: number;
+  /** Seconds of audio the engine metered (speech-to-text priced by duration); absent or 0 for everything else. */
+  audioSeconds?: number;
   /** Time to first token in ms (rounded when stored); null when no token was produced. */
   ttftMs: number | null;
   /** Whole request duration in ms (rounded when stored). */
@@ -52,6 +54,9 @@ export function toUsageRow(input: unknown): UsageEvent | string {
   if (!isCount(e.promptTokens)) return 'promptTokens: expected an integer >= 0';
   if (!isCount(e.completionTokens)) return 'completionTokens: expected an integer >= 0';
   if (!isCount(e.cachedTokens)) return 'cachedTokens: expected an integer >= 0';
+  // spool files written before audio was metered have none: 0
+  const audioSeconds = e.audioSeconds === undefined ? 0 : e.audioSeconds;
+  if (!isCount(audioSeconds)) return 'audioSeconds: expected an integer >= 0';
   if (e.ttftMs !== null && !isMs(e.ttftMs)) return 'ttftMs: expected a duration in ms or null';
   if (!isMs(e.durationMs)) return 'durationMs: expected a duration in ms';
   if (typeof e.status !== 'number' || !Number.isInteger(e.status) || e.status < 100 || e.status > 599) {
@@ -71,6 +76,7 @@ export function toUsageRow(input: unknown): UsageEvent | string {
     promptTokens: e.promptTokens,
     completionTokens: e.completionTokens,
     cachedTokens: e.cachedTokens,
+    audioSeconds,
     ttftMs: e.ttftMs === null ? null : Math.round(e.ttftMs),
     durationMs: Math.round(e.durationMs),
     status: e.status,

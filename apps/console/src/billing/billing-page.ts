@@ -5,6 +5,8 @@ const cents = (c: number) => `$${(c / 100).toFixed(2)}`;
 const int = (n: number) => n.toLocaleString('en-US');
 /** Cents per token as USD per 1M tokens, for people. */
 const perMtok = (unitCents: string) => `$${(Number(unitCents) * 10_000).toLocaleString('en-US', { maximumFractionDigits: 6 })}/M`;
+/** Cents per second of audio as USD per minute, for people. */
+const perMinute = (unitCents: string) => `$${((Number(unitCents) * 60) / 100).toLocaleString('en-US', { maximumFractionDigits: 6 })}/min`;
 
 /** /orgs/:slug/billing: status, the enable button, the period's bill per price line and Stripe's preview beside it. */
 export function billingPage(ctx: Omit<PageContext, 'title' | 'body' | 'active'>, view: BillingView, canEnable: boolean): string {
@@ -25,7 +27,7 @@ status <span class="badge">${e(view.status)}</span>${view.statusSince ? ` since 
   const rows = bill.lines
     .map(
       (l) =>
-        `<tr><td>${e(l.model)}</td><td>${e(l.tier)}</td><td>${e(l.direction.replace('_', ' '))}</td><td>${int(l.tokens)}</td><td>${e(perMtok(l.unitAmountDecimal))}</td><td>${cents(l.amountCents)}</td></tr>`,
+        `<tr><td>${e(l.model)}</td><td>${e(l.tier)}</td><td>${e(l.direction.replace('_', ' '))}</td><td>${l.direction === 'audio' ? `${int(l.tokens)} s` : int(l.tokens)}</td><td>${e(l.direction === 'audio' ? perMinute(l.unitAmountDecimal) : perMtok(l.unitAmountDecimal))}</td><td>${cents(l.amountCents)}</td></tr>`,
     )
     .join('');
   const preview =

@@ -11,8 +11,8 @@ export interface UsageReport {
   from: string;
   to: string;
   group: UsageGroup;
-  rows: Array<{ group: string; label: string | null; requests: number; promptTokens: number; completionTokens: number; cachedTokens: number; costUsd: number }>;
-  totals: { requests: number; promptTokens: number; completionTokens: number; cachedTokens: number; costUsd: number };
+  rows: Array<{ group: string; label: string | null; requests: number; promptTokens: number; completionTokens: number; cachedTokens: number; audioSeconds: number; costUsd: number }>;
+  totals: { requests: number; promptTokens: number; completionTokens: number; cachedTokens: number; audioSeconds: number; costUsd: number };
 }
 
 function monthStart(d: Date): Date {
@@ -53,6 +53,7 @@ export class UsageService {
       promptTokens: r.promptTokens,
       completionTokens: r.completionTokens,
       cachedTokens: r.cachedTokens,
+      audioSeconds: r.audioSeconds,
       costUsd: r.costNanos / 1e9,
     }));
     const totals = rows.reduce(
@@ -61,9 +62,10 @@ export class UsageService {
         promptTokens: t.promptTokens + r.promptTokens,
         completionTokens: t.completionTokens + r.completionTokens,
         cachedTokens: t.cachedTokens + r.cachedTokens,
+        audioSeconds: t.audioSeconds + r.audioSeconds,
         costUsd: t.costUsd + r.costUsd,
       }),
-      { requests: 0, promptTokens: 0, completionTokens: 0, cachedTokens: 0, costUsd: 0 },
+      { requests: 0, promptTokens: 0, completionTokens: 0, cachedTokens: 0, audioSeconds: 0, costUsd: 0 },
     );
     return { from: from.toISOString(), to: to.toISOString(), group, rows, totals };
   }
@@ -90,9 +92,9 @@ export function usageCsv(report: UsageReport): string {
     const s = v === null ? '' : String(v);
     return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
-  const lines = [[report.group, 'label', 'requests', 'prompt_tokens', 'completion_tokens', 'cached_tokens', 'cost_usd'].join(',')];
+  const lines = [[report.group, 'label', 'requests', 'prompt_tokens', 'completion_tokens', 'cached_tokens', 'audio_seconds', 'cost_usd'].join(',')];
   for (const r of report.rows) {
-    lines.push([r.group, r.label, r.requests, r.promptTokens, r.completionTokens, r.cachedTokens, r.costUsd.toFixed(9)].map(cell).join(','));
+    lines.push([r.group, r.label, r.requests, r.promptTokens, r.completionTokens, r.cachedTokens, r.audioSeconds, r.costUsd.toFixed(9)].map(cell).join(','));
   }
   return lines.join('\r\n') + '\r\n';
 }
