@@ -54,11 +54,12 @@ export function tiersYaml(simUrl: string): string {
  */
 export async function startGatewayStack(
   env: Record<string, string> = {},
-  simOptions: { ttftMs?: number; itlMs?: number; outputTokens?: number; prefixCaching?: boolean } = {},
+  simOptions: { ttftMs?: number; itlMs?: number; outputTokens?: number; prefixCaching?: boolean; extraModels?: string[] } = {},
   /** The tiers file for the sim's URL (default {@link tiersYaml}). */
   tiers: (simUrl: string) => string = tiersYaml,
 ): Promise<GatewayStack> {
-  const sim = await startSim({ models: [CHAT_UPSTREAM, OTHER_MODEL, EMBED_MODEL], ...simOptions });
+  const { extraModels = [], ...simRest } = simOptions;
+  const sim = await startSim({ models: [CHAT_UPSTREAM, OTHER_MODEL, EMBED_MODEL, ...extraModels], ...simRest });
   const dir = mkdtempSync(join(tmpdir(), 'gw-stack-'));
   const tiersFile = join(dir, 'tiers.yaml');
   writeFileSync(tiersFile, tiers(sim.url));

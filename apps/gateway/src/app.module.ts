@@ -23,6 +23,7 @@ import { ResponsesAdapter } from './proxy/responses-adapter';
 import { ResponsesRoutes } from './proxy/responses-routes';
 import { ResponsesStore } from './proxy/responses-store';
 import { V1Routes } from './proxy/v1-routes';
+import { AudioUploads } from './proxy/audio-routes';
 import { modelCatalogProvider } from './routing/model-catalog.provider';
 import { HealthChecker } from './routing/health-checker';
 import { PoisonGuard } from './routing/poison-guard';
@@ -54,6 +55,7 @@ export class GatewayModule {
         { provide: APP_FILTER, useExisting: OpenAIExceptionFilter },
         ShutdownCoordinator,
         V1Routes,
+        AudioUploads,
         ResponsesStore,
         ResponsesAdapter,
         ProtocolAdapters,

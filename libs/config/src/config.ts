@@ -33,6 +33,14 @@ export const configSchema = z.object({
   /** Largest request body the gateway accepts, in bytes; bigger ones get 413. */
   GATEWAY_BODY_LIMIT: positiveInt.default(8 * 1024 * 1024),
   /**
+   * Largest upload to /v1/audio/transcriptions and /v1/audio/translations (multipart/form-data), in bytes; bigger
+   * ones get 413 (OpenAI's limit, 25 MB, by default). The file is never held in memory: past its first 256 KiB it is
+   * spooled to an unlinked temp file in GATEWAY_AUDIO_SPOOL_DIR while it streams to the engine.
+   */
+  GATEWAY_AUDIO_BODY_LIMIT: positiveInt.default(25 * 1024 * 1024),
+  /** Where audio uploads are spooled (unlinked at once: nothing is left behind, even by a crash). Default: the OS temp dir. */
+  GATEWAY_AUDIO_SPOOL_DIR: z.string().min(1).optional(),
+  /**
    * A request whose body has not fully arrived this long after it began gets 408 and its connection closed.
    * Also bounds the time a refused request's body is read and dropped (so that the client, still uploading,
    * receives the answer rather than a reset), as twice GATEWAY_BODY_LIMIT bounds its bytes.

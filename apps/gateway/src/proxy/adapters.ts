@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { ANTHROPIC_ADAPTERS } from './anthropic-adapter';
+import { AUDIO_ADAPTERS } from './audio-adapter';
 import { OPENAI_ADAPTERS } from './openai-adapters';
 import type { ProxyKind } from './openai-request';
 import type { ProtocolAdapter } from './protocol-adapter';
@@ -11,6 +12,7 @@ export const STATELESS_ADAPTERS: Readonly<Record<Exclude<ProxyKind, 'responses'>
   ...OPENAI_ADAPTERS,
   ...SCORING_ADAPTERS,
   ...ANTHROPIC_ADAPTERS,
+  ...AUDIO_ADAPTERS,
 };
 
 /** Every proxied operation. */

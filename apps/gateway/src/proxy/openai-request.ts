@@ -5,9 +5,9 @@ import { bodyError } from '../errors/to-api-error';
 export type OpenAIKind = 'chat' | 'completions' | 'embeddings';
 
 /** Every proxied operation (each has its protocol adapter): OpenAI's, the scoring APIs vLLM serves, Anthropic's. */
-export type ProxyKind = OpenAIKind | 'responses' | 'rerank' | 'rerank_v2' | 'score' | 'messages' | 'count_tokens';
+export type ProxyKind = OpenAIKind | 'responses' | 'rerank' | 'rerank_v2' | 'score' | 'messages' | 'count_tokens' | 'transcriptions' | 'translations';
 
-export const UPSTREAM_PATHS: Readonly<Record<Exclude<ProxyKind, 'messages' | 'count_tokens'>, string>> = {
+export const UPSTREAM_PATHS: Readonly<Record<Exclude<ProxyKind, 'messages' | 'count_tokens' | 'transcriptions' | 'translations'>, string>> = {
   chat: '/v1/chat/completions',
   completions: '/v1/completions',
   embeddings: '/v1/embeddings',
@@ -30,6 +30,8 @@ export const PROXIED_PATHS: Readonly<Record<string, ProxyKind>> = {
   '/v1/messages': 'messages',
   '/v1/messages/count_tokens': 'count_tokens',
   '/v1/responses': 'responses',
+  '/v1/audio/transcriptions': 'transcriptions',
+  '/v1/audio/translations': 'translations',
 };
 
 /** A client's request body after the checks the gateway itself makes (the engine checks the rest). */
@@ -48,6 +50,8 @@ export interface CheckedRequest {
   readonly promptTokensEstimate: number;
   /** Worst-case completion tokens (max_tokens or a default), for limits. */
   readonly completionTokensCap: number;
+  /** Worst-case seconds of audio (speech-to-text uploads), for the budget; absent: none. */
+  readonly audioSecondsCap?: number;
 }
 
 const DEFAULT_COMPLETION_CAP = 4096;

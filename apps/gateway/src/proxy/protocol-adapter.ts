@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { ApiError } from '@spot/contract';
 import type { ModelApi } from '@spot/tiers';
 import type { AuthedKey } from '../auth/authed-key';
@@ -52,8 +53,11 @@ export interface ProtocolAdapter {
   streamRelay(req: CheckedRequest): StreamRelay;
   /** Whether a non-streamed body's usage may be at its start (then its first 16 KiB are kept too). */
   readonly usageInHead: boolean;
-  /** The usage of a non-streamed body from its last bytes (and its first, with {@link usageInHead}), or null. */
-  usageFromBody(tail: string, head?: string | null): TokenUsage | null;
+  /**
+   * The usage of a non-streamed body from its last bytes (and its first, with {@link usageInHead}), or null. `req`
+   * for a protocol whose engine may report none (audio translations: estimated from the upload).
+   */
+  usageFromBody(tail: string, head?: string | null, req?: CheckedRequest): TokenUsage | null;
   /** An error of ours in the protocol's envelope. */
   errorBody(status: number, message: string, code: string | null): string;
   /** An error of ours (an {@link ApiError} thrown before or around the exchange) in the protocol's envelope. */
@@ -67,6 +71,11 @@ export interface ProtocolAdapter {
    * (previous turns read from Postgres); throws the 4xx to answer. Absent for the stateless protocols.
    */
   prepare?(req: CheckedRequest, key: AuthedKey): Promise<CheckedRequest>;
+  /**
+   * Only for a body that is not JSON (audio's multipart upload): the engine's content type and a fresh body for one
+   * attempt, streamed (a retry replays it). Absent: {@link upstreamBody}'s JSON.
+   */
+  upload?(req: CheckedRequest, upstreamModel: string): { contentType: string; body: Readable };
   /** Only for a protocol with state of ours: what keeps this request's finished response, or null (absent: none). */
   keeper?(req: CheckedRequest, key: AuthedKey): ResponseKeeper | null;
 }

@@ -211,13 +211,15 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     this.attempt = attempt;
     this.waking = false;
     endpoint.taken();
+    // an upload (audio) is streamed, a fresh body per attempt; every other protocol sends its serialised JSON
+    const upload = this.adapter.upload?.(this.req, route.upstreamModel);
     const headers: Record<string, string> = {
-      'content-type': 'application/json',
+      'content-type': upload?.contentType ?? 'application/json',
       accept: this.req.stream ? 'text/event-stream' : 'application/json',
       'x-request-id': this.requestId,
     };
     if (route.apiKey !== null) headers.authorization = `Bearer ${route.apiKey}`;
-    endpoint.pool.dispatch({ method: 'POST', path: this.adapter.upstreamPath, headers, body: this.upstreamJson }, attempt);
+    endpoint.pool.dispatch({ method: 'POST', path: this.adapter.upstreamPath, headers, body: upload?.body ?? this.upstreamJson }, attempt);
   }
 
   // ---- the attempt's events (an attempt the request has left cannot send any: it is over)
@@ -373,6 +375,11 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     }
     if (this.gate === Gate.Refused) {
       this.refuse();
+      return;
+    }
+    if (err instanceof ApiError) {
+      // the client's own upload failed as it streamed to the engine (too large, a malformed form): its 4xx, unbilled
+      this.respondError(err.status, this.adapter.renderError(err), { connection: 'close' }, false);
       return;
     }
     const code = (err as NodeJS.ErrnoException).code ?? err.message;
@@ -669,24 +676,27 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     const attempt = this.attempt;
     const route = attempt.candidate.route;
     const relay = attempt.relay;
-    const usage = relay !== null ? relay.usage : attempt.tail !== null && attempt.phase !== AttemptPhase.ErrorBody ? this.adapter.usageFromBody(attempt.tail.toString('utf8'), attempt.head?.toString('utf8') ?? null) : null;
+    const usage = relay !== null ? relay.usage : attempt.tail !== null && attempt.phase !== AttemptPhase.ErrorBody ? this.adapter.usageFromBody(attempt.tail.toString('utf8'), attempt.head?.toString('utf8') ?? null, this.req) : null;
     const delivered = relay?.contentEvents ?? 0;
     const reached = delivered > 0 || usage !== null || (status < 300 && status > 0);
     let prompt = 0;
     let completion = 0;
     let cached = 0;
+    let audioSeconds = 0;
     let estimated = false;
     if (usage !== null) {
       prompt = usage.prompt;
       completion = usage.completion;
       cached = usage.cached;
+      audioSeconds = usage.audioSeconds ?? 0;
+      estimated = usage.estimated === true;
     } else if (reached) {
       // cut before the engine reported usage: bill what was generated, from the deltas delivered
       estimated = true;
       prompt = this.req.promptTokensEstimate;
       completion = Math.max(0, delivered - this.req.choices);
     }
-    const cost = costNanos(route.price, { promptTokens: prompt, completionTokens: completion, cachedTokens: cached });
+    const cost = costNanos(route.price, { promptTokens: prompt, completionTokens: completion, cachedTokens: cached, audioSeconds });
     const event: UsageEvent = {
       requestId: this.requestId,
       createdAt: new Date(this.startedAtEpoch),
@@ -697,6 +707,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       promptTokens: prompt,
       completionTokens: completion,
       cachedTokens: cached,
+      audioSeconds,
       ttftMs: this.firstByteAt > 0 ? Math.round(this.firstByteAt - this.startedAt) : null,
       durationMs: Math.round(now - this.startedAt),
       status,

@@ -128,7 +128,7 @@ export class ProxyService {
     exchange.start();
     // the engine request is on the wire first; the limiter's round trip runs during the engine's work and
     // no byte reaches the client before its verdict
-    const worstNanos = key.budgetNanos === null ? 0 : worstCaseNanos(pricesOf(routes), req.promptTokensEstimate, req.completionTokensCap);
+    const worstNanos = key.budgetNanos === null ? 0 : worstCaseNanos(pricesOf(routes), req.promptTokensEstimate, req.completionTokensCap, req.audioSecondsCap);
     const reservation = this.limiter.admit(key, req.promptTokensEstimate + req.completionTokensCap, worstNanos);
     if (reservation !== null) exchange.awaitAdmission(reservation);
   }

@@ -3,6 +3,10 @@ export interface TokenUsage {
   prompt: number;
   completion: number;
   cached: number;
+  /** Seconds of audio metered by duration (speech-to-text); absent: none. */
+  audioSeconds?: number;
+  /** Counted by the gateway, not reported by the engine (absent: reported). */
+  estimated?: boolean;
 }
 
 function count(v: unknown): number {

@@ -14,6 +14,7 @@ import { ShutdownCoordinator } from '../lifecycle/shutdown-coordinator';
 import { FastPath } from './fast-path';
 import { ModelsService } from './models.service';
 import { ProtocolAdapters } from './adapters';
+import { AudioUploads, isAudioKind } from './audio-routes';
 import { PROXIED_PATHS, type ProxyKind } from './openai-request';
 import { ProxyService } from './proxy.service';
 import { newRequestId } from './request-id';
@@ -44,6 +45,7 @@ export class V1Routes implements OnModuleInit {
     private readonly fastPath: FastPath,
     private readonly budget: BodyBudget,
     private readonly adapters: ProtocolAdapters,
+    private readonly audio: AudioUploads,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -116,6 +118,8 @@ export class V1Routes implements OnModuleInit {
 
   /** Reads and parses the body of an authenticated request, within the body limit and the in-flight budget. */
   private read(kind: ProxyKind, key: AuthedKey, id: string, req: IncomingMessage, res: ServerResponse, startedAt: number): void {
+    // speech-to-text takes a multipart upload, streamed rather than read whole
+    if (isAudioKind(kind)) return this.audio.read(kind, key, id, req, res, startedAt);
     if (req.destroyed) return; // gone while its key was looked up
     const limit = this.config.GATEWAY_BODY_LIMIT;
     const type = req.headers['content-type'];
