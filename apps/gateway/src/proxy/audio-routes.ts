@@ -86,12 +86,20 @@ export class AudioUploads {
   }
 }
 
-/** Reads and drops the rest of an upload refused while it streamed, up to `bytes`, then cuts the connection. */
+/**
+ * Reads and drops the rest of an upload refused while it streamed to an engine (the exchange answers it), up to
+ * `bytes`; past them the connection is half-closed and destroyed 2 s later, so that a client still writing reads its
+ * answer rather than a reset (as answerEarly does).
+ */
 function drain(req: IncomingMessage, bytes: number): void {
   let seen = 0;
   req.on('data', (chunk: Buffer) => {
     seen += chunk.length;
-    if (seen > bytes) req.socket.destroy();
+    if (seen <= bytes || req.isPaused()) return;
+    req.pause();
+    req.socket.pause();
+    req.socket.end();
+    setTimeout(() => req.socket.destroy(), 2000).unref();
   });
   req.resume();
 }

@@ -379,7 +379,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     }
     if (err instanceof ApiError) {
       // the client's own upload failed as it streamed to the engine (too large, a malformed form): its 4xx, unbilled
-      this.respondError(err.status, this.adapter.renderError(err), { connection: 'close' }, false);
+      this.respondError(err.status, this.adapter.renderError(err), {}, false);
       return;
     }
     const code = (err as NodeJS.ErrnoException).code ?? err.message;
