@@ -129,6 +129,25 @@ tiers:
     expect(() => parseTiersFile(file.replace('[chat, messages]', '[]'), 'x.yaml')).toThrow(/tiers\[1\]\.models\[0\]\.apis/);
   });
 
+  it('prices audio per minute, required where a model lists the audio API', () => {
+    const file = (price: string) => `
+tiers:
+  - name: spot
+    kind: spot
+    endpoints: [http://127.0.0.1:8090]
+    models:
+      - id: whisper
+        apis: [audio]
+        price: ${price}
+`;
+    const ok = parseTiersFile(file('{ input_per_mtok: 0.1, output_per_mtok: 0.2, audio_per_minute: 0.006 }'), 't.yaml');
+    expect(ok.tiers[0].models[0].price.audio_per_minute).toBe(0.006);
+    expect(() => parseTiersFile(file('{ input_per_mtok: 0.1, output_per_mtok: 0.2 }'), 'x.yaml')).toThrow(
+      /tiers\[0\]\.models\[0\]\.price\.audio_per_minute: a model that serves `audio` needs `price\.audio_per_minute`/,
+    );
+    expect(() => parseTiersFile(file('{ input_per_mtok: 0.1, output_per_mtok: 0.2, audio_per_minute: -1 }'), 'x.yaml')).toThrow(/audio_per_minute/);
+  });
+
   it('loads from disk', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tiers-'));
     writeFileSync(join(dir, 'tiers.yaml'), valid);
