@@ -63,6 +63,7 @@ class AudioAdapter implements ProtocolAdapter {
       choices: 1,
       promptTokensEstimate: 4 + Math.ceil(prompt / 4),
       completionTokensCap: COMPLETION_CAP,
+      // the budget's worst case: every byte audio at the lowest bitrate the estimates assume
       audioSecondsCap: Math.ceil(Math.max(bodyBytes, upload.bodyBytes) / BYTES_PER_SECOND),
       upload,
     };

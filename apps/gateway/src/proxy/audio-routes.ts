@@ -68,7 +68,9 @@ export class AudioUploads {
     });
     const dispatch = () => {
       sent = true;
-      this.proxy.handle(kind, id, key, form, declared, res, startedAt).catch((err: unknown) => {
+      // what the budget reserves for: the whole upload's bytes, or its limit while a chunked one is still arriving
+      const bytes = declared >= 0 ? declared : req.complete ? form!.bodyBytes : this.limit;
+      this.proxy.handle(kind, id, key, form, bytes, res, startedAt).catch((err: unknown) => {
         form?.abandon(err instanceof Error ? err : new Error(String(err)));
         refuse(err);
       });
