@@ -81,7 +81,7 @@ describe('console: usage and the bill', () => {
     expect(res.headers.get('content-disposition')).toMatch(/attachment; filename="usage-.*-by-model\.csv"/);
     const lines = (await res.text()).trim().split('\r\n');
     expect(lines[0]).toBe('model,label,requests,prompt_tokens,completion_tokens,cached_tokens,audio_seconds,cost_usd');
-    expect(lines.slice(1)).toEqual(['m-1,,3,305,65,0,0.022345677', 'm-2,,1,30,70,0,0.007654321']);
+    expect(lines.slice(1)).toEqual(['m-1,,3,305,65,0,0,0.022345677', 'm-2,,1,30,70,0,0,0.007654321']);
   });
 
   it('bills the period from the price book: usage of models with no price line is shown as unpriced, not billed', async () => {

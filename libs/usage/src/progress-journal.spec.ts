@@ -17,6 +17,7 @@ function event(requestId: string, completionTokens: number, estimated = true): U
     promptTokens: 10,
     completionTokens,
     cachedTokens: 0,
+    audioSeconds: 0,
     ttftMs: 5,
     durationMs: 50,
     status: estimated ? 502 : 200,

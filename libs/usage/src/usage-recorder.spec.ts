@@ -61,6 +61,7 @@ function usageEvent(overrides: Partial<UsageEvent> = {}): UsageEvent {
     promptTokens: 10 + seq,
     completionTokens: 20,
     cachedTokens: 0,
+    audioSeconds: 0,
     ttftMs: 12.4,
     durationMs: 250.6,
     status: 200,

@@ -17,6 +17,7 @@ function usageEvent(): UsageEvent {
     promptTokens: 1,
     completionTokens: 2,
     cachedTokens: 0,
+    audioSeconds: 0,
     ttftMs: null,
     durationMs: 3,
     status: 200,

@@ -56,6 +56,7 @@ describe('UsageModule', () => {
       promptTokens: 1,
       completionTokens: 1,
       cachedTokens: 0,
+      audioSeconds: 0,
       ttftMs: 1,
       durationMs: 2,
       status: 200,
