@@ -11,6 +11,7 @@ import {
   BatchSpanProcessor,
   ParentBasedSampler,
   type Sampler,
+  type SpanExporter,
   TraceIdRatioBasedSampler,
   TracerProvider,
 } from '@opentelemetry/sdk-trace';
@@ -38,8 +39,12 @@ function sampler(options: TracingOptions): Sampler {
   }
 }
 
-/** The SDK's own warnings (failed exports, dropped spans) on stderr, at most one a minute. */
+let diagnosticsReported = false;
+
+/** The SDK's own warnings (failed exports, dropped spans) on stderr, at most one a minute (set up once a process). */
 function reportDiagnostics(serviceName: string): void {
+  if (diagnosticsReported) return;
+  diagnosticsReported = true;
   let last = -DIAG_EVERY_MS;
   let skipped = 0;
   const write = (message: string, ...args: unknown[]) => {
@@ -58,6 +63,11 @@ function reportDiagnostics(serviceName: string): void {
   diag.setLogger({ error: write, warn: write, info: quiet, debug: quiet, verbose: quiet }, DiagLogLevel.WARN);
 }
 
+function otlpExporter(options: TracingOptions): SpanExporter {
+  const config = { url: options.url, headers: { ...options.headers }, timeoutMillis: options.timeoutMs };
+  return options.protocol === 'http/json' ? new OtlpJsonExporter(config) : new OtlpProtobufExporter(config);
+}
+
 /** What a thrown value is called in `error.type`: its code when it has one, else its class. */
 function errorType(err: unknown): string {
   if (err !== null && typeof err === 'object') {
@@ -68,11 +78,9 @@ function errorType(err: unknown): string {
   return typeof err;
 }
 
-/** See {@link Tracing}. */
-export function createTracing(options: TracingOptions): Tracing {
+/** See {@link Tracing}. `exporter` replaces the OTLP exporter (unit tests: an in-memory one). */
+export function createTracing(options: TracingOptions, exporter: SpanExporter = otlpExporter(options)): Tracing {
   reportDiagnostics(options.serviceName);
-  const exporterConfig = { url: options.url, headers: { ...options.headers }, timeoutMillis: options.timeoutMs };
-  const exporter = options.protocol === 'http/json' ? new OtlpJsonExporter(exporterConfig) : new OtlpProtobufExporter(exporterConfig);
   const resource = defaultResource().merge(
     resourceFromAttributes({
       'host.name': hostname(),
