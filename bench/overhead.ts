@@ -7,13 +7,17 @@
  *
  *   npm run bench:overhead -- [--rate 200] [--duration 20] [--warmup 3] [--tokens 16] [--limits on|off] [--via gateway|naive]
  *                            [--api chat|messages|responses]
- *                            [--gateway-main other-build/dist/apps/gateway/src/main.js] [--out file.json]
+ *                            [--gateway-main other-build/dist/apps/gateway/src/main.js] [--out file.json] [--otel on|URL]
  *
  * `--api responses` streams POST /v1/responses instead of chat (stored, as OpenAI's default `store: true`: the
  * gateway writes each Response to Postgres after its last byte).
+ *
+ * `--otel on` turns the gateway's tracing on, exporting to an OTLP sink in this process (bench/support/otlp-sink.ts:
+ * counts, decodes nothing); `--otel URL` exports to that collector instead. Off (the default) is the gateway as
+ * deployed without OTEL_EXPORTER_OTLP_ENDPOINT.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,6 +26,7 @@ import { Pool } from 'undici';
 import { benchGatewayEnv, cli, migrate } from './support/bench-org';
 import { freePort, percentile as pct, startNode, waitForPort, waitForUrl } from './support/child-processes';
 import { type LoopDelay, LOOP_DELAY_RESOLUTION_MS, loopDelay } from './support/loop-delay';
+import { type OtlpSink, startOtlpSink } from './support/otlp-sink';
 
 const root = path.resolve(__dirname, '../..');
 const dist = path.join(root, 'dist');
@@ -44,6 +49,8 @@ const { values } = parseArgs({
     out: { type: 'string' },
     /** chat (default) or responses: the API streamed. */
     api: { type: 'string', default: 'chat' },
+    /** on: tracing on, exported to an OTLP sink in this process; a URL: to that collector; off (default). */
+    otel: { type: 'string', default: 'off' },
   },
 });
 const RATE = Number(values.rate);
@@ -58,6 +65,22 @@ const API_PATH = MESSAGES ? '/v1/messages' : RESPONSES ? '/v1/responses' : '/v1/
 const STREAM_END = MESSAGES ? 'event: message_stop\ndata: {"type":"message_stop"}\n\n' : 'data: [DONE]\n\n';
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/spotinference';
 
+/**
+ * CPU time (user + system) a process has used so far, in ms, from /proc (Linux): what the gateway's work costs,
+ * whatever else the machine runs meanwhile (latencies on a loaded machine mostly measure the wait for a core).
+ */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime: fields 14 and 15 of stat(5), in clock ticks (100 a second on Linux)
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 interface Sample {
   target: 'direct' | 'gateway';
   at: number;
@@ -70,6 +93,10 @@ async function main(): Promise<void> {
   const simPort = await freePort();
   const gwPort = await freePort();
   const { env } = benchGatewayEnv('overhead', `http://127.0.0.1:${simPort}`, gwPort, DATABASE_URL);
+  const otelSink: OtlpSink | null = values.otel === 'on' ? await startOtlpSink() : null;
+  delete env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  delete env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+  if (values.otel !== 'off') env.OTEL_EXPORTER_OTLP_ENDPOINT = otelSink?.url ?? values.otel;
   migrate(env);
   const slug = `bench-${randomUUID().slice(0, 8)}`;
   cli(['org', 'create', slug], env);
@@ -128,7 +155,11 @@ async function main(): Promise<void> {
     const t0 = performance.now() + 50;
     // the event-loop window starts when the warm-up ends, as the measured samples do
     let loopReset: Promise<LoopDelay> | null = null;
-    const warmupTimer = setTimeout(() => (loopReset = loopDelay(gateway, true)), t0 + WARMUP_S * 1000 - performance.now());
+    let cpuAtWarmup = Number.NaN;
+    const warmupTimer = setTimeout(() => {
+      cpuAtWarmup = cpuMs(gateway.pid);
+      loopReset = loopDelay(gateway, true);
+    }, t0 + WARMUP_S * 1000 - performance.now());
     const pending: Promise<Sample>[] = [];
     let maxLag = 0;
     for (let i = 0; i < total; i++) {
@@ -140,6 +171,7 @@ async function main(): Promise<void> {
       pending.push(one(i % 2 === 0 ? 'direct' : 'gateway', scheduled));
     }
     const all = await Promise.all(pending);
+    const cpuAtEnd = cpuMs(gateway.pid);
     clearTimeout(warmupTimer);
     if (loopReset === null) await loopDelay(gateway, true);
     else await loopReset;
@@ -163,6 +195,7 @@ async function main(): Promise<void> {
     };
     const d = stats('direct');
     const g = stats('gateway');
+    const gatewayCpuUsPerRequest = ((cpuAtEnd - cpuAtWarmup) * 1000) / g.requests;
     const diff = {
       ttfb: { p50: g.ttfb.p50 - d.ttfb.p50, p95: g.ttfb.p95 - d.ttfb.p95, p99: g.ttfb.p99 - d.ttfb.p99 },
       total: { p50: g.total.p50 - d.total.p50, p95: g.total.p95 - d.total.p95, p99: g.total.p99 - d.total.p99 },
@@ -174,7 +207,7 @@ async function main(): Promise<void> {
       ['gateway', g],
     ] as const;
     console.log(`\n${naive ? 'Naive pass-through (calibration)' : 'Gateway'} overhead: ${RATE} req/s open loop, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, streaming ${TOKENS} tokens on ${API_PATH}; ms`);
-    console.log(`generator lag max ${maxLag.toFixed(1)} ms; ${os.cpus().length} cores, node ${process.version}\n`);
+    console.log(`generator lag max ${maxLag.toFixed(1)} ms; ${os.cpus().length} cores, node ${process.version}; tracing ${values.otel === 'off' ? 'off' : `on (${env.OTEL_EXPORTER_OTLP_ENDPOINT})`}\n`);
     console.log('path        reqs  errs  ttfb p50  ttfb p95  ttfb p99  total p50 total p95 total p99');
     for (const [name, s] of rows) {
       console.log(
@@ -188,6 +221,8 @@ async function main(): Promise<void> {
       `\nevent-loop delay of the ${naive ? 'naive proxy' : 'gateway'} process after warm-up: p50 ${gatewayLoop.p50.toFixed(2)} ms, p99 ${gatewayLoop.p99.toFixed(2)} ms, max ${gatewayLoop.max.toFixed(2)} ms (${gatewayLoop.samples} samples, one per ${LOOP_DELAY_RESOLUTION_MS} ms)`,
     );
 
+    console.log(`CPU of the ${naive ? 'naive proxy' : 'gateway'} process after warm-up: ${gatewayCpuUsPerRequest.toFixed(0)} µs per request it proxied (user + system, /proc)`);
+
     // graceful stop flushes usage: every gateway request must be in usage_events
     gateway.kill('SIGTERM');
     await new Promise((r) => gateway.once('exit', r));
@@ -197,26 +232,30 @@ async function main(): Promise<void> {
     );
     const gatewaySent = Math.floor(total / 2);
     if (!naive) console.log(`\nusage events recorded: ${counted[0].n} of ${gatewaySent} gateway requests (warm-up included)`);
+    if (otelSink !== null) console.log(`spans exported to the OTLP sink: ${otelSink.counts.requests} requests, ${(otelSink.counts.bytes / 1024).toFixed(0)} KiB`);
 
     const result = {
       bench: 'overhead',
       date: new Date().toISOString(),
       machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
-      params: { api: values.api, via: values.via, gatewayMain: values['gateway-main'] ?? null, rate: RATE, durationS: DURATION_S, warmupS: WARMUP_S, tokens: TOKENS, stream: true, limits: !naive && values.limits !== 'off', usageRecording: !naive },
+      params: { api: values.api, via: values.via, otel: values.otel, gatewayMain: values['gateway-main'] ?? null, rate: RATE, durationS: DURATION_S, warmupS: WARMUP_S, tokens: TOKENS, stream: true, limits: !naive && values.limits !== 'off', usageRecording: !naive },
       generatorMaxLagMs: maxLag,
       direct: d,
       gateway: g,
       addedMs: diff,
       gatewayLoopDelayMs: gatewayLoop,
+      gatewayCpuUsPerRequest,
       usageEvents: naive ? null : { recorded: Number(counted[0].n), expected: gatewaySent },
+      otlpSink: otelSink === null ? null : otelSink.counts,
     };
     const outDir = path.join(root, 'bench/results');
     mkdirSync(outDir, { recursive: true });
-    const file = values.out ? path.resolve(values.out) : path.join(outDir, `overhead${naive ? '-naive' : ''}${MESSAGES ? '-messages' : ''}${RESPONSES ? '-responses' : ''}-${result.date.slice(0, 10)}.json`);
+    const file = values.out ? path.resolve(values.out) : path.join(outDir, `overhead${naive ? '-naive' : ''}${values.otel !== 'off' ? '-otel' : ''}${MESSAGES ? '-messages' : ''}${RESPONSES ? '-responses' : ''}-${result.date.slice(0, 10)}.json`);
     writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
     console.log(`wrote ${path.relative(root, file)}`);
   } finally {
     await db.end();
+    await otelSink?.close();
     sim.kill('SIGTERM');
     if (gateway.exitCode === null) gateway.kill('SIGTERM');
   }

@@ -3,6 +3,7 @@ import { APP_FILTER } from '@nestjs/core';
 import { type AppConfig, ConfigModule } from '@spot/config';
 import { DbModule } from '@spot/db';
 import { RedisModule } from '@spot/redis';
+import { TelemetryModule } from '@spot/telemetry';
 import { UsageModule } from '@spot/usage';
 import { AdminController } from './admin/admin.controller';
 import { ApiKeyAuthService } from './auth/api-key-auth.service';
@@ -36,7 +37,7 @@ export class GatewayModule {
   static forRoot(config: AppConfig, fastPath: FastPath = new FastPath(clientLimits(config))): DynamicModule {
     return {
       module: GatewayModule,
-      imports: [ConfigModule.forRoot(config), DbModule, RedisModule.withCommandDeadline(), UsageModule],
+      imports: [ConfigModule.forRoot(config), DbModule, RedisModule.withCommandDeadline(), UsageModule, TelemetryModule.forRoot('spotinference-gateway')],
       controllers: [HealthController, MetricsController, AdminController],
       providers: [
         GatewayMetrics,

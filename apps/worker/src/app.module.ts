@@ -4,6 +4,7 @@ import { APP_CONFIG, type AppConfig, ConfigModule } from '@spot/config';
 import { DbModule } from '@spot/db';
 import { bullPrefix } from '@spot/queue';
 import { RedisModule } from '@spot/redis';
+import { TelemetryModule } from '@spot/telemetry';
 import { Redis } from 'ioredis';
 import { BillingQueueModule } from './billing/billing-queue.module';
 import { TiersModule } from './tiers/tiers.module';
@@ -14,6 +15,7 @@ import { WorkerLifecycle } from './worker-lifecycle';
 @Module({
   imports: [
     ConfigModule,
+    TelemetryModule.forRoot('spotinference-worker'),
     DbModule,
     RedisModule,
     BullModule.forRootAsync({

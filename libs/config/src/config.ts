@@ -11,6 +11,35 @@ const url = (protocols: string[]) =>
     }
   }, `expected a ${protocols.join(' or ')} URL`);
 
+/**
+ * OpenTelemetry's `key1=value1,key2=value2` lists (OTEL_EXPORTER_OTLP_HEADERS, OTEL_RESOURCE_ATTRIBUTES): values
+ * percent-decoded, keys trimmed.
+ */
+const keyValueList = z.string().transform((v, ctx) => {
+  const out: Record<string, string> = {};
+  for (const item of v.split(',')) {
+    if (item.trim() === '') continue;
+    const eq = item.indexOf('=');
+    const key = eq > 0 ? item.slice(0, eq).trim() : '';
+    if (key === '') {
+      ctx.addIssue({ code: 'custom', message: 'expected key=value pairs separated by commas' });
+      return z.NEVER;
+    }
+    try {
+      out[key] = decodeURIComponent(item.slice(eq + 1).trim());
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `the value of ${key} is not valid percent-encoding` });
+      return z.NEVER;
+    }
+  }
+  return out;
+});
+/** OTLP over HTTP only: the SDK's gRPC exporter would load a gRPC stack for what one HTTP POST does. */
+const otlpProtocol = z.enum(['http/protobuf', 'http/json'], {
+  error: (issue) => (issue.input === 'grpc' ? 'grpc is not supported: use http/protobuf (the OTLP/HTTP port, 4318) or http/json' : 'expected http/protobuf or http/json'),
+});
+const flag = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+
 /** The one configuration schema of every app. Read once at boot by {@link loadConfig}. */
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -143,7 +172,42 @@ export const configSchema = z.object({
   /** Requests held per tier while it wakes; more get 503 at once. */
   WAKE_QUEUE_MAX: positiveInt.default(1_000),
   TIER_IDLE_CHECK_MS: positiveInt.default(10_000),
+
+  // --- traces: OpenTelemetry's own variables (issue 14). Tracing is off, and its SDK never loaded, unless an
+  // OTLP endpoint is set; see libs/telemetry ---
+  /** The collector's OTLP/HTTP base URL (traces go to `<it>/v1/traces`), e.g. http://otel-collector:4318. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: url(['http:', 'https:']).optional(),
+  /** The traces URL itself (used as it is, wins over OTEL_EXPORTER_OTLP_ENDPOINT). */
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: url(['http:', 'https:']).optional(),
+  OTEL_EXPORTER_OTLP_PROTOCOL: otlpProtocol.default('http/protobuf'),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: otlpProtocol.optional(),
+  /** Headers of every export request (`authorization=Bearer%20xyz,...`): a secret, never printed. */
+  OTEL_EXPORTER_OTLP_HEADERS: keyValueList.optional(),
+  OTEL_EXPORTER_OTLP_TRACES_HEADERS: keyValueList.optional(),
+  /** Deadline of one export request, in ms. */
+  OTEL_EXPORTER_OTLP_TIMEOUT: positiveInt.default(10_000),
+  OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: positiveInt.optional(),
+  /** `true` turns tracing off whatever the endpoint. */
+  OTEL_SDK_DISABLED: flag.default(false),
+  /** `none` turns tracing off; `otlp` (the default) is the one exporter. */
+  OTEL_TRACES_EXPORTER: z.enum(['otlp', 'none']).default('otlp'),
+  /** Defaults to spotinference-gateway / spotinference-worker. */
+  OTEL_SERVICE_NAME: z.string().min(1).optional(),
+  /** More resource attributes, `deployment.environment.name=prod,k8s.pod.name=...`. */
+  OTEL_RESOURCE_ATTRIBUTES: keyValueList.optional(),
+  OTEL_TRACES_SAMPLER: z
+    .enum(['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'])
+    .default('parentbased_always_on'),
+  /** The ratio of the traceidratio samplers, 0 to 1 (default 1). */
+  OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).optional(),
+  /** Batch span processor: export period (ms), spans queued at most (more are dropped), spans per export request. */
+  OTEL_BSP_SCHEDULE_DELAY: positiveInt.default(5_000),
+  OTEL_BSP_MAX_QUEUE_SIZE: positiveInt.default(2_048),
+  OTEL_BSP_MAX_EXPORT_BATCH_SIZE: positiveInt.default(512),
 });
+
+/** Variables whose value a configuration error must not print. */
+const SECRET_VARIABLES: ReadonlySet<string> = new Set(['OTEL_EXPORTER_OTLP_HEADERS', 'OTEL_EXPORTER_OTLP_TRACES_HEADERS']);
 
 export type AppConfig = Readonly<z.infer<typeof configSchema>>;
 
@@ -166,7 +230,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => {
       const name = String(i.path[0] ?? '?');
-      return `  ${name}=${JSON.stringify(env[name] ?? '')}: ${i.message}`;
+      const shown = SECRET_VARIABLES.has(name) ? '(value hidden)' : JSON.stringify(env[name] ?? '');
+      return `  ${name}=${shown}: ${i.message}`;
     });
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }

@@ -1,3 +1,4 @@
+import type { RequestTrace } from '../tracing/request-trace';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { Inject, Injectable } from '@nestjs/common';
@@ -47,7 +48,7 @@ export class AudioUploads {
     this.spoolDir = config.GATEWAY_AUDIO_SPOOL_DIR ?? tmpdir();
   }
 
-  read(kind: AudioKind, key: AuthedKey, id: string, req: IncomingMessage, res: ServerResponse, startedAt: number): void {
+  read(kind: AudioKind, key: AuthedKey, id: string, req: IncomingMessage, res: ServerResponse, startedAt: number, trace: RequestTrace | null): void {
     if (req.destroyed) return; // gone while its key was looked up
     const refuse = (err: unknown) => {
       this.errors.sendBeforeBody(err, req, res, id, kind);
@@ -70,7 +71,7 @@ export class AudioUploads {
       sent = true;
       // what the budget reserves for: the whole upload's bytes, or its limit while a chunked one is still arriving
       const bytes = declared >= 0 ? declared : req.complete ? form!.bodyBytes : this.limit;
-      this.proxy.handle(kind, id, key, form, bytes, res, startedAt).catch((err: unknown) => {
+      this.proxy.handle(kind, id, key, form, bytes, res, startedAt, trace).catch((err: unknown) => {
         form?.abandon(err instanceof Error ? err : new Error(String(err)));
         refuse(err);
       });

@@ -12,6 +12,7 @@ import type { CheckedRequest, ProxyKind } from './openai-request';
 import type { ProtocolAdapter, ResponseKeeper } from './protocol-adapter';
 import { Attempt, AttemptPhase, type AttemptOwner } from './attempt';
 import { AfterFailure, afterFailure, AttemptFailure, failureOf, implicatesBody } from './failure-policy';
+import type { ExchangeTrace } from '../tracing/exchange-trace'; // tracing hook
 
 /** Per-process collaborators of every exchange (singletons, so an exchange holds one reference). */
 export interface ExchangeContext {
@@ -131,6 +132,8 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     private readonly startedAt: number,
     /** The engine body for the first candidate's model name (serialised by the caller, which answers its errors). */
     private upstreamJson: string,
+    /** Tracing hook: the request's trace, null while tracing is off. */
+    private readonly trace: ExchangeTrace | null = null,
   ) {
     this.upstreamJsonModel = candidates[0].route.upstreamModel;
     this.kind = adapter.kind;
@@ -219,7 +222,9 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       'x-request-id': this.requestId,
     };
     if (route.apiKey !== null) headers.authorization = `Bearer ${route.apiKey}`;
-    endpoint.pool.dispatch({ method: 'POST', path: this.adapter.upstreamPath, headers, body: upload?.body ?? this.upstreamJson }, attempt);
+    // tracing hook: the attempt's span, whose traceparent goes into headers
+    const handler = this.trace === null ? attempt : this.trace.attempt(attempt, candidate, headers);
+    endpoint.pool.dispatch({ method: 'POST', path: this.adapter.upstreamPath, headers, body: upload?.body ?? this.upstreamJson }, handler);
   }
 
   // ---- the attempt's events (an attempt the request has left cannot send any: it is over)
@@ -595,6 +600,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
   private wakeFallback(): boolean {
     const more = this.ctx.wakeFallback(this.req.model, this.adapter.api, this.candidates.slice(0, this.attemptIndex + 1));
     if (more === null) return false;
+    if (this.trace !== null) this.trace.wake(more); // tracing hook
     this.waking = true; // a client that leaves meanwhile ends the exchange (see the constructor)
     more.then(
       (candidates) => {
@@ -652,6 +658,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     const cost = billable ? this.recordOnce(status, now) : 0;
     if (!billable && this.req.stream) this.ctx.recorder.unfollow(this);
     if (this.reservation !== null) this.ctx.settleBudget(this.reservation, cost);
+    if (this.trace !== null) this.trace.finished(status); // tracing hook
     this.ctx.onSettled(this);
   }
 
@@ -664,6 +671,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
   /** Records the request's usage event; returns what it cost, in nano-USD. */
   private recordUsage(status: number, now: number): number {
     const { event, cost } = this.usageEvent(status, now);
+    if (this.trace !== null) this.trace.usage(event); // tracing hook
     this.ctx.metrics.countTokens(this.req.model, event.tier, event.promptTokens, event.completionTokens);
     this.ctx.recorder.record(event);
     // journaled: the progress lines are no longer needed

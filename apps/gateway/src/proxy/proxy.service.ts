@@ -5,6 +5,7 @@ import { type ModelPrice, type ModelRoute, ModelCatalog, worstCaseNanos } from '
 import { UsageRecorder } from '@spot/usage';
 import type { ServerResponse } from 'node:http';
 import type { AuthedKey } from '../auth/authed-key';
+import type { RequestTrace } from '../tracing/request-trace';
 import { RateLimiter } from '../limits/rate-limiter';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
 import { PoisonGuard } from '../routing/poison-guard';
@@ -101,9 +102,11 @@ export class ProxyService {
     bodyBytes: number,
     res: ServerResponse,
     startedAt: number,
+    trace: RequestTrace | null = null,
   ): Promise<void> {
     const adapter = this.adapters[kind];
     const checked = adapter.check(body, bodyBytes);
+    if (trace !== null) trace.request(checked, key, adapter.upstreamPath);
     const routes = this.catalog.routesFor(checked.model, adapter.api);
     if (routes === undefined || (key.allowedModels !== null && !key.allowedModels.has(checked.model))) {
       throw modelNotFound(checked.model);
@@ -119,18 +122,22 @@ export class ProxyService {
       throw this.poisonRefused;
     }
     const routable = this.waker.route(req.model, routes);
-    const usable = Array.isArray(routable) ? (routable as readonly ModelRoute[]) : await routable;
+    const usable = Array.isArray(routable) ? (routable as readonly ModelRoute[]) : await (trace === null ? routable : trace.wake(routable as Promise<readonly ModelRoute[]>));
     const candidates = this.pool.candidates(usable);
     // serialised here, so that a body the engine cannot be sent is answered before an exchange exists
     const upstreamJson = adapter.upstreamBody(req, candidates[0].route.upstreamModel);
-    const exchange = new ProxyExchange(this.ctx, res, requestId, key, adapter, req, candidates, startedAt, upstreamJson);
+    if (trace !== null) trace.exchangeStarted();
+    const exchange = new ProxyExchange(this.ctx, res, requestId, key, adapter, req, candidates, startedAt, upstreamJson, trace);
     this.live.add(exchange);
     exchange.start();
     // the engine request is on the wire first; the limiter's round trip runs during the engine's work and
     // no byte reaches the client before its verdict
     const worstNanos = key.budgetNanos === null ? 0 : worstCaseNanos(pricesOf(routes), req.promptTokensEstimate, req.completionTokensCap, req.audioSecondsCap);
     const reservation = this.limiter.admit(key, req.promptTokensEstimate + req.completionTokensCap, worstNanos);
-    if (reservation !== null) exchange.awaitAdmission(reservation);
+    if (reservation !== null) {
+      if (trace !== null) trace.admission(reservation);
+      exchange.awaitAdmission(reservation);
+    }
   }
 
   /** Requests being relayed now. */

@@ -3,6 +3,7 @@ import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { ApiError, serverOverloaded } from '@spot/contract';
+import { Telemetry } from '@spot/telemetry';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiKeyAuthService } from '../auth/api-key-auth.service';
 import type { AuthedKey } from '../auth/authed-key';
@@ -18,6 +19,7 @@ import { AudioUploads, isAudioKind } from './audio-routes';
 import { PROXIED_PATHS, type ProxyKind } from './openai-request';
 import { ProxyService } from './proxy.service';
 import { newRequestId } from './request-id';
+import { type RequestTrace, RequestTracer } from '../tracing/request-trace';
 
 const CLOSING = new ApiError(503, 'server_error', 'The server is restarting. Please retry.', 'server_shutting_down', null, {
   'retry-after': '1',
@@ -35,6 +37,9 @@ const JSON_TYPE = /^application\/(?:[\w.+-]*\+)?json\s*(?:;|$)/i;
  */
 @Injectable()
 export class V1Routes implements OnModuleInit {
+  /** Null while tracing is off: a request then pays one null check for it. */
+  private readonly tracer: RequestTracer | null;
+
   constructor(
     private readonly adapterHost: HttpAdapterHost,
     private readonly proxy: ProxyService,
@@ -47,7 +52,10 @@ export class V1Routes implements OnModuleInit {
     private readonly adapters: ProtocolAdapters,
     private readonly audio: AudioUploads,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-  ) {}
+    telemetry: Telemetry,
+  ) {
+    this.tracer = telemetry.tracing === null ? null : new RequestTracer(telemetry.tracing);
+  }
 
   onModuleInit(): void {
     const app = this.adapterHost.httpAdapter.getInstance<FastifyInstance>();
@@ -97,6 +105,7 @@ export class V1Routes implements OnModuleInit {
    */
   private serve(kind: ProxyKind, req: IncomingMessage, res: ServerResponse, id: string): void {
     const startedAt = performance.now();
+    const trace = this.tracer === null ? null : this.tracer.begin(kind, id, req, res);
     if (this.shutdown.closing) return this.refuse(CLOSING, kind, id, req, res);
     let key: AuthedKey | Promise<AuthedKey>;
     try {
@@ -105,11 +114,12 @@ export class V1Routes implements OnModuleInit {
       return this.refuse(err, kind, id, req, res);
     }
     if (key instanceof Promise) {
+      if (trace !== null) trace.auth(key);
       key.then(
-        (k) => this.read(kind, k, id, req, res, startedAt),
+        (k) => this.read(kind, k, id, req, res, startedAt, trace),
         (err: unknown) => this.refuse(err, kind, id, req, res),
       );
-    } else this.read(kind, key, id, req, res, startedAt);
+    } else this.read(kind, key, id, req, res, startedAt, trace);
   }
 
   private refuse(err: unknown, kind: ProxyKind, id: string, req: IncomingMessage, res: ServerResponse): void {
@@ -117,9 +127,9 @@ export class V1Routes implements OnModuleInit {
   }
 
   /** Reads and parses the body of an authenticated request, within the body limit and the in-flight budget. */
-  private read(kind: ProxyKind, key: AuthedKey, id: string, req: IncomingMessage, res: ServerResponse, startedAt: number): void {
+  private read(kind: ProxyKind, key: AuthedKey, id: string, req: IncomingMessage, res: ServerResponse, startedAt: number, trace: RequestTrace | null): void {
     // speech-to-text takes a multipart upload, streamed rather than read whole
-    if (isAudioKind(kind)) return this.audio.read(kind, key, id, req, res, startedAt);
+    if (isAudioKind(kind)) return this.audio.read(kind, key, id, req, res, startedAt, trace);
     if (req.destroyed) return; // gone while its key was looked up
     const limit = this.config.GATEWAY_BODY_LIMIT;
     const type = req.headers['content-type'];
@@ -168,7 +178,7 @@ export class V1Routes implements OnModuleInit {
       }
       chunks.length = 0;
       // the body is held until its checks and its serialisation for the engine are done (handle's first turn)
-      const handled = this.proxy.handle(kind, id, key, body, size, res, startedAt);
+      const handled = this.proxy.handle(kind, id, key, body, size, res, startedAt, trace);
       release();
       handled.catch(fail);
     };

@@ -2,18 +2,27 @@ import { Processor, WorkerHost } from '@nestjs/bullmq';
 import { Logger } from '@nestjs/common';
 import { BillingSyncService } from '@spot/billing';
 import { JOB, type JobName, type JobPayload, QUEUE } from '@spot/queue';
+import { Telemetry } from '@spot/telemetry';
 import { type Job, UnrecoverableError } from 'bullmq';
+import { traceJob } from '../tracing/job-span';
 
 /** The `billing` queue: pushes rollup deltas to Stripe meter events (exactly once, see BillingSyncService). */
 @Processor(QUEUE.billing, { concurrency: 1 })
 export class BillingProcessor extends WorkerHost {
   private readonly logger = new Logger('BillingProcessor');
 
-  constructor(private readonly sync: BillingSyncService) {
+  constructor(
+    private readonly sync: BillingSyncService,
+    private readonly telemetry: Telemetry,
+  ) {
     super();
   }
 
-  async process(job: Job<JobPayload['data'], unknown, JobName>): Promise<unknown> {
+  process(job: Job<JobPayload['data'], unknown, JobName>): Promise<unknown> {
+    return traceJob(this.telemetry, QUEUE.billing, job, () => this.run(job));
+  }
+
+  private async run(job: Job<JobPayload['data'], unknown, JobName>): Promise<unknown> {
     const name = job.name as JobName;
     switch (name) {
       case JOB.billingSync: {

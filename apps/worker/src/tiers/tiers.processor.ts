@@ -1,16 +1,25 @@
 import { Processor, WorkerHost } from '@nestjs/bullmq';
 import { JOB, type JobName, type JobPayload, QUEUE } from '@spot/queue';
+import { Telemetry } from '@spot/telemetry';
 import { type Job, UnrecoverableError } from 'bullmq';
+import { traceJob } from '../tracing/job-span';
 import { TierIdleService } from './tier-idle.service';
 
 /** The `tiers` queue: scale-to-zero of idle tiers. */
 @Processor(QUEUE.tiers, { concurrency: 1 })
 export class TiersProcessor extends WorkerHost {
-  constructor(private readonly idle: TierIdleService) {
+  constructor(
+    private readonly idle: TierIdleService,
+    private readonly telemetry: Telemetry,
+  ) {
     super();
   }
 
-  async process(job: Job<JobPayload['data'], unknown, JobName>): Promise<unknown> {
+  process(job: Job<JobPayload['data'], unknown, JobName>): Promise<unknown> {
+    return traceJob(this.telemetry, QUEUE.tiers, job, () => this.run(job));
+  }
+
+  private async run(job: Job<JobPayload['data'], unknown, JobName>): Promise<unknown> {
     const name = job.name as JobName;
     switch (name) {
       case JOB.tiersIdle:

@@ -3,7 +3,9 @@ import { Logger } from '@nestjs/common';
 import { UsageRollupService } from '@spot/billing';
 import { ResponsesRepository } from '@spot/db';
 import { JOB, type JobName, type JobPayload, QUEUE } from '@spot/queue';
+import { Telemetry } from '@spot/telemetry';
 import { type Job, UnrecoverableError } from 'bullmq';
+import { traceJob } from '../tracing/job-span';
 
 /** The `usage` queue: hourly rollups (exactly once) and retention of raw events. */
 @Processor(QUEUE.usage, { concurrency: 1 })
@@ -13,11 +15,16 @@ export class UsageProcessor extends WorkerHost {
   constructor(
     private readonly rollups: UsageRollupService,
     private readonly responses: ResponsesRepository,
+    private readonly telemetry: Telemetry,
   ) {
     super();
   }
 
-  async process(job: Job<JobPayload['data'], unknown, JobName>): Promise<unknown> {
+  process(job: Job<JobPayload['data'], unknown, JobName>): Promise<unknown> {
+    return traceJob(this.telemetry, QUEUE.usage, job, () => this.run(job));
+  }
+
+  private async run(job: Job<JobPayload['data'], unknown, JobName>): Promise<unknown> {
     const name = job.name as JobName;
     switch (name) {
       case JOB.usageRollup: {
