@@ -3,6 +3,7 @@ import { APP_FILTER } from '@nestjs/core';
 import { type AppConfig, ConfigModule } from '@spot/config';
 import { DbModule } from '@spot/db';
 import { RedisModule } from '@spot/redis';
+import { PreemptionNoticeStore } from '@spot/tiers';
 import { UsageModule } from '@spot/usage';
 import { AdminController } from './admin/admin.controller';
 import { ApiKeyAuthService } from './auth/api-key-auth.service';
@@ -26,6 +27,7 @@ import { V1Routes } from './proxy/v1-routes';
 import { modelCatalogProvider } from './routing/model-catalog.provider';
 import { HealthChecker } from './routing/health-checker';
 import { PoisonGuard } from './routing/poison-guard';
+import { PreemptionNotices } from './routing/preemption-notices';
 import { TierWaker } from './routing/tier-waker';
 import { UpstreamPool } from './routing/upstream-pool';
 
@@ -47,6 +49,8 @@ export class GatewayModule {
         UpstreamPool,
         HealthChecker,
         TierWaker,
+        PreemptionNoticeStore,
+        PreemptionNotices,
         PoisonGuard,
         ProxyService,
         ModelsService,
