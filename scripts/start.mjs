@@ -7,7 +7,8 @@
 // Environment (besides what the apps read themselves, see README): DATABASE_URL, REDIS_URL, GATEWAY_PORT,
 // CONSOLE_PORT, SIM_PORT, TIERS_FILE as for the apps; DEMO_TIER=0 to not run the embedded demo tiers (a simulator
 // runs for every loopback port SIM_PORT..SIM_PORT+9 a tier points at; one whose tier sleeps with vllm-sleep starts
-// asleep); SIM_ARGS, more vllm-sim options for them (default "--ttft-ms 40 --itl-ms 20 --output-tokens 150");
+// asleep, and takes 2 s to wake); SIM_ARGS, more vllm-sim options for them (default "--ttft-ms 40 --itl-ms 20
+// --output-tokens 150");
 // START_READY_TIMEOUT_MS (default 30000); START_STOP_TIMEOUT_MS (default 30000); NO_COLOR / FORCE_COLOR.
 // Without GITHUB_CLIENT_ID it also runs the labelled local demo identity provider (apps/demo-idp) on DEMO_IDP_PORT
 // (8082) and points the console's sign-in at it. CONSOLE_PUBLIC_URL / GATEWAY_PUBLIC_URL default to
@@ -351,7 +352,13 @@ async function main() {
     say(`Starting the demo tiers (${demo.tiers.join(', ')}) on vllm-sim ${demo.sims.map((s) => `:${s.port}`).join(', ')}…`);
     const started = demo.sims.map((s) => ({
       sim: s,
-      child: runService(`sim:${s.port}`, [entries.sim, '--host', '127.0.0.1', '--port', String(s.port), '--models', s.models.join(','), ...config.simArgs]),
+      // a wake that takes a moment, as a real one does (SIM_ARGS can say otherwise: its options come last and win)
+      child: runService(`sim:${s.port}`, [
+        entries.sim,
+        ...['--host', '127.0.0.1', '--port', String(s.port), '--models', s.models.join(',')],
+        ...(s.asleep ? ['--wake-up-ms', '2000'] : []),
+        ...config.simArgs,
+      ]),
     }));
     const ups = await Promise.all(
       started.map(({ sim, child }) =>
