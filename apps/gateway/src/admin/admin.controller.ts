@@ -32,8 +32,9 @@ export class AdminController {
 
   /**
    * Every tier with its state (awake, waking, asleep, or unhealthy when every endpoint is ejected), its endpoints
-   * as this gateway sees them (circuit state, load, failures, ejections) and, for tiers that sleep, the shared
-   * history of wakes and sleeps, newest first.
+   * as this gateway sees them (circuit state, load, failures, ejections, the preemption notice it holds on each:
+   * deadline, who took it, gone once past the deadline) and, for tiers that sleep, the shared history of wakes and
+   * sleeps, newest first.
    */
   @Get('tiers')
   @Header('cache-control', 'no-store')
