@@ -325,7 +325,7 @@ describe('preemption notices', () => {
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
     expect(out.stdout).toContain(`Noticed ${a.url} (tier spot): goes away at`);
-    const notice = await waitFor('the notice on the gateway', () => noticeOn(gw, 'spot', a.url), 3_000);
+    const notice = await waitFor('the notice on the gateway', () => noticeOn(gw, 'spot', a.url), 10_000);
     expect(notice).toMatchObject({ source: 'cli', by: expect.stringMatching(/^cli /), gone: false });
     expect(Date.parse(notice.deadlineAt)).toBeGreaterThanOrEqual(before + 120_000);
     expect(await noticeOn(gw, 'spot', b.url)).toBeNull();
@@ -336,6 +336,6 @@ describe('preemption notices', () => {
 
     const resumed = await runCli(['tier', 'resume', 'spot'], env);
     expect(resumed.code).toBe(0);
-    await waitFor('cleared', async () => ((await noticeOn(gw, 'spot', a.url)) === null ? true : null), 3_000);
+    await waitFor('cleared', async () => ((await noticeOn(gw, 'spot', a.url)) === null ? true : null), 10_000);
   });
 });
