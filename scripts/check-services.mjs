@@ -223,34 +223,44 @@ export async function waitForHttp(url, { timeoutMs = 30_000, intervalMs = 250, r
   }
 }
 
-function isSimEndpoint(endpoint, simPort) {
+/** The port of a loopback http endpoint (127.0.0.1, localhost, [::1]), or null. */
+function loopbackPort(endpoint) {
   try {
     const u = new URL(endpoint);
-    const port = u.port || (u.protocol === 'https:' ? '443' : '80');
-    return u.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname) && Number(port) === Number(simPort);
+    if (u.protocol !== 'http:' || !['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname)) return null;
+    return Number(u.port || '80');
   } catch {
-    return false;
+    return null;
   }
 }
 
+/** How many ports from SIM_PORT on `npm start` runs a simulator on, when a tier points there. */
+export const DEMO_SIM_PORTS = 10;
+
 /**
- * Which model names the embedded demo tier (vllm-sim on `simPort`) must serve: the `upstream` name (or the `id`
- * when no upstream is given) of every model of every tier with an endpoint at 127.0.0.1/localhost:`simPort`.
+ * The simulators `npm start` runs: one vllm-sim per loopback port from `simPort` to `simPort + span - 1` that an
+ * endpoint of some tier points at, serving the `upstream` names (or ids) of the models of every tier on that port.
+ * `asleep` when such a tier sleeps with vLLM sleep mode (`wake.driver: vllm-sleep`): the demo starts it asleep,
+ * so that its first request shows a wake.
  * @param tiersDoc the parsed tiers file (`{ tiers: [...] }`)
- * @returns {{ models: string[], tiers: string[], ids: string[] }} empty arrays when no tier points there
+ * @returns {{ port: number, models: string[], tiers: string[], ids: string[], asleep: boolean }[]} by port
  */
-export function demoTierModels(tiersDoc, simPort = 8090) {
-  const models = [];
-  const tiers = [];
-  const ids = [];
+export function demoSims(tiersDoc, simPort = 8090, span = DEMO_SIM_PORTS) {
+  const byPort = new Map();
   for (const tier of tiersDoc?.tiers ?? []) {
-    if (!(tier?.endpoints ?? []).some((e) => isSimEndpoint(e, simPort))) continue;
-    tiers.push(tier.name);
-    for (const m of tier.models ?? []) {
-      const served = m?.upstream ?? m?.id;
-      if (served && !models.includes(served)) models.push(served);
-      if (m?.id && !ids.includes(m.id)) ids.push(m.id);
+    for (const endpoint of tier?.endpoints ?? []) {
+      const port = loopbackPort(endpoint);
+      if (port === null || port < simPort || port >= simPort + span) continue;
+      const sim = byPort.get(port) ?? { port, models: [], tiers: [], ids: [], asleep: false };
+      byPort.set(port, sim);
+      if (!sim.tiers.includes(tier.name)) sim.tiers.push(tier.name);
+      if (tier?.wake?.driver === 'vllm-sleep') sim.asleep = true;
+      for (const m of tier.models ?? []) {
+        const served = m?.upstream ?? m?.id;
+        if (served && !sim.models.includes(served)) sim.models.push(served);
+        if (m?.id && !sim.ids.includes(m.id)) sim.ids.push(m.id);
+      }
     }
   }
-  return { models, tiers, ids };
+  return [...byPort.values()].sort((a, b) => a.port - b.port);
 }

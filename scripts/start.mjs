@@ -1,9 +1,14 @@
-// `npm start` after the build: checks Postgres and Redis, migrates, then runs the embedded demo tier (vllm-sim),
-// the gateway, the console and the worker as child processes, waits until they answer, and prints how to use them.
+// `npm start` after the build: checks Postgres and Redis, migrates, then runs the embedded demo tiers (one vllm-sim
+// per replica: the default tiers.yaml has a spot tier, an on-demand tier serving the same models, and a tier that
+// sleeps), the gateway, the console and the worker as child processes, waits until they answer, and prints how to
+// use them.
 // Ctrl-C (SIGINT) or SIGTERM stops everything gracefully; if any child dies, the others are stopped too.
 //
 // Environment (besides what the apps read themselves, see README): DATABASE_URL, REDIS_URL, GATEWAY_PORT,
-// CONSOLE_PORT, SIM_PORT, TIERS_FILE as for the apps; DEMO_TIER=0 to not run the embedded demo tier;
+// CONSOLE_PORT, SIM_PORT, TIERS_FILE as for the apps; DEMO_TIER=0 to not run the embedded demo tiers (a simulator
+// runs for every loopback port SIM_PORT..SIM_PORT+9 a tier points at; one whose tier sleeps with vllm-sleep starts
+// asleep, and takes 2 s to wake); SIM_ARGS, more vllm-sim options for them (default "--ttft-ms 40 --itl-ms 20
+// --output-tokens 150");
 // START_READY_TIMEOUT_MS (default 30000); START_STOP_TIMEOUT_MS (default 30000); NO_COLOR / FORCE_COLOR.
 // Without GITHUB_CLIENT_ID it also runs the labelled local demo identity provider (apps/demo-idp) on DEMO_IDP_PORT
 // (8082) and points the console's sign-in at it. CONSOLE_PUBLIC_URL / GATEWAY_PUBLIC_URL default to
@@ -18,7 +23,8 @@ import {
   DEFAULT_DATABASE_URL,
   DEFAULT_REDIS_URL,
   checkServices,
-  demoTierModels,
+  demoSims,
+  DEMO_SIM_PORTS,
   formatServiceFailures,
   isPortInUse,
   probeHost,
@@ -40,9 +46,10 @@ const paint = (code) => (s) => (useColor ? `\x1b[${code}m${s}\x1b[0m` : s);
 const bold = paint('1');
 const dim = paint('2');
 const red = paint('31');
-const colors = { start: paint('1'), migrate: paint('90'), 'demo-tier': paint('35'), gateway: paint('36'), console: paint('32'), worker: paint('33') };
+const colors = { start: paint('1'), migrate: paint('90'), 'demo-idp': paint('34'), gateway: paint('36'), console: paint('32'), worker: paint('33') };
 const labelWidth = Math.max(...Object.keys(colors).map((n) => n.length)) + 2;
-const label = (name) => (colors[name] ?? paint('34'))(`[${name}]`.padEnd(labelWidth));
+// the demo tiers' simulators are `sim:<port>`
+const label = (name) => (colors[name] ?? (name.startsWith('sim:') ? paint('35') : paint('34')))(`[${name}]`.padEnd(labelWidth));
 
 function say(message) {
   for (const line of String(message).split('\n')) process.stdout.write(`${label('start')} ${line}\n`);
@@ -65,6 +72,8 @@ const config = {
   simPort: intEnv('SIM_PORT', 8090),
   tiersFile: path.resolve(env('TIERS_FILE', 'tiers.yaml')),
   demoTier: !['0', 'false', 'no', 'off'].includes(String(env('DEMO_TIER', '1')).toLowerCase()),
+  // tokens at a visible pace, so that a stream can be watched (and preempted) in a terminal
+  simArgs: String(env('SIM_ARGS', '--ttft-ms 40 --itl-ms 20 --output-tokens 150')).split(/\s+/).filter(Boolean),
   demoIdpPort: intEnv('DEMO_IDP_PORT', 8082),
   // no GitHub OAuth app configured: sign in through the local demo identity provider instead
   demoIdp: !env('GITHUB_CLIENT_ID', ''),
@@ -197,15 +206,20 @@ function entry(app) {
 }
 
 function readDemoTier() {
-  if (!config.demoTier) return { models: [], tiers: [], ids: [], skipped: 'DEMO_TIER=0' };
+  if (!config.demoTier) return { sims: [], tiers: [], ids: [], skipped: 'DEMO_TIER=0' };
   let doc;
   try {
     doc = parseYaml(readFileSync(config.tiersFile, 'utf8'));
   } catch (err) {
     fail(`Cannot read the tiers file ${config.tiersFile} (TIERS_FILE): ${err.message}`);
   }
-  const demo = demoTierModels(doc, config.simPort);
-  return demo.tiers.length ? demo : { ...demo, skipped: `no tier in ${path.relative(root, config.tiersFile) || config.tiersFile} points at 127.0.0.1:${config.simPort}` };
+  const sims = demoSims(doc, config.simPort);
+  const tiers = [...new Set(sims.flatMap((s) => s.tiers))];
+  const ids = [...new Set(sims.flatMap((s) => s.ids))];
+  const last = config.simPort + DEMO_SIM_PORTS - 1;
+  return sims.length
+    ? { sims, tiers, ids, doc }
+    : { sims, tiers, ids, doc, skipped: `no tier in ${path.relative(root, config.tiersFile) || config.tiersFile} points at 127.0.0.1:${config.simPort}..${last}` };
 }
 
 function firstModelId() {
@@ -228,9 +242,7 @@ function banner(demo) {
     `  OpenAI base URL   ${bold(base)}`,
     `  console           ${consoleUrl}`,
     `  metrics           ${gatewayRoot}/metrics   (readiness ${gatewayRoot}/readyz)`,
-    demo.tiers.length
-      ? `  demo tier         http://127.0.0.1:${config.simPort} (vllm-sim, tier ${demo.tiers.join(', ')}: ${demo.ids.join(', ')})`
-      : `  demo tier         not started (${demo.skipped})`,
+    ...(demo.sims.length ? demoTierLines(demo) : [`  demo tier         not started (${demo.skipped})`]),
     config.demoIdp
       ? `  sign-in           local demo identity provider on http://127.0.0.1:${config.demoIdpPort} (not GitHub; set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET for GitHub)`
       : '  sign-in           GitHub',
@@ -246,6 +258,7 @@ function banner(demo) {
     '    -H "Authorization: Bearer $SPOT_API_KEY" -H "Content-Type: application/json" \\',
     `    -d '{"model":"${model}","messages":[{"role":"user","content":"Hello"}]}'`,
     '',
+    ...quickStartLines(demo, base),
     'Or with the openai SDK (Node):',
     "  import OpenAI from 'openai';",
     `  const client = new OpenAI({ baseURL: '${base}', apiKey: process.env.SPOT_API_KEY });`,
@@ -255,6 +268,46 @@ function banner(demo) {
     '',
   ];
   for (const line of lines) process.stdout.write(`${line}\n`);
+}
+
+/** One banner line per demo tier: its kind, replicas (ports) and models, and whether it sleeps. */
+function demoTierLines(demo) {
+  return demo.tiers.map((name, i) => {
+    const tier = demo.doc.tiers.find((t) => t.name === name);
+    const ports = demo.sims.filter((s) => s.tiers.includes(name)).map((s) => `:${s.port}`);
+    const sleeps = tier?.wake ? ', asleep until its first request' : '';
+    const head = i === 0 ? '  demo tiers        ' : '                    ';
+    return `${head}${name} (${tier?.kind}${sleeps}) on vllm-sim ${ports.join(', ')}: ${(tier?.models ?? []).map((m) => m.id).join(', ')}`;
+  });
+}
+
+/** How to watch a stream survive a preemption and wake the sleeping tier, when the demo tiers allow it. */
+function quickStartLines(demo, base) {
+  const tiers = demo.doc?.tiers ?? [];
+  const spot = tiers.find((t) => t.kind === 'spot' && demo.tiers.includes(t.name));
+  const sleepy = tiers.find((t) => t.wake && demo.tiers.includes(t.name));
+  const lines = [];
+  const model = spot?.models?.[0]?.id;
+  if (spot && model) {
+    lines.push(
+      'Watch a stream while its spot replica is preempted (in a second terminal):',
+      `  curl -N ${base}/chat/completions -H "Authorization: Bearer $SPOT_API_KEY" -H "Content-Type: application/json" \\`,
+      `    -d '{"model":"${model}","stream":true,"messages":[{"role":"user","content":"Tell me a story"}]}'`,
+      `  npm run cli -- tier preempt ${spot.name} --in 2s      # every replica of ${spot.name}; --endpoint URL for one`,
+      `  npm run cli -- tier resume ${spot.name}               # back in rotation`,
+      '',
+    );
+  }
+  const sleepyModel = sleepy?.models?.[0]?.id;
+  if (sleepy && sleepyModel) {
+    lines.push(
+      `Wake the sleeping tier ${sleepy.name}: its first request waits for the wake, then answers:`,
+      `  curl ${base}/chat/completions -H "Authorization: Bearer $SPOT_API_KEY" -H "Content-Type: application/json" \\`,
+      `    -d '{"model":"${sleepyModel}","messages":[{"role":"user","content":"Hello"}]}'`,
+      '',
+    );
+  }
+  return lines;
 }
 
 async function main() {
@@ -270,7 +323,7 @@ async function main() {
   const ports = [
     ['gateway', config.gatewayHost, config.gatewayPort, 'GATEWAY_PORT'],
     ['console', config.consoleHost, config.consolePort, 'CONSOLE_PORT'],
-    ...(demo.tiers.length ? [['demo-tier', '127.0.0.1', config.simPort, 'SIM_PORT (or DEMO_TIER=0 to use what runs there as the tier)']] : []),
+    ...demo.sims.map((s) => [`sim:${s.port}`, '127.0.0.1', s.port, 'SIM_PORT (or DEMO_TIER=0 to use what runs there as the tier)']),
     ...(config.demoIdp ? [['demo-idp', '127.0.0.1', config.demoIdpPort, 'DEMO_IDP_PORT (or GITHUB_CLIENT_ID/GITHUB_CLIENT_SECRET to use GitHub)']] : []),
   ];
   const busy = [];
@@ -281,7 +334,7 @@ async function main() {
 
   // Every entry point, before anything starts.
   const entries = {
-    sim: demo.tiers.length ? entry('vllm-sim') : undefined,
+    sim: demo.sims.length ? entry('vllm-sim') : undefined,
     idp: config.demoIdp ? entry('demo-idp') : undefined,
     gateway: entry('gateway'),
     console: entry('console'),
@@ -294,17 +347,35 @@ async function main() {
   if (migrated !== 0) fail(`Migrations failed (exit code ${migrated}); nothing was started.`);
   if (stopping) return;
 
-  // (c) The demo tier first, so that the gateway finds its upstream healthy.
+  // (c) The demo tiers first, so that the gateway finds its upstreams healthy (and the sleeping one asleep).
   if (entries.sim) {
-    say(`Starting the demo tier (vllm-sim on :${config.simPort}, serving ${demo.models.join(', ')})…`);
-    const sim = runService('demo-tier', [entries.sim, '--host', '127.0.0.1', '--port', String(config.simPort), '--models', demo.models.join(',')]);
-    const up = await waitForHttp(`http://127.0.0.1:${config.simPort}/health`, {
-      timeoutMs: config.readyTimeoutMs,
-      shouldStop: () => stopping || sim.exitCode !== null || sim.signalCode !== null,
-    });
+    say(`Starting the demo tiers (${demo.tiers.join(', ')}) on vllm-sim ${demo.sims.map((s) => `:${s.port}`).join(', ')}…`);
+    const started = demo.sims.map((s) => ({
+      sim: s,
+      // a wake that takes a moment, as a real one does (SIM_ARGS can say otherwise: its options come last and win)
+      child: runService(`sim:${s.port}`, [
+        entries.sim,
+        ...['--host', '127.0.0.1', '--port', String(s.port), '--models', s.models.join(',')],
+        ...(s.asleep ? ['--wake-up-ms', '2000'] : []),
+        ...config.simArgs,
+      ]),
+    }));
+    const ups = await Promise.all(
+      started.map(({ sim, child }) =>
+        waitForHttp(`http://127.0.0.1:${sim.port}/health`, {
+          timeoutMs: config.readyTimeoutMs,
+          shouldStop: () => stopping || child.exitCode !== null || child.signalCode !== null,
+        }),
+      ),
+    );
     if (stopping) return;
-    if (!up.ok) {
-      return shutdown(`The demo tier did not come up: GET ${up.url} gave no 2xx within ${Math.round(config.readyTimeoutMs / 1000)} s (last: ${up.error}).`, 1);
+    const down = ups.find((u) => !u.ok);
+    if (down) {
+      return shutdown(`A demo tier did not come up: GET ${down.url} gave no 2xx within ${Math.round(config.readyTimeoutMs / 1000)} s (last: ${down.error}).`, 1);
+    }
+    for (const { sim } of started.filter(({ sim }) => sim.asleep)) {
+      const res = await fetch(`http://127.0.0.1:${sim.port}/sleep?level=1`, { method: 'POST' }).catch((err) => ({ ok: false, status: err.message }));
+      if (!res.ok) return shutdown(`Could not put the demo tier on :${sim.port} to sleep (POST /sleep: ${res.status}).`, 1);
     }
   } else {
     say(`Not starting the demo tier: ${demo.skipped}.`);

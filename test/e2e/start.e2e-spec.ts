@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
 import { type Server, type Socket, createServer } from 'node:net';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { freePort } from '../support/free-port';
 
 // `npm start` (scripts/start.mjs) must never hang on a service that is down: each check is bounded, and a failure
@@ -20,7 +22,7 @@ interface CheckServicesModule {
   checkServices(opts: { databaseUrl: string; redisUrl: string; timeoutMs?: number }): Promise<CheckResult[]>;
   formatServiceFailures(results: CheckResult[]): string;
   waitForHttp(url: string, opts?: { timeoutMs?: number; intervalMs?: number }): Promise<{ ok: boolean; status?: number; error?: string }>;
-  demoTierModels(doc: unknown, simPort?: number): { models: string[]; tiers: string[]; ids: string[] };
+  demoSims(doc: unknown, simPort?: number): Array<{ port: number; models: string[]; tiers: string[]; ids: string[]; asleep: boolean }>;
   redactUrl(url: string): string;
 }
 
@@ -142,20 +144,38 @@ describe('scripts/check-services.mjs (the checks of npm start)', () => {
     expect(Date.now() - started).toBeLessThan(1500);
   });
 
-  it('serves the demo tier the upstream names of the tiers that point at the simulator port', () => {
+  it('runs a simulator per loopback port from SIM_PORT on that a tier points at, serving its tiers\' upstream names', () => {
     const doc = {
       tiers: [
         {
           name: 'demo',
-          endpoints: ['http://127.0.0.1:8090'],
+          endpoints: ['http://127.0.0.1:8090', 'http://127.0.0.1:8091'],
           models: [{ id: 'a', upstream: 'org/A' }, { id: 'b' }],
         },
         { name: 'local', endpoints: ['http://localhost:8090/'], models: [{ id: 'c', upstream: 'org/A' }] },
-        { name: 'gpu', endpoints: ['http://10.0.0.5:8090', 'http://127.0.0.1:8000'], models: [{ id: 'd', upstream: 'org/D' }] },
+        { name: 'sleepy', endpoints: ['http://[::1]:8093'], wake: { driver: 'vllm-sleep' }, models: [{ id: 'e', upstream: 'org/E' }] },
+        { name: 'gpu', endpoints: ['http://10.0.0.5:8090', 'http://127.0.0.1:8000', 'http://127.0.0.1:8100'], models: [{ id: 'd', upstream: 'org/D' }] },
       ],
     };
-    expect(m.demoTierModels(doc, 8090)).toEqual({ models: ['org/A', 'b'], tiers: ['demo', 'local'], ids: ['a', 'b', 'c'] });
-    expect(m.demoTierModels(doc, 9999)).toEqual({ models: [], tiers: [], ids: [] });
+    expect(m.demoSims(doc, 8090)).toEqual([
+      { port: 8090, models: ['org/A', 'b'], tiers: ['demo', 'local'], ids: ['a', 'b', 'c'], asleep: false },
+      { port: 8091, models: ['org/A', 'b'], tiers: ['demo'], ids: ['a', 'b'], asleep: false },
+      { port: 8093, models: ['org/E'], tiers: ['sleepy'], ids: ['e'], asleep: true },
+    ]);
+    expect(m.demoSims(doc, 9999)).toEqual([]);
+  });
+
+  it("the default tiers.yaml is npm start's demo: a spot tier, an on-demand tier serving the same models, and a sleeping tier", () => {
+    const doc = parseYaml(readFileSync(resolve(ROOT, 'tiers.yaml'), 'utf8'));
+    const tiers: Array<{ name: string; kind: string; wake?: { driver: string }; models: Array<{ id: string }> }> = doc.tiers;
+    const spot = tiers.filter((t) => t.kind === 'spot');
+    const onDemand = tiers.filter((t) => t.kind === 'on-demand' && t.wake === undefined);
+    expect(spot).toHaveLength(1);
+    expect(onDemand.map((t) => t.models.map((x) => x.id))).toEqual([spot[0].models.map((x) => x.id)]);
+    expect(tiers.filter((t) => t.wake?.driver === 'vllm-sleep')).toHaveLength(1);
+    const sims = m.demoSims(doc, 8090);
+    expect(sims.map((s) => s.port)).toEqual([8090, 8091, 8092, 8093]);
+    expect(sims.filter((s) => s.asleep).map((s) => s.port)).toEqual([8093]);
   });
 });
 

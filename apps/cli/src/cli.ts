@@ -6,6 +6,7 @@ import { APP_CONFIG, ConfigError, loadConfig, type AppConfig } from '@spot/confi
 import { PrismaService } from '@spot/db';
 import { KeysError } from '@spot/keys';
 import { REDIS } from '@spot/redis';
+import { TiersFileError } from '@spot/tiers';
 import type { Redis } from 'ioredis';
 import { ServiceUnreachableError, UsageError } from './cli.errors';
 import { CliModule } from './cli.module';
@@ -18,6 +19,9 @@ import { usageRollupCommand } from './usage/usage-rollup.command';
 import { billingEnableCommand } from './billing/billing-enable.command';
 import { billingSyncCommand } from './billing/billing-sync.command';
 import { OrgNotFoundError, OrgSlugTakenError } from './orgs/orgs.errors';
+import { tierPreemptCommand } from './tiers/tier-preempt.command';
+import { tierResumeCommand } from './tiers/tier-resume.command';
+import { TierNotFoundError } from './tiers/tiers.errors';
 
 export type { CliIo, CliOutput } from './command';
 
@@ -34,6 +38,8 @@ const COMMANDS: readonly CliCommand[] = [
   usageRollupCommand,
   billingEnableCommand,
   billingSyncCommand,
+  tierPreemptCommand,
+  tierResumeCommand,
 ];
 const CLOSE_TIMEOUT_MS = 3_000;
 
@@ -128,7 +134,9 @@ function classify(err: unknown): { status: number; expected: boolean } {
     err instanceof OrgNotFoundError ||
     err instanceof ServiceUnreachableError ||
     err instanceof BillingError ||
-    err instanceof BillingDisabledError
+    err instanceof BillingDisabledError ||
+    err instanceof TierNotFoundError ||
+    err instanceof TiersFileError
   ) {
     return { status: EXIT_FAILURE, expected: true };
   }

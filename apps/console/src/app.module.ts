@@ -5,6 +5,7 @@ import { type AppConfig, ConfigModule } from '@spot/config';
 import { DbModule } from '@spot/db';
 import { KeysModule } from '@spot/keys';
 import { RedisModule } from '@spot/redis';
+import { PreemptionNoticeStore } from '@spot/tiers';
 import { AuthController } from './auth/auth.controller';
 import { CsrfGuard } from './auth/csrf.guard';
 import { GitHubOAuthService } from './auth/github-oauth.service';
@@ -48,6 +49,7 @@ export class ConsoleModule {
         UsageService,
         ConsoleBillingService,
         StripeWebhookService,
+        PreemptionNoticeStore,
       ],
     };
   }

@@ -4,6 +4,7 @@ import { type AppConfig, ConfigModule } from '@spot/config';
 import { DbModule } from '@spot/db';
 import { RedisModule } from '@spot/redis';
 import { TelemetryModule } from '@spot/telemetry';
+import { PreemptionNoticeStore } from '@spot/tiers';
 import { UsageModule } from '@spot/usage';
 import { AdminController } from './admin/admin.controller';
 import { ApiKeyAuthService } from './auth/api-key-auth.service';
@@ -28,6 +29,7 @@ import { AudioUploads } from './proxy/audio-routes';
 import { modelCatalogProvider } from './routing/model-catalog.provider';
 import { HealthChecker } from './routing/health-checker';
 import { PoisonGuard } from './routing/poison-guard';
+import { PreemptionNotices } from './routing/preemption-notices';
 import { TierWaker } from './routing/tier-waker';
 import { UpstreamPool } from './routing/upstream-pool';
 
@@ -49,6 +51,8 @@ export class GatewayModule {
         UpstreamPool,
         HealthChecker,
         TierWaker,
+        PreemptionNoticeStore,
+        PreemptionNotices,
         PoisonGuard,
         ProxyService,
         ModelsService,

@@ -1,4 +1,4 @@
-import { MODEL_APIS, type ModelApi, type ModelPrice, type TierSpec, type TiersFile, type WakeSpec } from './tiers-file';
+import { MODEL_APIS, type ModelApi, type ModelPrice, noticeUrls, type TierSpec, type TiersFile, type WakeSpec } from './tiers-file';
 
 /** One way to serve a model: a tier, the engine's name for the model, and its price there. */
 export interface ModelRoute {
@@ -21,6 +21,15 @@ export interface TierView {
   readonly models: readonly string[];
   readonly wake: WakeSpec | null;
   readonly idleSleepS: number | null;
+  /** Where each replica's preemption notice is polled (`notice` in the tiers file), or null. */
+  readonly notice: TierNotice | null;
+}
+
+/** A tier's `notice` block, resolved: one URL per endpoint, in the order of `endpoints`. */
+export interface TierNotice {
+  readonly urls: readonly string[];
+  readonly intervalMs: number;
+  readonly defaultDeadlineS: number;
 }
 
 /**
@@ -41,6 +50,10 @@ export class ModelCatalog {
       models: t.models.map((m) => m.id),
       wake: t.wake ?? null,
       idleSleepS: t.idle_sleep_s ?? null,
+      notice:
+        t.notice === undefined
+          ? null
+          : { urls: noticeUrls(t.notice, t.endpoints), intervalMs: t.notice.interval_ms, defaultDeadlineS: t.notice.default_deadline_s },
     }));
     const byModel = new Map<string, ModelRoute[]>();
     const apisOf = new Map<ModelRoute, ReadonlySet<ModelApi>>();
@@ -95,6 +108,11 @@ export class ModelCatalog {
   /** The tiers, in file order. */
   tiers(): readonly TierView[] {
     return this.tierViews;
+  }
+
+  /** The tier named `name`, or undefined. */
+  tier(name: string): TierView | undefined {
+    return this.tierViews.find((t) => t.name === name);
   }
 
   /** Every model id, sorted. */

@@ -20,6 +20,13 @@ export const tierKeys = {
   gatewayPattern: (tier: string) => `tier:${tier}:gw:*`,
   /** Epoch ms of the last request any gateway sent to the tier. */
   lastUsed: (tier: string) => `tier:${tier}:last-used`,
+  /**
+   * A preemption notice on one replica of the tier (`PreemptionNotice` as JSON), expiring some minutes
+   * after its deadline; `endpoint` is the replica's base URL as the catalog spells it (no trailing slash).
+   */
+  notice: (tier: string, endpoint: string) => `tier:${tier}:notice:${endpoint}`,
+  /** Pub/sub: a `NoticeMessage`, a notice taken or cleared, so every gateway hears of it at once. */
+  noticeChannel: 'tiers:notices',
 } as const;
 
 /** What a gateway reports about one tier, about once a second (and at once when the worker drains the tier). */

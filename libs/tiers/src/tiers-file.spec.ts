@@ -148,6 +148,29 @@ tiers:
     expect(() => parseTiersFile(file('{ input_per_mtok: 0.1, output_per_mtok: 0.2, audio_per_minute: -1 }'), 'x.yaml')).toThrow(/audio_per_minute/);
   });
 
+  it('takes a notice block: a URL template filled per endpoint, or one URL per endpoint, with defaults', () => {
+    const withNotice = (block: string) =>
+      valid.replace('    endpoints: [http://127.0.0.1:8090]\n', `    endpoints: [http://127.0.0.1:8090, 'http://[::1]:8092', https://gpu-3.internal]\n${block}`);
+    const templated = new ModelCatalog(parseTiersFile(withNotice('    notice: { url: "http://{host}:9100/notice?engine={port}" }\n'), 't.yaml'));
+    expect(templated.tier('spot-a')!.notice).toEqual({
+      urls: ['http://127.0.0.1:9100/notice?engine=8090', 'http://[::1]:9100/notice?engine=8092', 'http://gpu-3.internal:9100/notice?engine=443'],
+      intervalMs: 5_000,
+      defaultDeadlineS: 30,
+    });
+    expect(templated.tier('od')!.notice).toBeNull();
+    const origin = new ModelCatalog(parseTiersFile(withNotice('    notice: { url: "{origin}/spot/notice", interval_ms: 250, default_deadline_s: 120 }\n'), 't.yaml'));
+    expect(origin.tier('spot-a')!.notice).toMatchObject({ urls: ['http://127.0.0.1:8090/spot/notice', 'http://[::1]:8092/spot/notice', 'https://gpu-3.internal/spot/notice'], intervalMs: 250, defaultDeadlineS: 120 });
+    const listed = new ModelCatalog(parseTiersFile(withNotice('    notice:\n      urls: [http://a:9100/n, http://b:9100/n, http://c:9100/n]\n'), 't.yaml'));
+    expect(listed.tier('spot-a')!.notice!.urls).toEqual(['http://a:9100/n', 'http://b:9100/n', 'http://c:9100/n']);
+
+    expect(() => parseTiersFile(withNotice('    notice: { urls: [http://a:9100/n] }\n'), 't.yaml')).toThrow(/tiers\[1\]\.notice\.urls: expected one URL per endpoint \(3\), got 1/);
+    expect(() => parseTiersFile(withNotice('    notice: { interval_ms: 1000 }\n'), 't.yaml')).toThrow(/tiers\[1\]\.notice\.url: give url \(a template\) or urls/);
+    expect(() => parseTiersFile(withNotice('    notice: { url: "http://x/{hostname}/n" }\n'), 't.yaml')).toThrow(/tiers\[1\]\.notice\.url: expected an http\(s\) URL template/);
+    expect(() => parseTiersFile(withNotice('    notice: { url: "ftp://{host}/n" }\n'), 't.yaml')).toThrow(/notice\.url/);
+    expect(() => parseTiersFile(withNotice('    notice: { url: "{origin}/n", interval_ms: 10 }\n'), 't.yaml')).toThrow(/notice\.interval_ms/);
+    expect(() => parseTiersFile(withNotice('    notice: { url: "{origin}/n", every: 10 }\n'), 't.yaml')).toThrow(/tiers\[1\]\.notice/);
+  });
+
   it('loads from disk', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tiers-'));
     writeFileSync(join(dir, 'tiers.yaml'), valid);

@@ -84,6 +84,42 @@ const wake = z
     }
   });
 
+/** The placeholders a `notice.url` template may use, filled from each endpoint's URL. */
+const NOTICE_PLACEHOLDERS = ['{host}', '{port}', '{origin}'] as const;
+
+/**
+ * Where each replica's preemption notice is polled: a sidecar on the replica's machine that relays the cloud's
+ * own notice (AWS `/latest/meta-data/spot/instance-action`, GCP `instance/preempted`, a Kubernetes preStop hook).
+ * It answers 404 while nothing is coming, and 200 once the machine is going away, with JSON
+ * `{"action": "terminate", "time": "<ISO 8601>"}` (AWS's body), `{"deadline_s": N}` (seconds from now), or the
+ * text `TRUE` (GCP's; its deadline is `default_deadline_s` after the gateway first reads it). `FALSE` is no notice.
+ */
+const notice = z
+  .strictObject({
+    /**
+     * A URL template filled per endpoint: `{host}` (e.g. 10.0.0.5, or [::1]), `{port}` (the engine's, or 80/443)
+     * and `{origin}` (the engine's base URL), e.g. `http://{host}:9100/notice` or `{origin}/spot/notice`.
+     */
+    url: z.string().min(1).optional(),
+    /** Instead of `url`: one URL per endpoint, in the order of `endpoints`. */
+    urls: z.array(anyHttpUrl).min(1).optional(),
+    /** How often every gateway asks each replica's URL (AWS advises every 5 s). */
+    interval_ms: z.number().int().min(100).default(5_000),
+    /** Deadline given to a notice that carries none (GCP's `TRUE`: it gives 30 s). */
+    default_deadline_s: z.number().positive().default(30),
+  })
+  .superRefine((n, ctx) => {
+    if ((n.url === undefined) === (n.urls === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['url'], message: 'give url (a template) or urls (one per endpoint), not both and not neither' });
+    }
+    if (n.url !== undefined) {
+      const sample = n.url.replaceAll('{host}', '127.0.0.1').replaceAll('{port}', '8000').replaceAll('{origin}', 'http://127.0.0.1:8000');
+      if (!anyHttpUrl.safeParse(sample).success || /\{[^}]*\}/.test(sample)) {
+        ctx.addIssue({ code: 'custom', path: ['url'], message: `expected an http(s) URL template using ${NOTICE_PLACEHOLDERS.join(', ')}` });
+      }
+    }
+  });
+
 const tier = z.strictObject({
   name: z.string().min(1).regex(/^[a-z0-9][a-z0-9-]*$/, 'expected lower-case letters, digits and -'),
   kind: z.enum(['spot', 'on-demand']),
@@ -97,6 +133,8 @@ const tier = z.strictObject({
   idle_sleep_s: z.number().int().positive().optional(),
   /** While this tier wakes, serve its models on the next tier that is awake (true, the default), or wait. */
   fallback_while_waking: z.boolean().optional(),
+  /** Poll each replica for a preemption notice (spot machines): see {@link notice}. */
+  notice: notice.optional(),
 });
 
 export const tiersFileSchema = z.strictObject({
@@ -113,6 +151,17 @@ export type TierSpec = TiersFile['tiers'][number];
 export type ModelPrice = z.infer<typeof price>;
 export type ModelApi = (typeof MODEL_APIS)[number];
 export type WakeSpec = z.infer<typeof wake>;
+export type NoticeSpec = z.infer<typeof notice>;
+
+/** The notice URL of each endpoint of a tier with a `notice` block, in the order of `endpoints`. */
+export function noticeUrls(spec: NoticeSpec, endpoints: readonly string[]): string[] {
+  if (spec.urls !== undefined) return [...spec.urls];
+  return endpoints.map((endpoint) => {
+    const u = new URL(endpoint);
+    const port = u.port || (u.protocol === 'https:' ? '443' : '80');
+    return spec.url!.replaceAll('{host}', u.hostname).replaceAll('{port}', port).replaceAll('{origin}', u.origin);
+  });
+}
 
 /** Thrown for an unreadable or invalid tiers file; the message names the file and each offending field. */
 export class TiersFileError extends Error {
@@ -138,6 +187,11 @@ export function parseTiersFile(text: string, source: string): TiersFile {
   for (const [i, t] of parsed.data.tiers.entries()) {
     if (t.idle_sleep_s !== undefined && t.wake === undefined) {
       throw new TiersFileError(`${source}: invalid tiers file:\n  tiers[${i}].idle_sleep_s: needs a wake driver (tiers[${i}].wake) to wake the tier again`);
+    }
+    if (t.notice?.urls !== undefined && t.notice.urls.length !== t.endpoints.length) {
+      throw new TiersFileError(
+        `${source}: invalid tiers file:\n  tiers[${i}].notice.urls: expected one URL per endpoint (${t.endpoints.length}), got ${t.notice.urls.length}`,
+      );
     }
     if (names.has(t.name)) throw new TiersFileError(`${source}: invalid tiers file:\n  tiers[${i}].name: duplicate tier name "${t.name}"`);
     names.add(t.name);

@@ -1,7 +1,7 @@
 import { Controller, Get, Header, Inject, UseGuards } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { REDIS, RedisKeys } from '@spot/redis';
-import { loadTiersFile, ModelCatalog, tierKeys, type TierHistoryEntry, type TierView } from '@spot/tiers';
+import { loadTiersFile, ModelCatalog, type PreemptionNotice, PreemptionNoticeStore, tierKeys, type TierHistoryEntry, type TierView } from '@spot/tiers';
 import { Redis } from 'ioredis';
 import type { ConsoleSession } from '../auth/console-session';
 import { CurrentSession } from '../auth/current-user.decorator';
@@ -11,8 +11,9 @@ import { escapeHtml as e, renderPage } from '../pages/layout';
 
 /**
  * The GPU tiers and their state, for signed-in users: each tier's kind, models and wake settings, and for
- * tiers that sleep, their state (the latest change the gateways and the worker recorded in Redis) and history.
- * Per-replica health is each gateway's own view: see the gateway's GET /admin/tiers.
+ * tiers that sleep, their state (the latest change the gateways and the worker recorded in Redis) and history,
+ * and the replicas under a preemption notice (by their index in the tier, never their address). Per-replica
+ * health is each gateway's own view: see the gateway's GET /admin/tiers.
  */
 @Controller('tiers')
 @UseGuards(SessionGuard)
@@ -24,6 +25,7 @@ export class TiersPageController {
     @Inject(REDIS) private readonly redis: Redis,
     private readonly keys: RedisKeys,
     private readonly orgs: OrgsService,
+    private readonly notices: PreemptionNoticeStore,
   ) {
     let tiers: readonly TierView[] = [];
     try {
@@ -42,8 +44,24 @@ export class TiersPageController {
         t.wake === null ? [] : ((await this.redis.lrange(this.keys.key(tierKeys.history(t.name)), 0, 9)).map((h) => JSON.parse(h) as TierHistoryEntry)),
       ),
     );
+    const replicas = this.tiers.flatMap((t) => t.endpoints.map((endpoint) => ({ tier: t.name, endpoint })));
+    const found = await this.notices.read(replicas);
+    const noticesOf = (t: TierView): Array<{ replica: number; notice: PreemptionNotice }> =>
+      t.endpoints.flatMap((endpoint, replica) => {
+        const notice = found[replicas.findIndex((r) => r.tier === t.name && r.endpoint === endpoint)];
+        return notice ? [{ replica, notice }] : [];
+      });
+    const now = Date.now();
     const rows = this.tiers
       .map((t, i) => {
+        const noticed = noticesOf(t)
+          .map(({ replica, notice }) => {
+            const at = new Date(notice.deadlineAt).toISOString();
+            const gone = now >= notice.deadlineAt;
+            return `<li data-notice="${gone ? 'gone' : 'coming'}">replica ${replica} ${gone ? 'gone since' : 'goes away at'} <time datetime="${e(at)}">${e(at.slice(0, 19).replace('T', ' '))}</time> (${e(notice.source)}, ${e(notice.by)})</li>`;
+          })
+          .join('');
+        const replicaCell = `${t.endpoints.length}${noticed ? `<ul class="notices">${noticed}</ul>` : ''}`;
         const latest = histories[i][0];
         const state = t.wake === null ? 'always on' : (latest?.state ?? 'awake');
         const wake = t.wake === null ? '–' : `${e(t.wake.driver)}, deadline ${t.wake.deadline_s} s${t.idleSleepS ? `, sleeps after ${t.idleSleepS} s idle` : ''}`;
@@ -52,10 +70,10 @@ export class TiersPageController {
               .map((h) => `<li><time datetime="${e(h.at)}">${e(h.at.slice(0, 19).replace('T', ' '))}</time> ${e(h.state)}: ${e(h.reason)} (${e(h.by)})</li>`)
               .join('')}</ul></details>`
           : '';
-        return `<tr><th scope="row">${e(t.name)}</th><td>${e(t.kind)}</td><td>${t.models.map((m) => `<code>${e(m)}</code>`).join(' ')}</td><td>${t.endpoints.length}</td><td>${wake}</td><td><span class="badge" data-state="${e(state)}">${e(state)}</span>${latest ? ` since <time datetime="${e(latest.at)}">${e(latest.at.slice(0, 19).replace('T', ' '))}</time>` : ''}${history}</td></tr>`;
+        return `<tr><th scope="row">${e(t.name)}</th><td>${e(t.kind)}</td><td>${t.models.map((m) => `<code>${e(m)}</code>`).join(' ')}</td><td>${replicaCell}</td><td>${wake}</td><td><span class="badge" data-state="${e(state)}">${e(state)}</span>${latest ? ` since <time datetime="${e(latest.at)}">${e(latest.at.slice(0, 19).replace('T', ' '))}</time>` : ''}${history}</td></tr>`;
       })
       .join('');
-    const body = `<table><caption class="muted">Tiers serve models, spot before on-demand unless a model's preference says otherwise. A sleeping tier wakes on the next request.</caption>
+    const body = `<table><caption class="muted">Tiers serve models, spot before on-demand unless a model's preference says otherwise. A sleeping tier wakes on the next request. A replica under a preemption notice takes no new requests.</caption>
 <thead><tr><th scope="col">Tier</th><th scope="col">Kind</th><th scope="col">Models</th><th scope="col">Replicas</th><th scope="col">Wake</th><th scope="col">State</th></tr></thead><tbody>${rows}</tbody></table>`;
     return renderPage({ title: 'GPU tiers', user: s.user, csrfToken: s.csrfToken, orgs: await this.orgs.list(s.user), active: 'tiers', body });
   }

@@ -1,11 +1,13 @@
-import { Controller, Get, Header, Headers, Inject } from '@nestjs/common';
+import { Body, Controller, Delete, Get, Header, Headers, HttpCode, Inject, Param, Post, Query } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { ApiError } from '@spot/contract';
 import { ModelCatalog, tierKeys } from '@spot/tiers';
 import { REDIS, RedisKeys } from '@spot/redis';
 import type { Redis } from 'ioredis';
 import { StaticBearerToken } from '../auth/static-bearer-token';
+import { PreemptionNotices } from '../routing/preemption-notices';
 import { TierWaker } from '../routing/tier-waker';
+import { parsePreemptBody } from './preempt.dto';
 import { UpstreamPool } from '../routing/upstream-pool';
 
 /**
@@ -23,14 +25,16 @@ export class AdminController {
     private readonly waker: TierWaker,
     @Inject(REDIS) private readonly redis: Redis,
     private readonly keys: RedisKeys,
+    private readonly notices: PreemptionNotices,
   ) {
     this.token = config.ADMIN_TOKEN ? new StaticBearerToken(config.ADMIN_TOKEN) : null;
   }
 
   /**
    * Every tier with its state (awake, waking, asleep, or unhealthy when every endpoint is ejected), its endpoints
-   * as this gateway sees them (circuit state, load, failures, ejections) and, for tiers that sleep, the shared
-   * history of wakes and sleeps, newest first.
+   * as this gateway sees them (circuit state, load, failures, ejections, the preemption notice it holds on each:
+   * deadline, who took it, gone once past the deadline) and, for tiers that sleep, the shared history of wakes and
+   * sleeps, newest first.
    */
   @Get('tiers')
   @Header('cache-control', 'no-store')
@@ -58,6 +62,7 @@ export class AdminController {
             ejections: e.ejections,
             openedAt: e.openedAt > 0 ? new Date(e.openedAt).toISOString() : null,
             lastError: e.lastError,
+            notice: this.notices.noticeOf(t.name, origin, now),
           };
         });
         const healthy = endpoints.some((e) => e.state !== 'open');
@@ -78,6 +83,31 @@ export class AdminController {
         };
       }),
     };
+  }
+
+  /**
+   * A preemption notice: `endpoint` of the tier (every replica when omitted) goes away in `deadline_s` seconds.
+   * Every gateway stops sending it new requests; a sleeping fallback is woken if the tier loses all its replicas.
+   */
+  @Post('tiers/:tier/preempt')
+  @HttpCode(200)
+  @Header('cache-control', 'no-store')
+  async preempt(@Headers('authorization') authorization: string | undefined, @Param('tier') tier: string, @Body() body: unknown) {
+    this.authorize(authorization);
+    const { endpoint, deadline_s } = parsePreemptBody(body);
+    const notices = await this.notices.take(tier, endpoint, deadline_s, 'admin');
+    return {
+      tier,
+      notices: notices.map((n) => ({ endpoint: n.endpoint, deadlineAt: new Date(n.deadlineAt).toISOString(), source: n.source, by: n.by })),
+    };
+  }
+
+  /** Clears the notice on `?endpoint=` of the tier (every replica when omitted): back in rotation at once. */
+  @Delete('tiers/:tier/preempt')
+  @Header('cache-control', 'no-store')
+  async unpreempt(@Headers('authorization') authorization: string | undefined, @Param('tier') tier: string, @Query('endpoint') endpoint: string | undefined) {
+    this.authorize(authorization);
+    return { tier, cleared: await this.notices.clear(tier, endpoint === '' ? undefined : endpoint) };
   }
 
   private authorize(authorization: string | undefined): void {

@@ -87,6 +87,30 @@ export class GatewayMetrics {
     labelNames: ['tier'] as const,
     registers: [this.registry],
   });
+  readonly preemptionNotices = new Counter({
+    name: 'gateway_preemption_notices_total',
+    help: 'Preemption notices this gateway learnt, by tier and how: admin (its admin route), poll (the replica\'s notice URL), shared (taken by another process: a gateway or the CLI)',
+    labelNames: ['tier', 'via'] as const,
+    registers: [this.registry],
+  });
+  readonly noticedReplicas = new Gauge({
+    name: 'gateway_noticed_replicas',
+    help: 'Replicas under a preemption notice (before or past its deadline) as this gateway sees them, by tier; they take no new requests',
+    labelNames: ['tier'] as const,
+    registers: [this.registry],
+  });
+  readonly noticeWakes = new Counter({
+    name: 'gateway_notice_wakes_total',
+    help: 'Wakes of sleeping tiers this gateway started because a preemption notice left another tier without replicas, by the tier woken',
+    labelNames: ['tier'] as const,
+    registers: [this.registry],
+  });
+  readonly noticeDeadlines = new Counter({
+    name: 'gateway_preemption_deadlines_total',
+    help: 'Preemption notice deadlines reached (the replica counts as gone from then on), by tier',
+    labelNames: ['tier'] as const,
+    registers: [this.registry],
+  });
   readonly tokens: Counter<'model' | 'tier' | 'direction'> = new Counter({
     name: 'gateway_tokens_total',
     help: 'Tokens billed, by model, tier and direction',

@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplica
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { ModelCatalog } from '@spot/tiers';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
+import { PreemptionNotices } from './preemption-notices';
 import { TierWaker } from './tier-waker';
 import { type Endpoint, UpstreamPool } from './upstream-pool';
 
@@ -25,6 +26,7 @@ export class HealthChecker implements OnApplicationBootstrap, OnApplicationShutd
     private readonly pool: UpstreamPool,
     private readonly metrics: GatewayMetrics,
     private readonly waker: TierWaker,
+    private readonly notices: PreemptionNotices,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -63,6 +65,8 @@ export class HealthChecker implements OnApplicationBootstrap, OnApplicationShutd
     } catch (err) {
       reason = `health check: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
     }
+    // past a notice's deadline, down then up again is the replacement machine
+    this.notices.healthChecked(e, healthy);
     if (!healthy) {
       // a tier that may sleep and stops answering may have been put to sleep behind our back: probe it
       this.waker.refused(e.tier);

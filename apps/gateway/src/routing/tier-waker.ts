@@ -78,7 +78,7 @@ export class TierWaker implements OnApplicationBootstrap, OnApplicationShutdown 
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-    @Inject(ModelCatalog) catalog: ModelCatalog,
+    @Inject(ModelCatalog) private readonly catalog: ModelCatalog,
     @Inject(REDIS) private readonly redis: Redis,
     private readonly keys: RedisKeys,
     private readonly metrics: GatewayMetrics,
@@ -253,6 +253,32 @@ export class TierWaker implements OnApplicationBootstrap, OnApplicationShutdown 
     const target = routes.find((r) => !tried.some((c) => c.route.tier === r.tier) && (this.tiers.get(r.tier)?.state ?? 'awake') !== 'awake');
     if (target === undefined) return null;
     return this.waitFor(this.tiers.get(target.tier)!, model, routes).then((awake) => awake.filter((r) => !tried.some((c) => c.route.tier === r.tier)));
+  }
+
+  /**
+   * The replicas of `tier` are going away (preemption notices) and none of them takes new requests: for each
+   * model it serves, the sleeping tier that would serve the model next is woken now, unless an awake tier with a
+   * usable replica serves it first, so that the wake runs during the notice window instead of after it. Returns
+   * the tiers whose wake this call started (not those already waking).
+   */
+  wakeAhead(tier: string): string[] {
+    const view = this.catalog.tier(tier);
+    if (view === undefined || this.tiers.size === 0) return [];
+    const now = Date.now();
+    const started: string[] = [];
+    for (const model of view.models) {
+      for (const r of this.catalog.routesFor(model) ?? []) {
+        if (r.tier === tier) continue;
+        const t = this.tiers.get(r.tier);
+        if (t !== undefined && t.state !== 'awake') {
+          if (t.waking === null && !started.includes(r.tier)) started.push(r.tier);
+          void this.wake(t);
+          break;
+        }
+        if (this.healthy(r, now)) break;
+      }
+    }
+    return started;
   }
 
   private healthy(route: ModelRoute, now: number): boolean {

@@ -1,5 +1,7 @@
+import type { AppConfig } from '@spot/config';
+import { ModelCatalog, parseTiersFile } from '@spot/tiers';
 import type { Pool } from 'undici';
-import { Endpoint } from './upstream-pool';
+import { Endpoint, UpstreamPool } from './upstream-pool';
 
 describe('Endpoint circuit breaker', () => {
   const pool = {} as Pool;
@@ -67,5 +69,49 @@ describe('Endpoint circuit breaker', () => {
     e.released();
     expect(e.available(1_000)).toBe(true);
     expect(e.inflight).toBe(0);
+  });
+});
+
+describe('UpstreamPool candidates under preemption notices', () => {
+  const config = { BREAKER_FAILURES: 3, BREAKER_COOLDOWN_MS: 60_000, UPSTREAM_CONNECTIONS: 1, UPSTREAM_CONNECT_TIMEOUT_MS: 1_000, UPSTREAM_HEADERS_TIMEOUT_MS: 1_000 } as AppConfig;
+  const catalog = new ModelCatalog(
+    parseTiersFile(
+      `tiers:
+  - name: spot
+    kind: spot
+    endpoints: [http://127.0.0.1:1, http://127.0.0.1:2, http://127.0.0.1:3]
+    models: [{ id: m, price: { input_per_mtok: 1, output_per_mtok: 1 } }]
+  - name: od
+    kind: on-demand
+    endpoints: [http://127.0.0.1:4]
+    models: [{ id: m, price: { input_per_mtok: 2, output_per_mtok: 2 } }]
+`,
+      't.yaml',
+    ),
+  );
+  let pool: UpstreamPool;
+  beforeEach(() => {
+    pool = new UpstreamPool(config, catalog);
+  });
+  afterEach(() => pool.onApplicationShutdown());
+  const order = () => pool.candidates(catalog.routesFor('m')!).map((c) => c.endpoint.origin.slice(-1));
+
+  it('sends nothing new to a noticed replica while another replica of the model can take it', () => {
+    expect(order()).toEqual(['1', '2', '3', '4']);
+    pool.endpoint('http://127.0.0.1:2', 'spot').noticeDeadline = Date.now() + 30_000;
+    expect(order()).toEqual(['1', '3', '4', '2']);
+    expect(pool.endpoint('http://127.0.0.1:2').available(Date.now())).toBe(false);
+    expect(pool.endpoint('http://127.0.0.1:2').usable(Date.now())).toBe(false);
+  });
+
+  it('orders the last resorts: noticed before their deadline (latest first), then ejected, then past their deadline (gone)', () => {
+    const now = Date.now();
+    pool.endpoint('http://127.0.0.1:1', 'spot').noticeDeadline = now + 10_000;
+    pool.endpoint('http://127.0.0.1:2', 'spot').noticeDeadline = now + 20_000;
+    pool.endpoint('http://127.0.0.1:3', 'spot').noticeDeadline = now - 1;
+    pool.endpoint('http://127.0.0.1:4', 'od').failed('connect', 'ECONNREFUSED', now);
+    expect(order()).toEqual(['2', '1', '4', '3']);
+    pool.endpoint('http://127.0.0.1:1', 'spot').noticeDeadline = 0;
+    expect(order()).toEqual(['1', '2', '4', '3']);
   });
 });

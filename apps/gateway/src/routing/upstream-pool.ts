@@ -26,6 +26,11 @@ export class Endpoint {
   lastError: string | null = null;
   /** Attempts sent here, ever: the tier's idle tracking compares it between reports (no clock read per request). */
   uses = 0;
+  /**
+   * Epoch ms when the replica goes away (a preemption notice, see `PreemptionNotices`), 0 when none. A noticed
+   * replica takes no new request while any other replica of the model can; in-flight ones continue.
+   */
+  noticeDeadline = 0;
 
   constructor(
     readonly origin: string,
@@ -36,8 +41,12 @@ export class Endpoint {
     private readonly breaker: { failures: number; cooldownMs: number },
   ) {}
 
-  /** Whether a request may be sent now (an open circuit past its cooldown turns half-open for one probe). */
+  /**
+   * Whether a request may be sent now (an open circuit past its cooldown turns half-open for one probe). Never
+   * under a preemption notice.
+   */
   available(now: number): boolean {
+    if (this.noticeDeadline !== 0) return false;
     if (this.state === 'closed') return true;
     if (this.state === 'open') {
       if (now - this.openedAt < this.breaker.cooldownMs) return false;
@@ -49,6 +58,7 @@ export class Endpoint {
 
   /** Whether {@link available} would let a request through now, without changing state. */
   usable(now: number): boolean {
+    if (this.noticeDeadline !== 0) return false;
     if (this.state === 'closed') return true;
     if (this.state === 'open') return now - this.openedAt >= this.breaker.cooldownMs;
     return !this.probing;
@@ -105,7 +115,10 @@ export interface Candidate {
 /**
  * Keep-alive undici pools, one per engine replica, and the choice of replica: tiers in the catalog's order of
  * preference, within a tier the replicas with the least load (in flight here, plus queued on the engine when
- * scraped); ejected replicas (open circuit) are skipped, and only tried last when nothing else is left.
+ * scraped). Replicas under a preemption notice and ejected ones (open circuit) are skipped, and only tried when
+ * nothing else is left: first the noticed ones still before their deadline (they serve until then), then the
+ * ejected ones, last those past their deadline (gone; the list is never empty, so the failure that follows is
+ * answered like any other).
  */
 @Injectable()
 export class UpstreamPool implements OnApplicationShutdown {
@@ -157,18 +170,30 @@ export class UpstreamPool implements OnApplicationShutdown {
     }
     const out: Candidate[] = [];
     let ejected: Candidate[] | null = null;
+    let noticed: Candidate[] | null = null;
     for (const route of routes) {
       const eps = route.endpoints.map((o) => this.endpoint(o, route.tier));
       if (eps.length > 1) eps.sort((a, b) => a.load - b.load);
       for (const endpoint of eps) {
         if (endpoint.available(now)) out.push({ route, endpoint });
+        else if (endpoint.noticeDeadline !== 0) (noticed ??= []).push({ route, endpoint });
         else (ejected ??= []).push({ route, endpoint });
+      }
+    }
+    let gone: Candidate[] | null = null;
+    if (noticed !== null) {
+      // the latest deadline first; past their deadline, after everything else
+      noticed.sort((a, b) => b.endpoint.noticeDeadline - a.endpoint.noticeDeadline);
+      for (const c of noticed) {
+        if (c.endpoint.noticeDeadline > now) out.push(c);
+        else (gone ??= []).push(c);
       }
     }
     if (ejected !== null) {
       ejected.sort((a, b) => a.endpoint.openedAt - b.endpoint.openedAt);
       out.push(...ejected);
     }
+    if (gone !== null) out.push(...gone);
     return out;
   }
 
