@@ -1,5 +1,6 @@
-// Tests run the same swc transform as the build. NestJS 12 ships ESM only; Jest's CommonJS runtime cannot
-// require(esm) on Node 20, so those packages are transformed too.
+// Tests run the same swc transform as the build. NestJS 12 ships ESM only; Jest's CommonJS module system does not
+// load ES modules on any Node version (Node's own require(esm), 20.19+ and 22.12+, is not what Jest uses), so those
+// packages are transformed too.
 const swc = ['@swc/jest', {
   jsc: {
     parser: { syntax: 'typescript', decorators: true },

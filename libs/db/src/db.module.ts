@@ -6,6 +6,7 @@ import { InvitationsRepository } from './invitations.repository';
 import { MembershipsRepository } from './memberships.repository';
 import { OrgBillingRepository } from './org-billing.repository';
 import { OrgsRepository } from './orgs.repository';
+import { PipelineLagRepository } from './pipeline-lag.repository';
 import { PrismaService } from './prisma.service';
 import { ResponsesRepository } from './responses.repository';
 import { SessionsRepository } from './sessions.repository';
@@ -28,6 +29,7 @@ const REPOSITORIES = [
   OrgBillingRepository,
   WebhookEventsRepository,
   ResponsesRepository,
+  PipelineLagRepository,
 ];
 
 /** Postgres access: the Prisma client and the repositories that own every query. */

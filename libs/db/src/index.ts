@@ -27,6 +27,7 @@ export type {
 export { OrgBillingRepository } from './org-billing.repository';
 export type { OrgStripeLink, OrgSyncFailure, FailingOrg } from './org-billing.repository';
 export { WebhookEventsRepository } from './webhook-events.repository';
+export { PipelineLagRepository } from './pipeline-lag.repository';
 export type { BillingLine, BillingSubscriptionItem, MeterEventOutbox } from './generated/prisma/client';
 export { ResponsesRepository } from './responses.repository';
 export type { NewStoredResponse, StoredResponseRow, ResponseTurn } from './responses.repository';
