@@ -43,6 +43,12 @@ function chunkedUpload(fields: Record<string, string>, fileBytes: number, fileFi
   });
 }
 
+/**
+ * What an upload may add to the gateway's peak RSS: socket reads and spool buffers awaiting V8's
+ * external-memory GC come to a few MiB (about 8 on a loaded machine); holding a 20 MB file would be 20.
+ */
+const HELD_MAX_MIB = 12;
+
 async function measured<T>(gw: GatewayProcess, run: () => Promise<T>): Promise<{ result: T; growthMiB: number }> {
   const before = rssBytes(gw.child.pid!);
   let peak = before;
@@ -139,13 +145,13 @@ preference:
     expect(through.result).toMatchObject({ status: 200, body: { usage: { type: 'duration', seconds: 11 } } });
     expect(spot.received.at(-1)!.body).toMatchObject({ file: { filename: 'streamed.wav', bytes: wav.length } });
     // 20 MB went through each time; a few MiB of buffers is all it cost
-    expect(sdk.growthMiB).toBeLessThan(8);
-    expect(through.growthMiB).toBeLessThan(8);
+    expect(sdk.growthMiB).toBeLessThan(HELD_MAX_MIB);
+    expect(through.growthMiB).toBeLessThan(HELD_MAX_MIB);
     // and it does not add up: three more, 60 MB in all
     const more = await measured(gw, async () => {
       for (let i = 0; i < 3; i++) await client.audio.transcriptions.create({ file: await toFile(wav, `more-${i}.wav`), model: WHISPER });
     });
-    expect(more.growthMiB).toBeLessThan(8);
+    expect(more.growthMiB).toBeLessThan(HELD_MAX_MIB);
   }, 60_000);
 
   it('refuses a 30 MB upload with 413 in OpenAI\'s envelope, by its content-length or as it streams, without holding it', async () => {
@@ -163,9 +169,9 @@ preference:
         return { status: res.status, body: (await res.json()) as { error: { code: string } } };
       });
       expect({ fileFirst, ...streamed.result }).toEqual({ fileFirst, status: 413, body: { error: expect.objectContaining({ code: 'request_too_large' }) } });
-      expect(streamed.growthMiB).toBeLessThan(8);
+      expect(streamed.growthMiB).toBeLessThan(HELD_MAX_MIB);
     }
-    expect(declared.growthMiB).toBeLessThan(8);
+    expect(declared.growthMiB).toBeLessThan(HELD_MAX_MIB);
     // nothing of a refused upload was transcribed (a streamed one may have reached the engine: it got no clean end)
     expect(spot.stats.completed + onDemand.stats.completed).toBe(0);
   }, 60_000);
