@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ModelPrice, TiersFile } from '@spot/tiers';
+import { type ModelPrice, type TiersFile, priceEntries } from '@spot/tiers';
 
 /** What a token is billed as: uncached prompt, cached prompt (only when the price book prices it), completion. */
 export type Direction = 'input' | 'cached_input' | 'output';
@@ -67,15 +67,13 @@ export function priceLine(model: string, tier: string, direction: Direction, uni
   return { lineKey: hash, model, tier, direction, unitAmountDecimal, eventName: `spot_tokens_${hash}` };
 }
 
-/** Every billable line of a price book, in file order. */
+/** Every billable line of a price book, in file order (batch lines beside their tier's, see priceEntries). */
 export function priceLines(file: TiersFile): PriceLine[] {
   const lines: PriceLine[] = [];
-  for (const tier of file.tiers) {
-    for (const m of tier.models) {
-      for (const direction of DIRECTIONS) {
-        const usd = unitPrice(m.price, direction);
-        if (usd !== undefined) lines.push(priceLine(m.id, tier.name, direction, centsPerToken(usd)));
-      }
+  for (const e of priceEntries(file)) {
+    for (const direction of DIRECTIONS) {
+      const usd = unitPrice(e.price, direction);
+      if (usd !== undefined) lines.push(priceLine(e.model, e.tier, direction, centsPerToken(usd)));
     }
   }
   return lines;

@@ -8,3 +8,5 @@ export { wakeDriver } from './wake-driver';
 export type { WakeDriver } from './wake-driver';
 export { tierKeys } from './tier-keys';
 export type { TierGatewayReport, TierHistoryEntry } from './tier-keys';
+export { acceptsBatch, batchPrice, batchTierName, tierOfBatch, priceEntries, DEFAULT_BATCH_DISCOUNT } from './batch-pricing';
+export type { PriceEntry } from './batch-pricing';
