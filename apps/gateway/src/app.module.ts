@@ -6,6 +6,10 @@ import { RedisModule } from '@spot/redis';
 import { UsageModule } from '@spot/usage';
 import { AdminController } from './admin/admin.controller';
 import { ApiKeyAuthService } from './auth/api-key-auth.service';
+import { BatchesRoutes } from './batches/batches.routes';
+import { BatchesService } from './batches/batches.service';
+import { FilesRoutes } from './files/files.routes';
+import { FilesService } from './files/files.service';
 import { KeyRevocationSubscriber } from './auth/key-revocation.subscriber';
 import { OpenAIExceptionFilter } from './errors/openai-exception.filter';
 import { HealthController } from './health/health.controller';
@@ -59,6 +63,10 @@ export class GatewayModule {
         ProtocolAdapters,
         ResponsesRoutes,
         BodyBudget,
+        FilesService,
+        FilesRoutes,
+        BatchesService,
+        BatchesRoutes,
         { provide: FastPath, useValue: fastPath },
       ],
     };
