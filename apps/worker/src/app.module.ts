@@ -5,6 +5,7 @@ import { DbModule } from '@spot/db';
 import { bullPrefix } from '@spot/queue';
 import { RedisModule } from '@spot/redis';
 import { Redis } from 'ioredis';
+import { BatchesModule } from './batches/batches.module';
 import { BillingQueueModule } from './billing/billing-queue.module';
 import { TiersModule } from './tiers/tiers.module';
 import { UsageModule } from './usage/usage.module';
@@ -28,6 +29,7 @@ import { WorkerLifecycle } from './worker-lifecycle';
     UsageModule,
     BillingQueueModule,
     TiersModule,
+    BatchesModule,
   ],
   providers: [WorkerLifecycle],
 })

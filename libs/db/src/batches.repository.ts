@@ -150,29 +150,37 @@ export class BatchesRepository {
   }
 
   /**
-   * Stores the validated lines and moves the batch to `in_progress`, in ONE transaction (a validation that dies
-   * half way leaves the batch `validating`, to be validated again). False when the batch left `validating`
-   * meanwhile (cancelled): nothing is stored.
+   * Stores the validated lines (`pages`, read as they come: the input file is not held whole) and moves the batch
+   * to `in_progress`, in ONE transaction (a validation that dies half way leaves the batch `validating`, to be
+   * validated again). False when the batch left `validating` meanwhile (cancelled): nothing is stored.
    */
-  async startLines(id: string, lines: readonly NewBatchLine[]): Promise<boolean> {
+  async startLines(id: string, pages: AsyncIterable<readonly NewBatchLine[]>): Promise<boolean> {
     return this.prisma.$transaction(
       async (tx) => {
         const locked = await tx.$queryRaw<Array<{ status: string }>>`SELECT status FROM batches WHERE id = ${id} FOR UPDATE`;
         if (locked[0]?.status !== 'validating') return false;
         await tx.$executeRaw`DELETE FROM batch_requests WHERE batch_id = ${id}`;
-        for (let i = 0; i < lines.length; i += PAGE) {
-          const page = lines.slice(i, i + PAGE);
+        let total = 0;
+        for await (const page of pages) {
+          if (page.length === 0) continue;
+          total += page.length;
           await tx.$executeRaw`
             INSERT INTO batch_requests (batch_id, line, custom_id, body)
             SELECT ${id}, u.line, u.custom_id, u.body
             FROM unnest(${page.map((l) => l.line)}::int[], ${page.map((l) => l.customId)}::text[], ${page.map((l) => l.body)}::text[])
               AS u(line, custom_id, body)`;
         }
-        await tx.batch.update({ where: { id }, data: { status: 'in_progress', inProgressAt: new Date(), total: lines.length } });
+        await tx.batch.update({ where: { id }, data: { status: 'in_progress', inProgressAt: new Date(), total } });
         return true;
       },
-      { timeout: 300_000, maxWait: 10_000 },
+      { timeout: 600_000, maxWait: 10_000 },
     );
+  }
+
+  /** The number of a batch's last line (0: none). */
+  async lastLine(batchId: string): Promise<number> {
+    const r = await this.prisma.batchRequest.aggregate({ where: { batchId }, _max: { line: true } });
+    return r._max.line ?? 0;
   }
 
   async markChunksQueued(id: string): Promise<void> {

@@ -26,6 +26,8 @@ export interface TierView {
   readonly models: readonly string[];
   readonly wake: WakeSpec | null;
   readonly idleSleepS: number | null;
+  /** The tier takes Batch API work. */
+  readonly batch: boolean;
 }
 
 /**
@@ -48,6 +50,7 @@ export class ModelCatalog {
       models: t.models.map((m) => m.id),
       wake: t.wake ?? null,
       idleSleepS: t.idle_sleep_s ?? null,
+      batch: acceptsBatch(t),
     }));
     const byModel = new Map<string, ModelRoute[]>();
     const apisOf = new Map<ModelRoute, ReadonlySet<ModelApi>>();
