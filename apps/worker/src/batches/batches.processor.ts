@@ -98,7 +98,7 @@ export class BatchesProcessor implements OnApplicationBootstrap, OnModuleDestroy
     const last = await this.batches.lastLine(batchId);
     const jobs = [];
     for (let from = 1; from <= last; from += size) {
-      jobs.push({ name: JOB.batchChunk, data: { batchId, fromLine: from, toLine: from + size - 1 }, opts: { ...CHUNK_OPTIONS, jobId: `chunk:${batchId}:${from}` } });
+      jobs.push({ name: JOB.batchChunk, data: { batchId, fromLine: from, toLine: from + size - 1 }, opts: { ...CHUNK_OPTIONS, jobId: `chunk-${batchId}-${from}` } });
     }
     for (let i = 0; i < jobs.length; i += 500) await this.queue.addBulk(jobs.slice(i, i + 500));
     await this.batches.markChunksQueued(batchId);
@@ -110,7 +110,7 @@ export class BatchesProcessor implements OnApplicationBootstrap, OnModuleDestroy
     for (const item of items) {
       try {
         if (item.status === 'validating') {
-          await this.queue.add(JOB.batchValidate, { batchId: item.id }, { ...VALIDATE_OPTIONS, jobId: `validate:${item.id}` });
+          await this.queue.add(JOB.batchValidate, { batchId: item.id }, { ...VALIDATE_OPTIONS, jobId: `validate-${item.id}` });
         } else if (item.status === 'cancelling' || item.due) {
           await this.finalizeIfDue(item.id);
         } else if (item.chunksMissing) {
