@@ -91,7 +91,8 @@ export class BatchRunner {
         run.stopped = true;
         return;
       }
-      await this.gate.admit();
+      // no capacity: look at the batch again (a cancel is seen within a second even while engines are busy)
+      if (!(await this.gate.admit())) continue;
       await this.slots.take();
       let outcome;
       try {

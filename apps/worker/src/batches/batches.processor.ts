@@ -10,8 +10,11 @@ import { CANCELLED_ERROR, EXPIRED_ERROR, renderLine } from './batch-lines';
 import { BatchRunner } from './batch-runner';
 import { BatchValidator } from './batch-validator';
 
-/** A chunk job is retried for as long as its batch may run (its lines' own retries are inside it). */
-const CHUNK_OPTIONS = { attempts: 1_000_000, backoff: { type: 'fixed', delay: 1_000 }, removeOnComplete: true, removeOnFail: 1_000 };
+/**
+ * A chunk job is retried for as long as its batch may run (its lines' own retries are inside it). It has a
+ * priority, so that the sweep and validations (which have none, and so go first) never wait behind a batch's chunks.
+ */
+const CHUNK_OPTIONS = { priority: 10, attempts: 1_000_000, backoff: { type: 'fixed', delay: 1_000 }, removeOnComplete: true, removeOnFail: 1_000 };
 /** Dropped once done, so that the sweep may queue a batch's validation again if it died. */
 const VALIDATE_OPTIONS = { attempts: 3, backoff: { type: 'exponential', delay: 1_000 }, removeOnComplete: true, removeOnFail: true };
 /** A validation that died is queued again by the sweep after this long without its chunks. */

@@ -47,12 +47,22 @@ export class CapacityGate implements OnModuleDestroy {
     return false;
   }
 
-  /** Resolves when a new line may start. */
-  async admit(): Promise<void> {
+  /** Resolves true when a new line may start, or false after `maxWaitMs` without capacity (the caller checks its batch). */
+  async admit(maxWaitMs = 1_000): Promise<boolean> {
     this.start();
-    if (this.open) return;
+    if (this.open) return true;
     this.held++;
-    await new Promise<void>((resolve) => this.waiters.push(resolve));
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== wake);
+        resolve(false);
+      }, maxWaitMs);
+      const wake = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.waiters.push(wake);
+    });
   }
 
   private start(): void {
