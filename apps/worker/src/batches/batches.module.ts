@@ -1,5 +1,5 @@
 import { BullModule } from '@nestjs/bullmq';
-import { Module } from '@nestjs/common';
+import { Logger, Module } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { QUEUE } from '@spot/queue';
 import { loadTiersFile, ModelCatalog } from '@spot/tiers';
@@ -13,7 +13,7 @@ import { LineClient } from './line-client';
 @Module({
   imports: [BullModule.registerQueue({ name: QUEUE.batches })],
   providers: [
-    { provide: ModelCatalog, inject: [APP_CONFIG], useFactory: (config: AppConfig) => new ModelCatalog(loadTiersFile(config.TIERS_FILE)) },
+    { provide: ModelCatalog, inject: [APP_CONFIG], useFactory: batchCatalog },
     CapacityGate,
     LineClient,
     BatchRunner,
@@ -22,3 +22,13 @@ import { LineClient } from './line-client';
   ],
 })
 export class BatchesModule {}
+
+/** The tiers batches run on; a worker without a tiers file still runs its other queues (its batches fail validation). */
+function batchCatalog(config: AppConfig): ModelCatalog {
+  try {
+    return new ModelCatalog(loadTiersFile(config.TIERS_FILE));
+  } catch (err) {
+    new Logger('Batches').warn(`no batch tiers: ${err instanceof Error ? err.message : String(err)}`);
+    return new ModelCatalog({ tiers: [] });
+  }
+}
