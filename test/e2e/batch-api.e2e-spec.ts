@@ -38,7 +38,7 @@ describe('Batch API: validation, errors, cancel, expiry, tenancy', () => {
     for (;;) {
       const batch = await client.batches.retrieve(id);
       if (statuses.includes(batch.status)) return batch;
-      if (Date.now() > deadline) throw new Error(`batch ${id} is ${batch.status}, not ${statuses.join('|')}`);
+      if (Date.now() > deadline) throw new Error(`batch ${id} is ${batch.status}, not ${statuses.join('|')}: ${JSON.stringify(batch)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }

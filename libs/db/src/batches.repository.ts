@@ -211,6 +211,9 @@ export class BatchesRepository {
   async recordLine(r: LineResult): Promise<boolean> {
     const state = r.status >= 200 && r.status < 300 ? 'completed' : 'failed';
     return this.prisma.$transaction(async (tx) => {
+      // the batch row first, as finalize takes it: the same lock order everywhere (line before batch deadlocked
+      // against a finalize marking the batch's pending lines)
+      await tx.$queryRaw`SELECT 1 FROM batches WHERE id = ${r.batchId} FOR UPDATE`;
       const updated = await tx.$executeRaw`
         UPDATE batch_requests SET state = ${state}, response_status = ${r.status}, response_body = ${r.body},
           cost_nanos = ${r.costNanos}, finished_at = now()
