@@ -8,6 +8,10 @@ import { PreemptionNoticeStore } from '@spot/tiers';
 import { UsageModule } from '@spot/usage';
 import { AdminController } from './admin/admin.controller';
 import { ApiKeyAuthService } from './auth/api-key-auth.service';
+import { BatchesRoutes } from './batches/batches.routes';
+import { BatchesService } from './batches/batches.service';
+import { FilesRoutes } from './files/files.routes';
+import { FilesService } from './files/files.service';
 import { KeyRevocationSubscriber } from './auth/key-revocation.subscriber';
 import { OpenAIExceptionFilter } from './errors/openai-exception.filter';
 import { HealthController } from './health/health.controller';
@@ -66,6 +70,10 @@ export class GatewayModule {
         ProtocolAdapters,
         ResponsesRoutes,
         BodyBudget,
+        FilesService,
+        FilesRoutes,
+        BatchesService,
+        BatchesRoutes,
         { provide: FastPath, useValue: fastPath },
       ],
     };

@@ -6,6 +6,7 @@ import { bullPrefix } from '@spot/queue';
 import { RedisModule } from '@spot/redis';
 import { TelemetryModule } from '@spot/telemetry';
 import { Redis } from 'ioredis';
+import { BatchesModule } from './batches/batches.module';
 import { BillingQueueModule } from './billing/billing-queue.module';
 import { TiersModule } from './tiers/tiers.module';
 import { UsageModule } from './usage/usage.module';
@@ -30,6 +31,7 @@ import { WorkerLifecycle } from './worker-lifecycle';
     UsageModule,
     BillingQueueModule,
     TiersModule,
+    BatchesModule,
   ],
   providers: [WorkerLifecycle],
 })

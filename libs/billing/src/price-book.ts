@@ -1,4 +1,4 @@
-import type { ModelPrice, TiersFile } from '@spot/tiers';
+import { type ModelPrice, type TiersFile, priceEntries } from '@spot/tiers';
 import { DIRECTIONS, type Direction, type PriceLine, priceLine, unitAmountOf } from './price-lines';
 
 /** The price book (tiers.yaml) as billing reads it: the current line of each (model, tier, direction). */
@@ -12,7 +12,8 @@ export class PriceBook {
     if (this.loaded === null) {
       const file = typeof this.file === 'function' ? this.file() : this.file;
       const prices = new Map<string, ModelPrice>();
-      for (const tier of file.tiers) for (const m of tier.models) prices.set(`${m.id}\n${tier.name}`, m.price);
+      // batch usage is priced under `<tier>:batch` (its own lines, see batchTierName)
+      for (const e of priceEntries(file)) prices.set(`${e.model}\n${e.tier}`, e.price);
       this.loaded = prices;
     }
     return this.loaded;

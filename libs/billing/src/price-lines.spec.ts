@@ -60,6 +60,7 @@ describe('price lines', () => {
         {
           name: 'spot',
           kind: 'spot',
+          batch: false,
           endpoints: ['http://x'],
           models: [
             { id: 'a', price: { input_per_mtok: 1, output_per_mtok: 2 } },
@@ -80,5 +81,38 @@ describe('price lines', () => {
     // audio seconds are a line only when audio_per_minute prices them
     expect(tokensByDirection({ promptTokens: 0n, completionTokens: 0n, cachedTokens: 0n, audioSeconds: 61n }, false, true)).toMatchObject({ audio: 61n });
     expect(tokensByDirection({ promptTokens: 0n, completionTokens: 0n, cachedTokens: 0n, audioSeconds: 61n }, false, false)).toMatchObject({ audio: 0n });
+  });
+
+  it('gives batch tiers lines of their own under <tier>:batch: the discount off each price, or the explicit batch prices', () => {
+    const lines = priceLines({
+      tiers: [
+        {
+          name: 'spot',
+          kind: 'spot',
+          endpoints: ['http://x'],
+          models: [
+            { id: 'a', price: { input_per_mtok: 1, output_per_mtok: 2, cached_input_per_mtok: 0.5 } },
+            { id: 'b', price: { input_per_mtok: 1, output_per_mtok: 2, batch_input_per_mtok: 0.3, batch_output_per_mtok: 0.7 } },
+          ],
+        },
+        { name: 'od', kind: 'on-demand', batch_discount: 0.25, endpoints: ['http://y'], models: [{ id: 'a', price: { input_per_mtok: 1, output_per_mtok: 2 } }] },
+        { name: 'od2', kind: 'on-demand', batch: true, batch_discount: 0.25, endpoints: ['http://y'], models: [{ id: 'a', price: { input_per_mtok: 1, output_per_mtok: 2 } }] },
+      ],
+    });
+    const batch = lines.filter((l) => l.tier.endsWith(':batch')).map((l) => `${l.model}@${l.tier}:${l.direction}:${l.unitAmountDecimal}`);
+    expect(batch).toEqual([
+      'a@spot:batch:input:0.00005',
+      'a@spot:batch:cached_input:0.000025',
+      'a@spot:batch:output:0.0001',
+      'b@spot:batch:input:0.00003',
+      'b@spot:batch:output:0.00007',
+      // on-demand tiers take batches only when they say so
+      'a@od2:batch:input:0.000075',
+      'a@od2:batch:output:0.00015',
+    ]);
+    // a batch line is a line of its own (its own meter), never the interactive one
+    const spotInput = lines.find((l) => l.model === 'a' && l.tier === 'spot' && l.direction === 'input')!;
+    const batchInput = lines.find((l) => l.model === 'a' && l.tier === 'spot:batch' && l.direction === 'input')!;
+    expect(batchInput.lineKey).not.toBe(spotInput.lineKey);
   });
 });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ModelPrice, TiersFile } from '@spot/tiers';
+import { type ModelPrice, type TiersFile, priceEntries } from '@spot/tiers';
 
 /**
  * What a unit is billed as: a token of uncached prompt, of cached prompt (only when the price book prices it), of
@@ -97,15 +97,13 @@ export function priceLine(model: string, tier: string, direction: Direction, uni
   return { lineKey: hash, model, tier, direction, unitAmountDecimal, eventName: `${direction === 'audio' ? 'spot_audio_seconds' : 'spot_tokens'}_${hash}` };
 }
 
-/** Every billable line of a price book, in file order. */
+/** Every billable line of a price book, in file order (batch lines beside their tier's, see priceEntries). */
 export function priceLines(file: TiersFile): PriceLine[] {
   const lines: PriceLine[] = [];
-  for (const tier of file.tiers) {
-    for (const m of tier.models) {
-      for (const direction of DIRECTIONS) {
-        const unit = unitAmountOf(m.price, direction);
-        if (unit !== undefined) lines.push(priceLine(m.id, tier.name, direction, unit));
-      }
+  for (const e of priceEntries(file)) {
+    for (const direction of DIRECTIONS) {
+      const unit = unitAmountOf(e.price, direction);
+      if (unit !== undefined) lines.push(priceLine(e.model, e.tier, direction, unit));
     }
   }
   return lines;

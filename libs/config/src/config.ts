@@ -204,6 +204,35 @@ export const configSchema = z.object({
   OTEL_BSP_SCHEDULE_DELAY: positiveInt.default(5_000),
   OTEL_BSP_MAX_QUEUE_SIZE: positiveInt.default(2_048),
   OTEL_BSP_MAX_EXPORT_BATCH_SIZE: positiveInt.default(512),
+  // --- Files and Batch API (issue 13) ---
+  /** Largest file POST /v1/files takes, in bytes (streamed to Postgres; never held whole in memory). */
+  FILES_MAX_BYTES: positiveInt.default(512 * 1024 * 1024),
+  /** A batch whose input file is larger fails validation (OpenAI's 200 MB). */
+  BATCH_MAX_INPUT_BYTES: positiveInt.default(200 * 1024 * 1024),
+  /** A batch with more lines fails validation (OpenAI's 50,000). */
+  BATCH_MAX_REQUESTS: positiveInt.default(50_000),
+  /**
+   * The gateway as the worker reaches it: each batch line is sent to its internal route (ADMIN_TOKEN), so that it
+   * is routed, woken and failed over by the gateway's own code. Batches need ADMIN_TOKEN set on both.
+   */
+  GATEWAY_INTERNAL_URL: url(['http:', 'https:']).default('http://127.0.0.1:8080'),
+  /** Batch lines one worker process has in flight at most. */
+  BATCH_CONCURRENCY: positiveInt.default(16),
+  /**
+   * Batch work leaves interactive traffic room: no new line starts while every engine of the batch tiers reports
+   * at least this many requests waiting (`vllm:num_requests_waiting`).
+   */
+  BATCH_MAX_WAITING: positiveInt.default(2),
+  /** How often the worker reads the batch tiers' engine metrics. */
+  BATCH_METRICS_EVERY_MS: positiveInt.default(500),
+  /** Lines per chunk job on the batches queue. */
+  BATCH_CHUNK_LINES: positiveInt.default(100),
+  /** How often the worker looks for batches to validate, expire, cancel or finalize. */
+  BATCH_SWEEP_MS: positiveInt.default(1_000),
+  /** A chunk job whose worker died is taken up by another after this (BullMQ's lock). */
+  BATCH_LOCK_MS: positiveInt.default(30_000),
+  /** Test only: the length of a batch's completion window in seconds, in place of its `24h`. */
+  BATCH_WINDOW_S: positiveInt.optional(),
 });
 
 /** Variables whose value a configuration error must not print. */

@@ -106,6 +106,24 @@ export class ApiKeysRepository {
     });
   }
 
+  /** The auth row of a key by its id (a batch line runs as the key that created the batch), or null. */
+  findAuthById(id: string): Promise<ApiKeyAuthRow | null> {
+    return this.prisma.apiKey.findUnique({
+      where: { id },
+      select: {
+        id: true,
+        orgId: true,
+        prefix: true,
+        allowedModels: true,
+        rpmLimit: true,
+        tpmLimit: true,
+        expiresAt: true,
+        revokedAt: true,
+        org: { select: { monthlyBudgetMicros: true, billingStatus: true, billingStatusAt: true } },
+      },
+    });
+  }
+
   /**
    * The auth rows of many keys at once, by their hashes (keys not found are absent), in one query however
    * many: the gateway re-checks every key it has in memory while revocations cannot be pushed to it.

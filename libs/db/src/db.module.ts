@@ -1,6 +1,8 @@
 import { Global, Module } from '@nestjs/common';
 import { ApiKeysRepository } from './api-keys.repository';
+import { BatchesRepository } from './batches.repository';
 import { BillingLinesRepository } from './billing-lines.repository';
+import { FilesRepository } from './files.repository';
 import { BillingOutboxRepository } from './billing-outbox.repository';
 import { InvitationsRepository } from './invitations.repository';
 import { MembershipsRepository } from './memberships.repository';
@@ -30,6 +32,8 @@ const REPOSITORIES = [
   WebhookEventsRepository,
   ResponsesRepository,
   PipelineLagRepository,
+  FilesRepository,
+  BatchesRepository,
 ];
 
 /** Postgres access: the Prisma client and the repositories that own every query. */

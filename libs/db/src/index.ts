@@ -35,3 +35,7 @@ export { UsageEventsRepository } from './usage-events.repository';
 export type { UsageEventRow } from './usage-events.repository';
 export type { Org, User, ApiKey, UsageEvent, Membership, Invitation, UsageRollup } from './generated/prisma/client';
 export type { BillingStatus, MemberRole } from './generated/prisma/enums';
+export { FilesRepository } from './files.repository';
+export type { FileRow, FileListQuery } from './files.repository';
+export { BatchesRepository } from './batches.repository';
+export type { BatchRow, NewBatch, NewBatchLine, PendingLine, LineResult, FinishedLine, RenderLine, FinalFiles, SweepItem } from './batches.repository';

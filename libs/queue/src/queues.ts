@@ -5,6 +5,7 @@ export const QUEUE = {
   usage: 'usage',
   billing: 'billing',
   tiers: 'tiers',
+  batches: 'batches',
 } as const;
 export type QueueName = (typeof QUEUE)[keyof typeof QUEUE];
 
@@ -18,6 +19,12 @@ export const JOB = {
   billingSync: 'billing.sync',
   /** Put tiers idle past their `idle_sleep_s` to sleep. */
   tiersIdle: 'tiers.idle',
+  /** Validate a batch's input file, store its lines and queue its chunks. */
+  batchValidate: 'batch.validate',
+  /** Run the pending lines of one chunk of a batch. */
+  batchChunk: 'batch.chunk',
+  /** Find batches to validate, expire, cancel or finalize (and chunks a dead validation never queued). */
+  batchSweep: 'batch.sweep',
 } as const;
 export type JobName = (typeof JOB)[keyof typeof JOB];
 
@@ -29,7 +36,10 @@ export type JobPayload =
   | { name: typeof JOB.usageRollup; data: { trigger: JobTrigger } }
   | { name: typeof JOB.usageRetention; data: { trigger: JobTrigger } }
   | { name: typeof JOB.billingSync; data: { trigger: JobTrigger } }
-  | { name: typeof JOB.tiersIdle; data: { trigger: JobTrigger } };
+  | { name: typeof JOB.tiersIdle; data: { trigger: JobTrigger } }
+  | { name: typeof JOB.batchValidate; data: { batchId: string } }
+  | { name: typeof JOB.batchChunk; data: { batchId: string; fromLine: number; toLine: number } }
+  | { name: typeof JOB.batchSweep; data: { trigger: JobTrigger } };
 
 export type JobData<N extends JobName> = Extract<JobPayload, { name: N }>['data'];
 

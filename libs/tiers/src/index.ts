@@ -19,3 +19,5 @@ export {
   MAX_NOTICE_DEADLINE_S,
 } from './preemption-notice';
 export type { PreemptionNotice, NoticeMessage, NoticeAnswer, NoticeSource, NoticeTargets, ReplicaRef } from './preemption-notice';
+export { acceptsBatch, batchPrice, batchTierName, tierOfBatch, priceEntries, DEFAULT_BATCH_DISCOUNT } from './batch-pricing';
+export type { PriceEntry } from './batch-pricing';

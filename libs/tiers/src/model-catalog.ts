@@ -1,3 +1,4 @@
+import { acceptsBatch, batchPrice } from './batch-pricing';
 import { MODEL_APIS, type ModelApi, type ModelPrice, noticeUrls, type TierSpec, type TiersFile, type WakeSpec } from './tiers-file';
 
 /** One way to serve a model: a tier, the engine's name for the model, and its price there. */
@@ -11,6 +12,10 @@ export interface ModelRoute {
   /** Set when the tier may sleep. */
   readonly wake: WakeSpec | null;
   readonly fallbackWhileWaking: boolean;
+  /** The tier takes Batch API work (see {@link acceptsBatch}). */
+  readonly batch: boolean;
+  /** The model's batch price on this tier (see {@link batchPrice}). */
+  readonly batchPrice: ModelPrice;
 }
 
 /** A tier as declared: its kind, replicas and the models it serves. */
@@ -21,6 +26,8 @@ export interface TierView {
   readonly models: readonly string[];
   readonly wake: WakeSpec | null;
   readonly idleSleepS: number | null;
+  /** The tier takes Batch API work. */
+  readonly batch: boolean;
   /** Where each replica's preemption notice is polled (`notice` in the tiers file), or null. */
   readonly notice: TierNotice | null;
 }
@@ -41,6 +48,8 @@ export class ModelCatalog {
   /** Per API, the routes of the models some tier restricts to a list of APIs (`apis:`); empty when none does. */
   private readonly restricted = new Map<string, ReadonlyMap<ModelApi, readonly ModelRoute[]>>();
   private readonly tierViews: readonly TierView[];
+  /** Per route list, its batch routes (made once). */
+  private readonly batchLists = new WeakMap<readonly ModelRoute[], readonly ModelRoute[]>();
 
   constructor(file: TiersFile) {
     this.tierViews = file.tiers.map((t) => ({
@@ -54,6 +63,7 @@ export class ModelCatalog {
         t.notice === undefined
           ? null
           : { urls: noticeUrls(t.notice, t.endpoints), intervalMs: t.notice.interval_ms, defaultDeadlineS: t.notice.default_deadline_s },
+      batch: acceptsBatch(t),
     }));
     const byModel = new Map<string, ModelRoute[]>();
     const apisOf = new Map<ModelRoute, ReadonlySet<ModelApi>>();
@@ -69,6 +79,8 @@ export class ModelCatalog {
           price: m.price,
           wake: tier.wake ?? null,
           fallbackWhileWaking: tier.fallback_while_waking ?? true,
+          batch: acceptsBatch(tier),
+          batchPrice: batchPrice(m.price, tier.batch_discount),
         };
         list.push(route);
         if (m.apis !== undefined) apisOf.set(route, new Set(m.apis));
@@ -103,6 +115,21 @@ export class ModelCatalog {
     if (api === undefined || this.restricted.size === 0) return this.routes.get(model);
     const perApi = this.restricted.get(model);
     return perApi === undefined ? this.routes.get(model) : perApi.get(api);
+  }
+
+  /**
+   * The routes of a model on the tiers that take batch work, in the model's order of preference (the
+   * interactive order: a batch line is routed, woken and failed over like a request), or undefined when none.
+   */
+  batchRoutesFor(model: string, api?: ModelApi): readonly ModelRoute[] | undefined {
+    const routes = this.routesFor(model, api);
+    if (routes === undefined) return undefined;
+    let batch = this.batchLists.get(routes);
+    if (batch === undefined) {
+      batch = Object.freeze(routes.filter((r) => r.batch));
+      this.batchLists.set(routes, batch);
+    }
+    return batch.length > 0 ? batch : undefined;
   }
 
   /** The tiers, in file order. */

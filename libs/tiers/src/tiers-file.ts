@@ -22,6 +22,10 @@ const price = z.strictObject({
    * `apis` lists `audio`; a model without `apis` and without it bills audio seconds at 0.
    */
   audio_per_minute: z.number().nonnegative().optional(),
+  /** Batch API prices (USD per 1M tokens); without them, the tier's `batch_discount` off the prices above. */
+  batch_input_per_mtok: z.number().nonnegative().optional(),
+  batch_output_per_mtok: z.number().nonnegative().optional(),
+  batch_cached_input_per_mtok: z.number().nonnegative().optional(),
 });
 
 /** The client APIs a model may serve (`apis:` in the tiers file). */
@@ -135,6 +139,10 @@ const tier = z.strictObject({
   fallback_while_waking: z.boolean().optional(),
   /** Poll each replica for a preemption notice (spot machines): see {@link notice}. */
   notice: notice.optional(),
+  /** The tier takes Batch API work (default: spot tiers do, on-demand tiers do not). */
+  batch: z.boolean().optional(),
+  /** Batch prices are this fraction off the tier's prices where a model gives no `batch_*_per_mtok` (default 0.5). */
+  batch_discount: z.number().min(0).max(1).optional(),
 });
 
 export const tiersFileSchema = z.strictObject({

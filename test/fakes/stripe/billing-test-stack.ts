@@ -10,10 +10,11 @@ import { DbModule, type Org, OrgsRepository, PrismaService } from '@spot/db';
 import { RedisModule } from '@spot/redis';
 import { type FakeStripe, startFakeStripe } from './fake-stripe';
 
-/** The price book of the billing tests: a model with a cached price, one without, on two tiers. */
+/** The price book of the billing tests: a model with a cached price, one without, on two tiers (no batch lines: see the batch tests). */
 export const TEST_TIERS_YAML = `tiers:
   - name: t-spot
     kind: spot
+    batch: false
     endpoints: [http://127.0.0.1:9]
     models:
       - id: m-plain

@@ -7,6 +7,9 @@ import type { AuthedKey } from './authed-key';
 import { KeyCache, type KeyCacheEntry } from './key-cache';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
 
+/** How long {@link ApiKeyAuthService.byId} keeps a key (batch lines: off the interactive path). */
+const BY_ID_TTL_MS = 5_000;
+
 function redact(key: string): string {
   return key.length <= 12 ? '***' : `${key.slice(0, 12)}***${key.slice(-4)}`;
 }
@@ -66,6 +69,7 @@ export class ApiKeyAuthService {
   private readonly logger = new Logger(ApiKeyAuthService.name);
   private readonly cache: KeyCache;
   private readonly inflight = new Map<string, Promise<KeyCacheEntry>>();
+  private readonly byIdCache = new Map<string, { key: AuthedKey; at: number }>();
   private readonly ttlMs: number;
   private readonly negativeTtlMs: number;
   private readonly graceMs: number;
@@ -101,6 +105,23 @@ export class ApiKeyAuthService {
       }
     }
     return verdict(entry, key, now);
+  }
+
+  /**
+   * The key a batch line runs as (the one that created its batch), by id: read from Postgres, kept a few seconds
+   * (a batch sends many lines). A revoked, expired or deleted key gets the 401 its requests would.
+   */
+  async byId(id: string): Promise<AuthedKey> {
+    const now = Date.now();
+    const held = this.byIdCache.get(id);
+    if (held !== undefined && now - held.at < BY_ID_TTL_MS) return held.key;
+    const row = await this.keys.findAuthById(id);
+    if (row === null || row.revokedAt !== null) throw invalidApiKey('The API key that created this batch has been revoked or deleted.');
+    const key = toAuthedKey(row, this.graceMs);
+    if (key.expiresAtMs !== null && key.expiresAtMs <= now) throw invalidApiKey('The API key that created this batch has expired.');
+    if (this.byIdCache.size > 10_000) this.byIdCache.clear();
+    this.byIdCache.set(id, { key, at: now });
+    return key;
   }
 
   /** Applies a pushed revocation: the key is refused from now on in this process. */

@@ -19,7 +19,10 @@ export interface ExchangeContext {
   readonly metrics: GatewayMetrics;
   /** Latency histograms per proxied route, labelled once. */
   readonly timers: Readonly<Record<ProxyKind, ReturnType<GatewayMetrics['routeTimers']>>>;
-  readonly recorder: UsageRecorder;
+  /** Where usage events go (a batch line's: nowhere, the worker records it with the line's result). */
+  readonly recorder: Pick<UsageRecorder, 'record' | 'follow' | 'unfollow' | 'afterJournal'>;
+  /** Batch lines: the serving tier is named in `x-spot-tier` (the worker prices the line by it). */
+  readonly tierHeader?: boolean;
   /** Called once when an exchange ends, whatever the outcome (shutdown waits on these). */
   readonly onSettled: (exchange: ProxyExchange) => void;
   readonly onError: (message: string) => void;
@@ -368,6 +371,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       };
       const length = headers['content-length'];
       if (typeof length === 'string') out['content-length'] = length;
+      if (this.ctx.tierHeader === true) out['x-spot-tier'] = attempt.candidate.route.tier;
       this.timingHeaders(out);
       this.res.writeHead(status, out);
     }

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
-import { ApiError, modelNotFound } from '@spot/contract';
+import { ApiError, invalidRequest, modelNotFound } from '@spot/contract';
 import { type ModelPrice, type ModelRoute, ModelCatalog, worstCaseNanos } from '@spot/tiers';
 import { UsageRecorder } from '@spot/usage';
 import type { ServerResponse } from 'node:http';
@@ -15,6 +15,14 @@ import { PROXY_KINDS, ProtocolAdapters } from './adapters';
 import type { ProxyKind } from './openai-request';
 import type { ProtocolAdapter } from './protocol-adapter';
 import { type ExchangeContext, ProxyExchange } from './proxy-exchange';
+
+/** Batch lines are recorded by the worker, in the transaction that stores the line's result: nothing here. */
+const BATCH_LINE_RECORDER: ExchangeContext['recorder'] = {
+  record: () => undefined,
+  follow: () => undefined,
+  unfollow: () => undefined,
+  afterJournal: (then) => queueMicrotask(then),
+};
 
 const routePrices = new WeakMap<readonly ModelRoute[], readonly ModelPrice[]>();
 
@@ -38,6 +46,8 @@ export class ProxyService {
   private readonly logger = new Logger('Proxy');
   private readonly live = new Set<ProxyExchange>();
   private readonly ctx: ExchangeContext;
+  /** The context of batch lines: no usage recorded here (the worker writes it with the line's result), the tier named. */
+  private readonly batchCtx: ExchangeContext;
   private readonly billingBlocked: ApiError;
   private readonly poisonRefused: ApiError;
   private idleWaiters: Array<() => void> = [];
@@ -88,6 +98,7 @@ export class ProxyService {
         return more === null ? null : more.then((usable) => pool.candidates(usable));
       },
     };
+    this.batchCtx = { ...this.ctx, recorder: BATCH_LINE_RECORDER, tierHeader: true };
   }
 
   /**
@@ -103,11 +114,14 @@ export class ProxyService {
     res: ServerResponse,
     startedAt: number,
     trace: RequestTrace | null = null,
+    /** A Batch API line from the worker: batch tiers only, no limits, usage returned rather than recorded. */
+    batch = false,
   ): Promise<void> {
     const adapter = this.adapters[kind];
     const checked = adapter.check(body, bodyBytes);
     if (trace !== null) trace.request(checked, key, adapter.upstreamPath);
-    const routes = this.catalog.routesFor(checked.model, adapter.api);
+    if (batch && checked.stream) throw invalidRequest('Batch requests cannot be streamed.', 'stream');
+    const routes = batch ? this.catalog.batchRoutesFor(checked.model, adapter.api) : this.catalog.routesFor(checked.model, adapter.api);
     if (routes === undefined || (key.allowedModels !== null && !key.allowedModels.has(checked.model))) {
       throw modelNotFound(checked.model);
     }
@@ -127,9 +141,11 @@ export class ProxyService {
     // serialised here, so that a body the engine cannot be sent is answered before an exchange exists
     const upstreamJson = adapter.upstreamBody(req, candidates[0].route.upstreamModel);
     if (trace !== null) trace.exchangeStarted();
-    const exchange = new ProxyExchange(this.ctx, res, requestId, key, adapter, req, candidates, startedAt, upstreamJson, trace);
+    const exchange = new ProxyExchange(batch ? this.batchCtx : this.ctx, res, requestId, key, adapter, req, candidates, startedAt, upstreamJson, trace);
     this.live.add(exchange);
     exchange.start();
+    // batch lines are paced by the worker (in the capacity interactive traffic leaves), not by the key's limits
+    if (batch) return;
     // the engine request is on the wire first; the limiter's round trip runs during the engine's work and
     // no byte reaches the client before its verdict
     const worstNanos = key.budgetNanos === null ? 0 : worstCaseNanos(pricesOf(routes), req.promptTokensEstimate, req.completionTokensCap, req.audioSecondsCap);

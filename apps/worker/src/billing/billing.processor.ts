@@ -42,6 +42,9 @@ export class BillingProcessor extends WorkerHost {
       case JOB.usageRollup:
       case JOB.usageRetention:
       case JOB.tiersIdle:
+      case JOB.batchValidate:
+      case JOB.batchChunk:
+      case JOB.batchSweep:
         throw new UnrecoverableError(`job ${name} does not belong on the ${QUEUE.billing} queue`);
     }
   }

@@ -27,6 +27,9 @@ export class TiersProcessor extends WorkerHost {
       case JOB.usageRollup:
       case JOB.usageRetention:
       case JOB.billingSync:
+      case JOB.batchValidate:
+      case JOB.batchChunk:
+      case JOB.batchSweep:
         throw new UnrecoverableError(`job ${name} does not belong on the ${QUEUE.tiers} queue`);
     }
   }

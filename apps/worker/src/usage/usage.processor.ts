@@ -42,6 +42,9 @@ export class UsageProcessor extends WorkerHost {
       }
       case JOB.billingSync:
       case JOB.tiersIdle:
+      case JOB.batchValidate:
+      case JOB.batchChunk:
+      case JOB.batchSweep:
         throw new UnrecoverableError(`job ${name} does not belong on the ${QUEUE.usage} queue`);
     }
   }

@@ -1,0 +1,95 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { freePort } from './free-port';
+
+const DIST = resolve(__dirname, '../../dist/apps');
+export const WORKER_MAIN = join(DIST, 'worker/src/main.js');
+export const SIM_MAIN = join(DIST, 'vllm-sim/src/main.js');
+export const BATCH_ADMIN_TOKEN = 'admin-token-for-batch-tests-00000';
+export const BATCH_UPSTREAM = 'meta-llama/Llama-3.1-8B-Instruct';
+
+/** A vllm-sim process on a fixed port, that can be SIGKILLed and started again on the same port. */
+export class SimProcess {
+  child: ChildProcess | null = null;
+
+  constructor(
+    readonly port: number,
+    private readonly args: string[] = [],
+  ) {}
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    if (!existsSync(SIM_MAIN)) throw new Error(`${SIM_MAIN} is missing: run \`npm run build\``);
+    const child = spawn(process.execPath, [SIM_MAIN, '--port', String(this.port), '--models', BATCH_UPSTREAM, ...this.args], { stdio: 'ignore' });
+    this.child = child;
+    for (let i = 0; i < 200; i++) {
+      if (await fetch(`${this.url}/health`).then((r) => r.ok, () => false)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`vllm-sim on ${this.port} did not start`);
+  }
+
+  /** SIGKILL, like a reclaimed spot instance; resolves once it is gone. */
+  async kill(): Promise<void> {
+    const c = this.child;
+    if (c === null || c.exitCode !== null || c.signalCode !== null) return;
+    await new Promise<void>((r) => {
+      c.once('exit', () => r());
+      c.kill('SIGKILL');
+    });
+  }
+}
+
+export async function simProcess(args: string[] = []): Promise<SimProcess> {
+  const sim = new SimProcess(await freePort(), args);
+  await sim.start();
+  return sim;
+}
+
+/** A worker process from the build (kill it with `SIGKILL` to test crashes). */
+export function spawnWorker(env: Record<string, string>): ChildProcess {
+  if (!existsSync(WORKER_MAIN)) throw new Error(`${WORKER_MAIN} is missing: run \`npm run build\``);
+  return spawn(process.execPath, [WORKER_MAIN], { env: { ...process.env, LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+export async function killProcess(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return;
+  await new Promise<void>((r) => {
+    c.once('exit', () => r());
+    c.kill('SIGKILL');
+  });
+}
+
+/** A tiers file of a spot tier over `spot` (batch work, by default) and an on-demand tier over `onDemand`. */
+export function batchTiersFile(spot: string[], onDemand: string[], model: string, extraSpot = ''): string {
+  const dir = mkdtempSync(join(tmpdir(), 'batch-tiers-'));
+  const path = join(dir, 'tiers.yaml');
+  writeFileSync(
+    path,
+    `tiers:
+  - name: spot
+    kind: spot
+    endpoints: [${spot.join(', ')}]
+${extraSpot}    models:
+      - { id: ${model}, upstream: ${BATCH_UPSTREAM}, price: { input_per_mtok: 40, output_per_mtok: 80 } }
+  - name: od
+    kind: on-demand
+    endpoints: [${onDemand.join(', ')}]
+    models:
+      - { id: ${model}, upstream: ${BATCH_UPSTREAM}, price: { input_per_mtok: 60, output_per_mtok: 120 } }
+`,
+  );
+  return path;
+}
+
+/** A JSONL batch input of `n` chat lines for `model`. */
+export function chatLines(n: number, model: string, url = '/v1/chat/completions'): string {
+  return Array.from({ length: n }, (_, i) =>
+    JSON.stringify({ custom_id: `req-${i}`, method: 'POST', url, body: { model, messages: [{ role: 'user', content: `line ${i}: say something` }], max_tokens: 8 } }),
+  ).join('\n');
+}
