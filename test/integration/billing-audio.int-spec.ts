@@ -6,6 +6,7 @@ import { type BillingTestStack, createOrg, startBillingStack, writeTestTiers } f
 const TIERS = `tiers:
   - name: t-spot
     kind: spot
+    batch: false
     endpoints: [http://127.0.0.1:9]
     models:
       - id: whisper

@@ -29,7 +29,8 @@ describe('price lines', () => {
           name: 'spot',
           kind: 'spot',
           endpoints: ['http://x'],
-          models: [{ id: 'w', price: { input_per_mtok: 1, output_per_mtok: 2, audio_per_minute: 0.006 } }],
+          // an audio-only model: no batch lines (the Batch API has no audio endpoint)
+          models: [{ id: 'w', apis: ['audio'], price: { input_per_mtok: 1, output_per_mtok: 2, audio_per_minute: 0.006 } }],
         },
       ],
     });

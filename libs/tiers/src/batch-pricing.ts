@@ -1,4 +1,4 @@
-import type { ModelPrice, TierSpec, TiersFile } from './tiers-file';
+import type { ModelApi, ModelPrice, TierSpec, TiersFile } from './tiers-file';
 
 /**
  * The tier name batch usage is recorded and billed under: `<tier>:batch`. A tier name cannot hold `:` (see the
@@ -42,6 +42,14 @@ export function batchPrice(price: ModelPrice, discount: number = DEFAULT_BATCH_D
   return out;
 }
 
+/** The APIs a batch line may call (the Batch API's endpoints). */
+const BATCH_APIS: readonly ModelApi[] = ['chat', 'completions', 'embeddings', 'responses'];
+
+/** Whether a model can take batch lines: it names no APIs (all of them), or one of the Batch API's. */
+export function servesBatchEndpoint(model: Pick<TierSpec['models'][number], 'apis'>): boolean {
+  return model.apis === undefined || model.apis.some((api) => BATCH_APIS.includes(api));
+}
+
 /** One priced (model, tier) of the price book: the interactive entries and, for tiers that take batches, `<tier>:batch`. */
 export interface PriceEntry {
   model: string;
@@ -55,7 +63,7 @@ export function priceEntries(file: TiersFile): PriceEntry[] {
   for (const tier of file.tiers) {
     for (const m of tier.models) {
       entries.push({ model: m.id, tier: tier.name, price: m.price });
-      if (acceptsBatch(tier)) entries.push({ model: m.id, tier: batchTierName(tier.name), price: batchPrice(m.price, tier.batch_discount) });
+      if (acceptsBatch(tier) && servesBatchEndpoint(m)) entries.push({ model: m.id, tier: batchTierName(tier.name), price: batchPrice(m.price, tier.batch_discount) });
     }
   }
   return entries;
