@@ -117,12 +117,14 @@ describe('gateway: Anthropic Messages through the official @anthropic-ai/sdk', (
     const { data, response } = await client.messages.create({ model: MODEL, max_tokens: 4, messages: long }).withResponse();
     const cached = data.usage.cache_read_input_tokens!;
     expect(cached).toBeGreaterThan(0);
+    // Anthropic's contract: input_tokens are what was not read from the cache
+    const prompt = data.usage.input_tokens + cached + (data.usage.cache_creation_input_tokens ?? 0);
     const row = await s.usageRow(response.headers.get('x-request-id')!);
-    expect(row).toMatchObject({ promptTokens: data.usage.input_tokens, completionTokens: data.usage.output_tokens, cachedTokens: cached });
-    const expected = costNanos(PRICE, { promptTokens: data.usage.input_tokens, completionTokens: data.usage.output_tokens, cachedTokens: cached });
+    expect(row).toMatchObject({ promptTokens: prompt, completionTokens: data.usage.output_tokens, cachedTokens: cached });
+    const expected = costNanos(PRICE, { promptTokens: prompt, completionTokens: data.usage.output_tokens, cachedTokens: cached });
     expect(Number(row!.costNanos)).toBe(expected);
     // cheaper than the same tokens uncached
-    expect(expected).toBeLessThan(costNanos(PRICE, { promptTokens: data.usage.input_tokens, completionTokens: data.usage.output_tokens, cachedTokens: 0 }));
+    expect(expected).toBeLessThan(costNanos(PRICE, { promptTokens: prompt, completionTokens: data.usage.output_tokens, cachedTokens: 0 }));
 
     // the same through a stream: message_start's cache reads
     const stream = client.messages.stream({ model: MODEL, max_tokens: 4, messages: long });
@@ -130,7 +132,7 @@ describe('gateway: Anthropic Messages through the official @anthropic-ai/sdk', (
     const final = await stream.finalMessage();
     expect(final.usage.cache_read_input_tokens).toBe(cached);
     const streamedRow = await s.usageRow(streamed.headers.get('x-request-id')!);
-    expect(streamedRow).toMatchObject({ promptTokens: final.usage.input_tokens, cachedTokens: cached, completionTokens: final.usage.output_tokens, estimated: false });
+    expect(streamedRow).toMatchObject({ promptTokens: prompt, cachedTokens: cached, completionTokens: final.usage.output_tokens, estimated: false });
   });
 
   it('counts tokens, recorded as a request of 0 tokens and no cost', async () => {
