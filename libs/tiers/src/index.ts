@@ -1,7 +1,7 @@
 export { parseTiersFile, loadTiersFile, tiersFileSchema, TiersFileError, MODEL_APIS } from './tiers-file';
 export type { TiersFile, TierSpec, ModelPrice, ModelApi, WakeSpec } from './tiers-file';
 export { ModelCatalog } from './model-catalog';
-export { costNanos, worstCaseNanos } from './pricing';
+export { cachedSavingsNanos, costNanos, worstCaseNanos } from './pricing';
 export type { TokenCounts } from './pricing';
 export type { ModelRoute, TierView } from './model-catalog';
 export { wakeDriver } from './wake-driver';

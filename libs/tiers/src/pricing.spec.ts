@@ -1,4 +1,4 @@
-import { costNanos, worstCaseNanos } from './pricing';
+import { cachedSavingsNanos, costNanos, worstCaseNanos } from './pricing';
 
 describe('pricing', () => {
   const plain = { input_per_mtok: 0.05, output_per_mtok: 0.1 };
@@ -12,6 +12,14 @@ describe('pricing', () => {
   it('charges cached prompt tokens at the cached price only when the entry has one', () => {
     expect(costNanos(cachedPrice, { promptTokens: 100, completionTokens: 10, cachedTokens: 40 })).toBe(60 * 200 + 40 * 50 + 10 * 600);
     expect(costNanos(plain, { promptTokens: 100, completionTokens: 0, cachedTokens: 40 })).toBe(100 * 50);
+  });
+
+  it('says what caching saved: the cost uncached less the cost cached, 0 without a cached price', () => {
+    const t = { promptTokens: 100, completionTokens: 10, cachedTokens: 40 };
+    expect(cachedSavingsNanos(cachedPrice, t)).toBe(costNanos(cachedPrice, { ...t, cachedTokens: 0 }) - costNanos(cachedPrice, t));
+    expect(cachedSavingsNanos(cachedPrice, t)).toBe(40 * 150);
+    expect(cachedSavingsNanos(cachedPrice, { promptTokens: 10, cachedTokens: 40 })).toBe(10 * 150);
+    expect(cachedSavingsNanos(plain, t)).toBe(0);
   });
 
   it('takes the dearest rates for the worst case', () => {
