@@ -296,4 +296,40 @@ describe('gateway: Anthropic Messages through the official @anthropic-ai/sdk', (
     const retries = (await s.app.get(GatewayMetrics).retries.get()).values.find((v) => v.labels.tier === 'test-replicas');
     expect(retries?.value).toBe(1);
   });
+
+  it("answers with Anthropic's request-id header (the SDK's _request_id), our x-request-id beside it, on errors too", async () => {
+    const { data, response } = await client.messages.create({ model: MODEL, max_tokens: 3, messages }).withResponse();
+    const id = response.headers.get('x-request-id')!;
+    expect(id).toMatch(/^req_[0-9a-f]{32}$/);
+    expect(data._request_id).toBe(id);
+    expect(await s.usageRow(id)).not.toBeNull();
+    const stream = client.messages.stream({ model: MODEL, max_tokens: 3, messages });
+    const { response: streamed } = await stream.withResponse();
+    await stream.finalMessage();
+    expect(streamed.headers.get('request-id')).toBe(streamed.headers.get('x-request-id'));
+    const counted = await client.messages.countTokens({ model: MODEL, messages });
+    expect(counted._request_id).toMatch(/^req_/);
+    // errors: before the body is read (a bad key), after it (an unknown model), and from the engine
+    const bad = new Anthropic({ baseURL: s.url, apiKey: 'sk-spot-nope', maxRetries: 0 });
+    const denied = (await bad.messages.create({ model: MODEL, max_tokens: 3, messages }).catch((e: unknown) => e)) as ApiErr;
+    expect(denied).toBeInstanceOf(Anthropic.AuthenticationError);
+    expect(denied.requestID).toMatch(/^req_/);
+    expect(denied.requestID).toBe(denied.headers?.get('x-request-id'));
+    const unknown = (await client.messages.create({ model: 'nope', max_tokens: 3, messages }).catch((e: unknown) => e)) as ApiErr;
+    expect(unknown).toBeInstanceOf(Anthropic.NotFoundError);
+    expect(unknown.requestID).toBe(unknown.headers?.get('x-request-id'));
+    const notJson = await fetch(`${s.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': s.key, 'content-type': 'application/json' }, body: '{' });
+    expect(notJson.headers.get('request-id')).toBe(notJson.headers.get('x-request-id'));
+    s.sim.faults.add({ kind: 'error-before', status: 529, path: '/v1/messages', message: 'overloaded' });
+    const engine = (await client.messages.create({ model: MODEL, max_tokens: 3, messages }).catch((e: unknown) => e)) as ApiErr;
+    expect(engine.status).toBe(529);
+    expect(engine.requestID).toBe(engine.headers?.get('x-request-id'));
+    // through Fastify (a URL the fast path does not match)
+    const escaped = await fetch(`${s.url}/v1/m%65ssages`, { method: 'POST', headers: { 'x-api-key': 'sk-spot-nope', 'content-type': 'application/json' }, body: '{}' });
+    expect(escaped.headers.get('request-id')).toBe(escaped.headers.get('x-request-id'));
+    // OpenAI's routes keep to OpenAI's header
+    const chat = await s.client.chat.completions.create({ model: CHAT_ONLY, messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 }).withResponse();
+    expect(chat.response.headers.get('request-id')).toBeNull();
+    expect(chat.response.headers.get('x-request-id')).toMatch(/^req_/);
+  });
 });

@@ -80,6 +80,7 @@ const NO_USAGE: TokenUsage = Object.freeze({ prompt: 0, completion: 0, cached: 0
 class AnthropicAdapter implements ProtocolAdapter {
   readonly usageInHead = false;
   readonly api: ModelApi = 'messages';
+  readonly requestIdHeader = 'request-id';
 
   constructor(
     readonly kind: 'messages' | 'count_tokens',

@@ -54,6 +54,11 @@ export interface ProtocolAdapter {
   readonly usageInHead: boolean;
   /** The usage of a non-streamed body from its last bytes (and its first, with {@link usageInHead}), or null. */
   usageFromBody(tail: string, head?: string | null): TokenUsage | null;
+  /**
+   * A header of the protocol's own that carries our request id beside `x-request-id` on every answer, errors
+   * included (Anthropic's `request-id`, which its SDKs expose as `_request_id`); absent: none.
+   */
+  readonly requestIdHeader?: string;
   /** An error of ours in the protocol's envelope. */
   errorBody(status: number, message: string, code: string | null): string;
   /** An error of ours (an {@link ApiError} thrown before or around the exchange) in the protocol's envelope. */

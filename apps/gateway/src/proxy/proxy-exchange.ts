@@ -119,6 +119,8 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
   private sentFailures = 0;
   /** What keeps the finished response (stored Responses), or null: every stateless protocol. */
   private readonly keeper: ResponseKeeper | null;
+  /** The protocol's own request-id header, or null (see {@link ProtocolAdapter.requestIdHeader}). */
+  private readonly idHeader: string | null;
 
   constructor(
     private readonly ctx: ExchangeContext,
@@ -135,6 +137,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     this.upstreamJsonModel = candidates[0].route.upstreamModel;
     this.kind = adapter.kind;
     this.keeper = adapter.keeper?.(req, key) ?? null;
+    this.idHeader = adapter.requestIdHeader ?? null;
     this.writeOut = (bytes) => this.write(bytes);
     this.onDrain = () => this.attempt.controller?.resume();
     this.uncork = () => {
@@ -361,6 +364,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       };
       const length = headers['content-length'];
       if (typeof length === 'string') out['content-length'] = length;
+      if (this.idHeader !== null) out[this.idHeader] = this.requestId;
       this.timingHeaders(out);
       this.res.writeHead(status, out);
     }
@@ -536,6 +540,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       'cache-control': 'no-cache',
       'x-request-id': this.requestId,
     };
+    if (this.idHeader !== null) out[this.idHeader] = this.requestId;
     this.timingHeaders(out);
     this.res.writeHead(this.attempt.status, out);
   }
@@ -626,7 +631,9 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
   private respondError(status: number, body: string, extra: Record<string, string>, billable = true): void {
     if (!this.clientGone && !this.res.headersSent) {
       if (billable) this.recordOnce(status);
-      this.res.writeHead(status, { 'content-type': 'application/json', 'x-request-id': this.requestId, ...extra });
+      const head: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': this.requestId, ...extra };
+      if (this.idHeader !== null) head[this.idHeader] = this.requestId;
+      this.res.writeHead(status, head);
       this.res.end(body);
     }
     this.finish(status, billable);
