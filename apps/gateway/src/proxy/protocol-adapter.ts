@@ -5,6 +5,9 @@ import type { AuthedKey } from '../auth/authed-key';
 import type { CheckedRequest, ProxyKind } from './openai-request';
 import type { TokenUsage } from './token-usage';
 
+/** The most bytes of a non-streamed body held to be completed (see {@link ProtocolAdapter.completeBody}). */
+export const MAX_COMPLETED_BODY = 8 * 1024 * 1024;
+
 /** Where a relay's bytes go: the client's socket, through the exchange (which corks and sends the head). */
 export type RelayWrite = (bytes: Buffer) => void;
 
@@ -72,6 +75,13 @@ export interface ProtocolAdapter {
    * (previous turns read from Postgres); throws the 4xx to answer. Absent for the stateless protocols.
    */
   prepare?(req: CheckedRequest, key: AuthedKey): Promise<CheckedRequest>;
+  /**
+   * Only for a protocol that completes the engine's answer (Responses: fields the engine leaves out): the whole
+   * non-streamed 2xx body in, the client's out (renamed to the client's model too). The exchange then holds
+   * the body until it ends, up to {@link MAX_COMPLETED_BODY} bytes (past them it goes out as the engine sent it).
+   * Absent: the body is relayed as it arrives (only the model renamed, see `ModelRename`).
+   */
+  completeBody?(req: CheckedRequest, body: Buffer): Buffer;
   /** Only for a protocol with state of ours: what keeps this request's finished response, or null (absent: none). */
   keeper?(req: CheckedRequest, key: AuthedKey): ResponseKeeper | null;
 }
