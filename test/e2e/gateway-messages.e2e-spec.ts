@@ -1,4 +1,5 @@
 import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
 import { costNanos } from '@spot/tiers';
 import { GatewayMetrics } from '../../apps/gateway/src/metrics/gateway-metrics';
 import { freePort } from '../support/free-port';
@@ -63,7 +64,8 @@ describe('gateway: Anthropic Messages through the official @anthropic-ai/sdk', (
   let client: Anthropic;
 
   beforeAll(async () => {
-    s = await startGatewayStack({ GATEWAY_BODY_LIMIT: String(BODY_LIMIT) }, { prefixCaching: true, itlMs: 2 }, tiers(`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`));
+    // no health check during the file: the failover test needs its dead replica not ejected yet
+    s = await startGatewayStack({ GATEWAY_BODY_LIMIT: String(BODY_LIMIT), HEALTH_CHECK_INTERVAL_MS: '600000' }, { prefixCaching: true, itlMs: 2 }, tiers(`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`));
     client = new Anthropic({ baseURL: s.url, apiKey: s.key, maxRetries: 0 });
   });
   afterAll(async () => {
@@ -330,5 +332,29 @@ describe('gateway: Anthropic Messages through the official @anthropic-ai/sdk', (
     const chat = await s.client.chat.completions.create({ model: CHAT_ONLY, messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 }).withResponse();
     expect(chat.response.headers.get('request-id')).toBeNull();
     expect(chat.response.headers.get('x-request-id')).toMatch(/^req_/);
+  });
+
+  it('GET /v1/models lists what each key may use: every API for OpenAI\'s clients, Messages models for Anthropic\'s, in their shapes', async () => {
+    const all = await client.models.list();
+    expect(all.data.map((m) => m.id)).toEqual([FAILOVER, GONE, MODEL].sort());
+    expect(all.data[0]).toMatchObject({ type: 'model', display_name: all.data[0].id, created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
+    const raw = await fetch(`${s.url}/v1/models`, { headers: { 'x-api-key': s.key, 'anthropic-version': '2023-06-01' } });
+    expect(raw.headers.get('request-id')).toBe(raw.headers.get('x-request-id'));
+    expect(await raw.json()).toEqual({ data: all.data, has_more: false, first_id: MODEL, last_id: GONE });
+    const narrow = await s.newKey({ models: [MODEL, CHAT_ONLY] });
+    const a = new Anthropic({ baseURL: s.url, apiKey: narrow.key, maxRetries: 0 });
+    expect((await a.models.list()).data.map((m) => m.id)).toEqual([MODEL]);
+    expect((await a.models.retrieve(MODEL)).id).toBe(MODEL);
+    // chat only: not a Messages model; left out of the allow-list: not this key's
+    await expect(a.models.retrieve(CHAT_ONLY)).rejects.toBeInstanceOf(Anthropic.NotFoundError);
+    await expect(a.models.retrieve(FAILOVER)).rejects.toBeInstanceOf(Anthropic.NotFoundError);
+    // the same key through OpenAI's client: what it may use on any API
+    const o = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: narrow.key, maxRetries: 0 });
+    expect((await o.models.list()).data.map((m) => m.id)).toEqual([CHAT_ONLY, MODEL].sort());
+    await expect(o.models.retrieve(FAILOVER)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    const bad = await new Anthropic({ baseURL: s.url, apiKey: 'sk-spot-nope', maxRetries: 0 }).models.list().catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(Anthropic.AuthenticationError);
+    expect((bad as ApiErr).error).toMatchObject({ type: 'error', error: { type: 'authentication_error' } });
+    expect((bad as ApiErr).requestID).toMatch(/^req_/);
   });
 });
