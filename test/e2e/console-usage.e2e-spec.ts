@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { UsageRollupService } from '@spot/billing';
 import { PrismaService, UsageRollupsRepository, UsageEventsRepository } from '@spot/db';
 import { type Browser, type ConsoleStack, newGitHubUser, startConsoleStack } from '../support/console-stack';
@@ -80,8 +83,8 @@ describe('console: usage and the bill', () => {
     expect(res.headers.get('content-type')).toBe('text/csv; charset=utf-8');
     expect(res.headers.get('content-disposition')).toMatch(/attachment; filename="usage-.*-by-model\.csv"/);
     const lines = (await res.text()).trim().split('\r\n');
-    expect(lines[0]).toBe('model,label,requests,prompt_tokens,completion_tokens,cached_tokens,audio_seconds,cost_usd');
-    expect(lines.slice(1)).toEqual(['m-1,,3,305,65,0,0,0.022345677', 'm-2,,1,30,70,0,0,0.007654321']);
+    expect(lines[0]).toBe('model,label,requests,prompt_tokens,completion_tokens,cached_tokens,audio_seconds,cost_usd,cached_savings_usd');
+    expect(lines.slice(1)).toEqual(['m-1,,3,305,65,0,0,0.022345677,0.000000000', 'm-2,,1,30,70,0,0,0.007654321,0.000000000']);
   });
 
   it('bills the period from the price book: usage of models with no price line is shown as unpriced, not billed', async () => {
@@ -112,5 +115,105 @@ describe('console: usage and the bill', () => {
     const bill = await owner.fetch(`/orgs/${slug}/bill?period=2026-10`);
     expect(bill.status).toBe(303);
     expect(bill.headers.get('location')).toBe(`/orgs/${slug}/billing?period=2026-10`);
+  });
+});
+
+describe('console: what prompt caching saved', () => {
+  let s: ConsoleStack;
+  let owner: Browser;
+  let slug: string;
+  const EVIL = '<img src=x onerror=alert(1)>';
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'usage-cache-'));
+    writeFileSync(
+      join(dir, 'tiers.yaml'),
+      `tiers:
+  - name: spot
+    kind: spot
+    endpoints: [http://127.0.0.1:9]
+    models:
+      - id: m-c
+        price: { input_per_mtok: 2, output_per_mtok: 4, cached_input_per_mtok: 0.5 }
+      - id: m-p
+        price: { input_per_mtok: 1, output_per_mtok: 2 }
+  - name: od
+    kind: on-demand
+    endpoints: [http://127.0.0.1:9]
+    models:
+      - id: m-c
+        price: { input_per_mtok: 3, output_per_mtok: 6, cached_input_per_mtok: 1 }
+`,
+    );
+    s = await startConsoleStack({ TIERS_FILE: join(dir, 'tiers.yaml') });
+    owner = await s.signIn(newGitHubUser('saver'));
+    slug = `save-${Math.random().toString(36).slice(2, 10)}`;
+    await owner.api('POST', '/api/orgs', { slug, name: 'Saver' });
+    const key = await j(owner.api('POST', `/api/orgs/${slug}/keys`, { name: 'k' }));
+    const org = await s.app.get(PrismaService).org.findUniqueOrThrow({ where: { slug } });
+    const events = [
+      // 400k cached at 2 - 0.5 $/M: $0.60 saved; 200k at 3 - 1: $0.40; none priced apart for m-p, nor for an unpriced model
+      { at: '2026-10-03T10:00:00Z', model: 'm-c', tier: 'spot', prompt: 1_000_000, cached: 400_000 },
+      { at: '2026-10-04T10:00:00Z', model: 'm-c', tier: 'od', prompt: 500_000, cached: 200_000 },
+      { at: '2026-10-04T11:00:00Z', model: 'm-p', tier: 'spot', prompt: 300_000, cached: 100_000 },
+      { at: '2026-10-04T12:00:00Z', model: EVIL, tier: 'spot', prompt: 20, cached: 10 },
+    ];
+    await s.app.get(UsageEventsRepository).insertMany(
+      events.map((e, i) => ({
+        requestId: `usage-cache-${slug}-${i}`,
+        createdAt: new Date(e.at),
+        orgId: org.id,
+        keyId: key.id,
+        model: e.model,
+        tier: e.tier,
+        promptTokens: e.prompt,
+        completionTokens: 0,
+        cachedTokens: e.cached,
+        durationMs: 1,
+        status: 200,
+        costNanos: 1n,
+      })),
+    );
+  });
+  afterAll(async () => {
+    await s?.close();
+  });
+
+  const october = 'from=2026-10-01&to=2026-11-01';
+
+  it('reports cached tokens and what they saved per group, per model and in total (JSON and CSV)', async () => {
+    const byModel = await j(owner.fetch(`/api/orgs/${slug}/usage?${october}&group=model`));
+    expect(byModel.rows.map((r: { group: string; cachedTokens: number; cachedSavingsUsd: number }) => [r.group, r.cachedTokens, r.cachedSavingsUsd])).toEqual([
+      [EVIL, 10, 0],
+      ['m-c', 600_000, 1],
+      ['m-p', 100_000, 0],
+    ]);
+    expect(byModel.totals).toMatchObject({ cachedTokens: 700_010, cachedSavingsUsd: 1 });
+    // by day, the per-model caching summary is the same
+    const byDay = await j(owner.fetch(`/api/orgs/${slug}/usage?${october}&group=day`));
+    expect(byDay.rows.map((r: { group: string; cachedSavingsUsd: number }) => [r.group, r.cachedSavingsUsd])).toEqual([
+      ['2026-10-03', 0.6],
+      ['2026-10-04', 0.4],
+    ]);
+    expect(byDay.caching).toEqual([
+      { model: EVIL, cachedTokens: 10, cachedSavingsUsd: 0 },
+      { model: 'm-c', cachedTokens: 600_000, cachedSavingsUsd: 1 },
+      { model: 'm-p', cachedTokens: 100_000, cachedSavingsUsd: 0 },
+    ]);
+
+    const csv = (await (await owner.fetch(`/api/orgs/${slug}/usage.csv?${october}&group=model`)).text()).trim().split('\r\n');
+    expect(csv[0]).toBe('model,label,requests,prompt_tokens,completion_tokens,cached_tokens,cost_usd,cached_savings_usd');
+    expect(csv[1]).toBe(`${EVIL},,1,20,0,10,0.000000001,0.000000000`);
+    expect(csv[2]).toBe('m-c,,2,1500000,0,600000,0.000000002,1.000000000');
+  });
+
+  it('shows them on the usage page, model names escaped', async () => {
+    const html = await (await owner.fetch(`/orgs/${slug}/usage?${october}&group=day`, { headers: { accept: 'text/html' } })).text();
+    expect(html).toContain('<th scope="col">Saved by caching</th>');
+    expect(html).toContain('<td data-testid="cached-savings-total">$1.00</td>');
+    expect(html).toContain('<h2>Prompt caching</h2>');
+    expect(html).toContain('<tr><td>m-c</td><td>600,000</td><td>$1.00</td></tr>');
+    expect(html).toContain('<tr><td>&lt;img src=x onerror=alert(1)&gt;</td><td>10</td><td>$0.00</td></tr>');
+    expect(html).not.toContain(EVIL);
   });
 });

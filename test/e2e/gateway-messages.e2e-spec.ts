@@ -1,4 +1,5 @@
 import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
 import { costNanos } from '@spot/tiers';
 import { GatewayMetrics } from '../../apps/gateway/src/metrics/gateway-metrics';
 import { freePort } from '../support/free-port';
@@ -63,7 +64,8 @@ describe('gateway: Anthropic Messages through the official @anthropic-ai/sdk', (
   let client: Anthropic;
 
   beforeAll(async () => {
-    s = await startGatewayStack({ GATEWAY_BODY_LIMIT: String(BODY_LIMIT) }, { prefixCaching: true, itlMs: 2 }, tiers(`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`));
+    // no health check during the file: the failover test needs its dead replica not ejected yet
+    s = await startGatewayStack({ GATEWAY_BODY_LIMIT: String(BODY_LIMIT), HEALTH_CHECK_INTERVAL_MS: '600000' }, { prefixCaching: true, itlMs: 2 }, tiers(`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`));
     client = new Anthropic({ baseURL: s.url, apiKey: s.key, maxRetries: 0 });
   });
   afterAll(async () => {
@@ -117,12 +119,14 @@ describe('gateway: Anthropic Messages through the official @anthropic-ai/sdk', (
     const { data, response } = await client.messages.create({ model: MODEL, max_tokens: 4, messages: long }).withResponse();
     const cached = data.usage.cache_read_input_tokens!;
     expect(cached).toBeGreaterThan(0);
+    // Anthropic's contract: input_tokens are what was not read from the cache
+    const prompt = data.usage.input_tokens + cached + (data.usage.cache_creation_input_tokens ?? 0);
     const row = await s.usageRow(response.headers.get('x-request-id')!);
-    expect(row).toMatchObject({ promptTokens: data.usage.input_tokens, completionTokens: data.usage.output_tokens, cachedTokens: cached });
-    const expected = costNanos(PRICE, { promptTokens: data.usage.input_tokens, completionTokens: data.usage.output_tokens, cachedTokens: cached });
+    expect(row).toMatchObject({ promptTokens: prompt, completionTokens: data.usage.output_tokens, cachedTokens: cached });
+    const expected = costNanos(PRICE, { promptTokens: prompt, completionTokens: data.usage.output_tokens, cachedTokens: cached });
     expect(Number(row!.costNanos)).toBe(expected);
     // cheaper than the same tokens uncached
-    expect(expected).toBeLessThan(costNanos(PRICE, { promptTokens: data.usage.input_tokens, completionTokens: data.usage.output_tokens, cachedTokens: 0 }));
+    expect(expected).toBeLessThan(costNanos(PRICE, { promptTokens: prompt, completionTokens: data.usage.output_tokens, cachedTokens: 0 }));
 
     // the same through a stream: message_start's cache reads
     const stream = client.messages.stream({ model: MODEL, max_tokens: 4, messages: long });
@@ -130,7 +134,7 @@ describe('gateway: Anthropic Messages through the official @anthropic-ai/sdk', (
     const final = await stream.finalMessage();
     expect(final.usage.cache_read_input_tokens).toBe(cached);
     const streamedRow = await s.usageRow(streamed.headers.get('x-request-id')!);
-    expect(streamedRow).toMatchObject({ promptTokens: final.usage.input_tokens, cachedTokens: cached, completionTokens: final.usage.output_tokens, estimated: false });
+    expect(streamedRow).toMatchObject({ promptTokens: prompt, cachedTokens: cached, completionTokens: final.usage.output_tokens, estimated: false });
   });
 
   it('counts tokens, recorded as a request of 0 tokens and no cost', async () => {
@@ -293,5 +297,64 @@ describe('gateway: Anthropic Messages through the official @anthropic-ai/sdk', (
     // the first replica was tried, refused, and the request retried on the second
     const retries = (await s.app.get(GatewayMetrics).retries.get()).values.find((v) => v.labels.tier === 'test-replicas');
     expect(retries?.value).toBe(1);
+  });
+
+  it("answers with Anthropic's request-id header (the SDK's _request_id), our x-request-id beside it, on errors too", async () => {
+    const msg = await client.messages.create({ model: MODEL, max_tokens: 3, messages });
+    expect(msg._request_id).toMatch(/^req_[0-9a-f]{32}$/);
+    // the id of the usage row, as x-request-id is
+    expect(await s.usageRow(msg._request_id!)).toMatchObject({ completionTokens: msg.usage.output_tokens });
+    const stream = client.messages.stream({ model: MODEL, max_tokens: 3, messages });
+    const { response: streamed } = await stream.withResponse();
+    await stream.finalMessage();
+    expect(streamed.headers.get('request-id')).toBe(streamed.headers.get('x-request-id'));
+    const counted = await client.messages.countTokens({ model: MODEL, messages });
+    expect(counted._request_id).toMatch(/^req_/);
+    // errors: before the body is read (a bad key), after it (an unknown model), and from the engine
+    const bad = new Anthropic({ baseURL: s.url, apiKey: 'sk-spot-nope', maxRetries: 0 });
+    const denied = (await bad.messages.create({ model: MODEL, max_tokens: 3, messages }).catch((e: unknown) => e)) as ApiErr;
+    expect(denied).toBeInstanceOf(Anthropic.AuthenticationError);
+    expect(denied.requestID).toMatch(/^req_/);
+    expect(denied.requestID).toBe(denied.headers?.get('x-request-id'));
+    const unknown = (await client.messages.create({ model: 'nope', max_tokens: 3, messages }).catch((e: unknown) => e)) as ApiErr;
+    expect(unknown).toBeInstanceOf(Anthropic.NotFoundError);
+    expect(unknown.requestID).toBe(unknown.headers?.get('x-request-id'));
+    const notJson = await fetch(`${s.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': s.key, 'content-type': 'application/json' }, body: '{' });
+    expect(notJson.headers.get('request-id')).toBe(notJson.headers.get('x-request-id'));
+    s.sim.faults.add({ kind: 'error-before', status: 529, path: '/v1/messages', message: 'overloaded' });
+    const engine = (await client.messages.create({ model: MODEL, max_tokens: 3, messages }).catch((e: unknown) => e)) as ApiErr;
+    expect(engine.status).toBe(529);
+    expect(engine.requestID).toBe(engine.headers?.get('x-request-id'));
+    // through Fastify (a URL the fast path does not match)
+    const escaped = await fetch(`${s.url}/v1/m%65ssages`, { method: 'POST', headers: { 'x-api-key': 'sk-spot-nope', 'content-type': 'application/json' }, body: '{}' });
+    expect(escaped.headers.get('request-id')).toBe(escaped.headers.get('x-request-id'));
+    // OpenAI's routes keep to OpenAI's header
+    const chat = await s.client.chat.completions.create({ model: CHAT_ONLY, messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 }).withResponse();
+    expect(chat.response.headers.get('request-id')).toBeNull();
+    expect(chat.response.headers.get('x-request-id')).toMatch(/^req_/);
+  });
+
+  it('GET /v1/models lists what each key may use: every API for OpenAI\'s clients, Messages models for Anthropic\'s, in their shapes', async () => {
+    const all = await client.models.list();
+    expect(all.data.map((m) => m.id)).toEqual([FAILOVER, GONE, MODEL].sort());
+    expect(all.data[0]).toMatchObject({ type: 'model', display_name: all.data[0].id, created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
+    const raw = await fetch(`${s.url}/v1/models`, { headers: { 'x-api-key': s.key, 'anthropic-version': '2023-06-01' } });
+    expect(raw.headers.get('request-id')).toBe(raw.headers.get('x-request-id'));
+    expect(await raw.json()).toEqual({ data: all.data, has_more: false, first_id: MODEL, last_id: GONE });
+    const narrow = await s.newKey({ models: [MODEL, CHAT_ONLY] });
+    const a = new Anthropic({ baseURL: s.url, apiKey: narrow.key, maxRetries: 0 });
+    expect((await a.models.list()).data.map((m) => m.id)).toEqual([MODEL]);
+    expect((await a.models.retrieve(MODEL)).id).toBe(MODEL);
+    // chat only: not a Messages model; left out of the allow-list: not this key's
+    await expect(a.models.retrieve(CHAT_ONLY)).rejects.toBeInstanceOf(Anthropic.NotFoundError);
+    await expect(a.models.retrieve(FAILOVER)).rejects.toBeInstanceOf(Anthropic.NotFoundError);
+    // the same key through OpenAI's client: what it may use on any API
+    const o = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: narrow.key, maxRetries: 0 });
+    expect((await o.models.list()).data.map((m) => m.id)).toEqual([CHAT_ONLY, MODEL].sort());
+    await expect(o.models.retrieve(FAILOVER)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    const bad = await new Anthropic({ baseURL: s.url, apiKey: 'sk-spot-nope', maxRetries: 0 }).models.list().catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(Anthropic.AuthenticationError);
+    expect((bad as ApiErr).error).toMatchObject({ type: 'error', error: { type: 'authentication_error' } });
+    expect((bad as ApiErr).requestID).toMatch(/^req_/);
   });
 });

@@ -16,11 +16,13 @@ import { chatPromptTokens } from './sim-tokens';
  *   (`model_dump_json(exclude_unset=True)`: no `type`/`role`);
  * - request validation errors (a missing max_tokens) come from vLLM's global handler in the OpenAI envelope;
  *   errors from the handler (unknown model, context length) in Anthropic's `{"type":"error","error":{...}}`;
- * - `cache_read_input_tokens` (only with prefix caching on, when tokens were cached) is the sim's addition.
+ * - usage as vLLM reports it since it reports cache reads (see {@link usage}).
  */
 export interface MessagesPlan {
   readonly chat: ChatPlan;
   readonly stream: boolean;
+  /** Prefix caching is on: usage carries the cache fields. */
+  readonly caching: boolean;
 }
 
 type Msg = { role: string; content?: unknown; tool_calls?: unknown[]; tool_call_id?: string };
@@ -133,7 +135,7 @@ export function planMessages(ctx: SimContext, body: Body): MessagesPlan {
   if (max <= 0) throw invalid('max_tokens', 'Value error, max_tokens must be positive');
   chatBody.max_tokens = max;
   const stream = optBool(body, 'stream');
-  return { chat: planChat(ctx, chatBody), stream };
+  return { chat: planChat(ctx, chatBody), stream, caching: ctx.prefixCache !== undefined };
 }
 
 /** POST /v1/messages/count_tokens: the prompt tokens of the converted chat request. */
@@ -147,10 +149,16 @@ export function countTokensBody(ctx: SimContext, body: Body): { tokens: number; 
 
 const STOP_REASON: Record<string, string> = { stop: 'end_turn', length: 'max_tokens', tool_calls: 'tool_use' };
 
+/**
+ * vLLM's AnthropicUsage (since vllm-project/vllm#40912, Anthropic's contract): `input_tokens` are the prompt
+ * tokens not read from the cache, `cache_read_input_tokens` the cached ones, `cache_creation_input_tokens` 0 (the
+ * OpenAI usage vLLM converts has no cache writes); the two cache fields are left out when the engine reports no
+ * prompt token details (here: prefix caching off).
+ */
 function usage(plan: MessagesPlan, output: number): Record<string, number> {
-  const u: Record<string, number> = { input_tokens: plan.chat.promptTokens, output_tokens: output };
-  if (plan.chat.cachedTokens > 0) u.cache_read_input_tokens = plan.chat.cachedTokens;
-  return u;
+  const cached = plan.chat.cachedTokens;
+  if (!plan.caching) return { input_tokens: plan.chat.promptTokens, output_tokens: output };
+  return { input_tokens: plan.chat.promptTokens - cached, output_tokens: output, cache_creation_input_tokens: 0, cache_read_input_tokens: cached };
 }
 
 /** vLLM's `messages_full_converter`, dumped with exclude_none. */

@@ -87,8 +87,16 @@ describe('vllm-sim prefix caching', () => {
 
     const m = { model: 'm1', max_tokens: 5, messages: [{ role: 'user', content: input }] };
     const cold = (await (await postJson(`${sim.url}/v1/messages`, m)).json()) as { usage: Record<string, number> };
-    // Same rendered chat as the response's input: already cached.
-    expect(cold.usage).toEqual({ input_tokens: 47, output_tokens: 3, cache_read_input_tokens: 32 });
+    // Same rendered chat as the response's input: already cached. Anthropic's contract (as vLLM reports it):
+    // input_tokens are the uncached part, the whole prompt is input + cache reads + cache writes.
+    expect(cold.usage).toEqual({ input_tokens: 15, output_tokens: 3, cache_creation_input_tokens: 0, cache_read_input_tokens: 32 });
+    const res = await postJson(`${sim.url}/v1/messages`, { ...m, stream: true });
+    const events = (await res.text())
+      .split('\n\n')
+      .filter((e) => e !== '')
+      .map((e) => JSON.parse(e.slice(e.indexOf('\ndata: ') + 7)) as { type: string; message?: { usage: unknown }; usage?: unknown });
+    expect(events[0]!.message!.usage).toEqual({ input_tokens: 15, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 32 });
+    expect(events.find((e) => e.type === 'message_delta')!.usage).toEqual({ input_tokens: 15, output_tokens: 3, cache_creation_input_tokens: 0, cache_read_input_tokens: 32 });
   });
 });
 

@@ -86,10 +86,11 @@ export class UsageRollupsRepository {
 
   /**
    * An org's usage in [from, to), grouped: its rollups plus the events the worker has not rolled up yet, read
-   * in one statement (one snapshot), so a rollup committing meanwhile is counted once either way.
+   * in one statement (one snapshot), so a rollup committing meanwhile is counted once either way. One row per
+   * group, model and tier (what is priced alike: the caller prices what cached tokens saved), in group order.
    * Rollups are hourly: `from` and `to` are used at hour precision.
    */
-  async usage(orgId: string, from: Date, to: Date, group: UsageGroup): Promise<UsageGroupRow[]> {
+  async usage(orgId: string, from: Date, to: Date, group: UsageGroup): Promise<Array<UsageGroupRow & { model: string; tier: string }>> {
     const key =
       group === 'day'
         ? Prisma.sql`to_char(date_trunc('day', u.hour, 'UTC') AT TIME ZONE 'UTC', 'YYYY-MM-DD')`
@@ -98,7 +99,9 @@ export class UsageRollupsRepository {
           : group === 'tier'
             ? Prisma.sql`u.tier`
             : Prisma.sql`u.key_id::text`;
-    const rows = await this.prisma.$queryRaw<Array<{ grp: string; label: string | null; requests: bigint; prompt: bigint; completion: bigint; cached: bigint; audio: bigint; cost: bigint }>>`
+    const rows = await this.prisma.$queryRaw<
+      Array<{ grp: string; model: string; tier: string; label: string | null; requests: bigint; prompt: bigint; completion: bigint; cached: bigint; audio: bigint; cost: bigint }>
+    >`
       WITH u AS (
         SELECT key_id, model, tier, hour, requests, prompt_tokens, completion_tokens, cached_tokens, audio_seconds, cost_nanos
         FROM usage_rollups WHERE org_id = ${orgId}::uuid AND hour >= date_trunc('hour', ${from}::timestamptz, 'UTC') AND hour < ${to}
@@ -107,14 +110,16 @@ export class UsageRollupsRepository {
         FROM usage_events WHERE org_id = ${orgId}::uuid AND rolled_up_at IS NULL
           AND created_at >= date_trunc('hour', ${from}::timestamptz, 'UTC') AND created_at < ${to}
       )
-      SELECT ${key} AS grp,
+      SELECT ${key} AS grp, u.model, u.tier,
         ${group === 'key' ? Prisma.sql`max(k.name || ' (' || k.prefix || ')')` : Prisma.sql`NULL::text`} AS label,
         sum(u.requests)::bigint AS requests, sum(u.prompt_tokens)::bigint AS prompt, sum(u.completion_tokens)::bigint AS completion,
         sum(u.cached_tokens)::bigint AS cached, sum(u.audio_seconds)::bigint AS audio, sum(u.cost_nanos)::bigint AS cost
       FROM u ${group === 'key' ? Prisma.sql`LEFT JOIN api_keys k ON k.id = u.key_id` : Prisma.empty}
-      GROUP BY 1 ORDER BY 1`;
+      GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
     return rows.map((r) => ({
       group: r.grp,
+      model: r.model,
+      tier: r.tier,
       label: r.label,
       requests: Number(r.requests),
       promptTokens: Number(r.prompt),

@@ -1,7 +1,7 @@
 export { parseTiersFile, loadTiersFile, tiersFileSchema, TiersFileError, MODEL_APIS, noticeUrls } from './tiers-file';
 export type { TiersFile, TierSpec, ModelPrice, ModelApi, WakeSpec, NoticeSpec } from './tiers-file';
 export { ModelCatalog } from './model-catalog';
-export { costNanos, worstCaseNanos } from './pricing';
+export { cachedSavingsNanos, costNanos, worstCaseNanos } from './pricing';
 export type { TokenCounts } from './pricing';
 export type { ModelRoute, TierView, TierNotice } from './model-catalog';
 export { wakeDriver } from './wake-driver';

@@ -1,4 +1,4 @@
-import { costNanos, worstCaseNanos } from './pricing';
+import { cachedSavingsNanos, costNanos, worstCaseNanos } from './pricing';
 
 describe('pricing', () => {
   const plain = { input_per_mtok: 0.05, output_per_mtok: 0.1 };
@@ -21,6 +21,14 @@ describe('pricing', () => {
     expect(costNanos(audio, { promptTokens: 7, completionTokens: 3, cachedTokens: 0, audioSeconds: 61 })).toBe(7 * 50 + 3 * 100 + 6_100_000);
     expect(costNanos(plain, { promptTokens: 0, completionTokens: 0, cachedTokens: 0, audioSeconds: 60 })).toBe(0);
     expect(worstCaseNanos([plain, audio], 0, 0, 120)).toBe(12_000_000);
+  });
+
+  it('says what caching saved: the cost uncached less the cost cached, 0 without a cached price', () => {
+    const t = { promptTokens: 100, completionTokens: 10, cachedTokens: 40 };
+    expect(cachedSavingsNanos(cachedPrice, t)).toBe(costNanos(cachedPrice, { ...t, cachedTokens: 0 }) - costNanos(cachedPrice, t));
+    expect(cachedSavingsNanos(cachedPrice, t)).toBe(40 * 150);
+    expect(cachedSavingsNanos(cachedPrice, { promptTokens: 10, cachedTokens: 40 })).toBe(10 * 150);
+    expect(cachedSavingsNanos(plain, t)).toBe(0);
   });
 
   it('takes the dearest rates for the worst case', () => {

@@ -31,6 +31,17 @@ export function costNanos(price: ModelPrice, t: TokenCounts): number {
 }
 
 /**
+ * What prompt caching saved at a price book entry, in nano-USD: the cached tokens (at most the prompt) at the
+ * input price less the same tokens at `cached_input_per_mtok`; 0 when the entry does not price them apart (then
+ * they were billed as ordinary input).
+ */
+export function cachedSavingsNanos(price: ModelPrice, t: Pick<TokenCounts, 'promptTokens' | 'cachedTokens'>): number {
+  if (price.cached_input_per_mtok === undefined) return 0;
+  const cached = Math.min(t.cachedTokens, t.promptTokens);
+  return Math.round(cached * (price.input_per_mtok - price.cached_input_per_mtok) * NANOS_PER_TOKEN_PER_USD_PER_MTOK);
+}
+
+/**
  * The most a request may cost on any of `prices`: its prompt estimate and completion cap (and audio seconds cap)
  * at the dearest rates.
  */

@@ -277,18 +277,27 @@ export function usagePage(ctx: ViewContext, report: UsageReport): string {
     .map((g) => (g === report.group ? `<strong>${g}</strong>` : `<a href="${base}/usage${q(g)}">${g}</a>`))
     .join(' · ');
   const rows = report.rows
-    .map((r) => `<tr><td>${e(r.label ?? r.group)}</td><td>${int(r.requests)}</td><td>${int(r.promptTokens)}</td><td>${int(r.completionTokens)}</td><td>${int(r.cachedTokens)}</td><td>${int(r.audioSeconds)}</td><td>${usd(r.costUsd)}</td></tr>`)
+    .map(
+      (r) =>
+        `<tr><td>${e(r.label ?? r.group)}</td><td>${int(r.requests)}</td><td>${int(r.promptTokens)}</td><td>${int(r.completionTokens)}</td><td>${int(r.cachedTokens)}</td><td>${usd(r.cachedSavingsUsd)}</td><td>${int(r.audioSeconds)}</td><td>${usd(r.costUsd)}</td></tr>`,
+    )
     .join('');
   const t = report.totals;
   const table = `<table><caption class="muted">${e(report.from.slice(0, 10))} to ${e(report.to.slice(0, 16).replace('T', ' '))} UTC, by ${e(report.group)}</caption>
-<thead><tr><th scope="col">${e(report.group)}</th><th scope="col">Requests</th><th scope="col">Prompt tokens</th><th scope="col">Completion tokens</th><th scope="col">Cached tokens</th><th scope="col">Audio seconds</th><th scope="col">Cost</th></tr></thead>
-<tbody>${rows || '<tr><td colspan="7">No usage in this period.</td></tr>'}</tbody>
-<tfoot><tr><th scope="row">Total</th><td>${int(t.requests)}</td><td>${int(t.promptTokens)}</td><td>${int(t.completionTokens)}</td><td>${int(t.cachedTokens)}</td><td>${int(t.audioSeconds)}</td><td>${usd(t.costUsd)}</td></tr></tfoot></table>`;
+<thead><tr><th scope="col">${e(report.group)}</th><th scope="col">Requests</th><th scope="col">Prompt tokens</th><th scope="col">Completion tokens</th><th scope="col">Cached tokens</th><th scope="col">Saved by caching</th><th scope="col">Audio seconds</th><th scope="col">Cost</th></tr></thead>
+<tbody>${rows || '<tr><td colspan="8">No usage in this period.</td></tr>'}</tbody>
+<tfoot><tr><th scope="row">Total</th><td>${int(t.requests)}</td><td>${int(t.promptTokens)}</td><td>${int(t.completionTokens)}</td><td>${int(t.cachedTokens)}</td><td data-testid="cached-savings-total">${usd(t.cachedSavingsUsd)}</td><td>${int(t.audioSeconds)}</td><td>${usd(t.costUsd)}</td></tr></tfoot></table>`;
+  const caching = report.caching.length
+    ? `<h2>Prompt caching</h2><p class="muted">Prompt tokens the engine read from its cache are billed at the model's cached input price; saved is what they would have cost more at the input price.</p>
+<table><thead><tr><th scope="col">Model</th><th scope="col">Cached tokens</th><th scope="col">Saved</th></tr></thead>
+<tbody>${report.caching.map((m) => `<tr><td>${e(m.model)}</td><td>${int(m.cachedTokens)}</td><td>${usd(m.cachedSavingsUsd)}</td></tr>`).join('')}</tbody>
+<tfoot><tr><th scope="row">Total</th><td>${int(t.cachedTokens)}</td><td>${usd(t.cachedSavingsUsd)}</td></tr></tfoot></table>`
+    : '';
   const csv = `/api/orgs/${encodeURIComponent(ctx.org!.slug)}/usage.csv${q(report.group)}`;
   return renderPage({
     ...ctx,
     title: 'Usage',
     active: 'usage',
-    body: `<p>Group by: ${groups} · <a href="${csv}">Download CSV</a></p>${report.group === 'day' ? dailyChart(report) : ''}${table}`,
+    body: `<p>Group by: ${groups} · <a href="${csv}">Download CSV</a></p>${report.group === 'day' ? dailyChart(report) : ''}${table}${caching}`,
   });
 }

@@ -1,19 +1,38 @@
 import { Injectable } from '@nestjs/common';
-import { BillCalculator, InvalidPeriodError, type OrgBill } from '@spot/billing';
+import { BillCalculator, InvalidPeriodError, type OrgBill, PriceBook } from '@spot/billing';
 import { type UsageGroup, UsageRollupsRepository, type User } from '@spot/db';
+import { cachedSavingsNanos } from '@spot/tiers';
 import { invalid } from '../errors/console.errors';
 import { OrgAccessService } from '../orgs/org-access.service';
 
 const MAX_RANGE_MS = 400 * 86_400_000;
 const GROUPS: readonly UsageGroup[] = ['day', 'model', 'tier', 'key'];
 
+/** Usage figures of one group (or the total): `cachedSavingsUsd` is what prompt caching saved at the price book's prices. */
+export interface UsageFigures {
+  requests: number;
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+  audioSeconds: number;
+  costUsd: number;
+  cachedSavingsUsd: number;
+}
+
 export interface UsageReport {
   from: string;
   to: string;
   group: UsageGroup;
-  rows: Array<{ group: string; label: string | null; requests: number; promptTokens: number; completionTokens: number; cachedTokens: number; audioSeconds: number; costUsd: number }>;
-  totals: { requests: number; promptTokens: number; completionTokens: number; cachedTokens: number; audioSeconds: number; costUsd: number };
+  rows: Array<{ group: string; label: string | null } & UsageFigures>;
+  totals: UsageFigures;
+  /**
+   * Prompt caching per model, whatever the grouping: cached tokens and what they saved (the cached tokens at the
+   * input price less the same at the cached price, per tier; 0 where the price book prices them as input).
+   */
+  caching: Array<{ model: string; cachedTokens: number; cachedSavingsUsd: number }>;
 }
+
+const zero = (): UsageFigures => ({ requests: 0, promptTokens: 0, completionTokens: 0, cachedTokens: 0, audioSeconds: 0, costUsd: 0, cachedSavingsUsd: 0 });
 
 function monthStart(d: Date): Date {
   return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
@@ -34,6 +53,7 @@ export class UsageService {
     private readonly access: OrgAccessService,
     private readonly rollups: UsageRollupsRepository,
     private readonly bills: BillCalculator,
+    private readonly priceBook: PriceBook,
   ) {}
 
   /** Usage in [from, to) (default: this month so far), grouped by day, model, tier or key. */
@@ -46,28 +66,57 @@ export class UsageService {
     if (to.getTime() - from.getTime() > MAX_RANGE_MS) throw invalid('to', 'the range may span at most 400 days');
     const group = (query.group ?? 'day') as UsageGroup;
     if (!GROUPS.includes(group)) throw invalid('group', `expected one of ${GROUPS.join(', ')}`);
-    const rows = (await this.rollups.usage(org.id, from, to, group)).map((r) => ({
-      group: r.group,
-      label: r.label,
-      requests: r.requests,
-      promptTokens: r.promptTokens,
-      completionTokens: r.completionTokens,
-      cachedTokens: r.cachedTokens,
-      audioSeconds: r.audioSeconds,
-      costUsd: r.costNanos / 1e9,
+    // nano-USD summed, converted once: the figures add up to the cent whatever the grouping
+    const groups = new Map<string, { label: string | null; requests: number; promptTokens: number; completionTokens: number; cachedTokens: number; audioSeconds: number; cost: number; saved: number }>();
+    const models = new Map<string, { cachedTokens: number; saved: number }>();
+    for (const r of await this.rollups.usage(org.id, from, to, group)) {
+      const price = this.priceBook.price(r.model, r.tier);
+      const saved = price === undefined ? 0 : cachedSavingsNanos(price, r);
+      const g = groups.get(r.group) ?? { label: r.label, requests: 0, promptTokens: 0, completionTokens: 0, cachedTokens: 0, audioSeconds: 0, cost: 0, saved: 0 };
+      g.label ??= r.label;
+      g.requests += r.requests;
+      g.promptTokens += r.promptTokens;
+      g.completionTokens += r.completionTokens;
+      g.cachedTokens += r.cachedTokens;
+      g.audioSeconds += r.audioSeconds;
+      g.cost += r.costNanos;
+      g.saved += saved;
+      groups.set(r.group, g);
+      const m = models.get(r.model) ?? { cachedTokens: 0, saved: 0 };
+      m.cachedTokens += r.cachedTokens;
+      m.saved += saved;
+      models.set(r.model, m);
+    }
+    const rows = [...groups].map(([name, g]) => ({
+      group: name,
+      label: g.label,
+      requests: g.requests,
+      promptTokens: g.promptTokens,
+      completionTokens: g.completionTokens,
+      cachedTokens: g.cachedTokens,
+      audioSeconds: g.audioSeconds,
+      costUsd: g.cost / 1e9,
+      cachedSavingsUsd: g.saved / 1e9,
     }));
-    const totals = rows.reduce(
-      (t, r) => ({
-        requests: t.requests + r.requests,
-        promptTokens: t.promptTokens + r.promptTokens,
-        completionTokens: t.completionTokens + r.completionTokens,
-        cachedTokens: t.cachedTokens + r.cachedTokens,
-        audioSeconds: t.audioSeconds + r.audioSeconds,
-        costUsd: t.costUsd + r.costUsd,
-      }),
-      { requests: 0, promptTokens: 0, completionTokens: 0, cachedTokens: 0, audioSeconds: 0, costUsd: 0 },
-    );
-    return { from: from.toISOString(), to: to.toISOString(), group, rows, totals };
+    const totals = zero();
+    let cost = 0;
+    let saved = 0;
+    for (const g of groups.values()) {
+      totals.requests += g.requests;
+      totals.promptTokens += g.promptTokens;
+      totals.completionTokens += g.completionTokens;
+      totals.cachedTokens += g.cachedTokens;
+      totals.audioSeconds += g.audioSeconds;
+      cost += g.cost;
+      saved += g.saved;
+    }
+    totals.costUsd = cost / 1e9;
+    totals.cachedSavingsUsd = saved / 1e9;
+    const caching = [...models]
+      .filter(([, m]) => m.cachedTokens > 0)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([model, m]) => ({ model, cachedTokens: m.cachedTokens, cachedSavingsUsd: m.saved / 1e9 }));
+    return { from: from.toISOString(), to: to.toISOString(), group, rows, totals, caching };
   }
 
   /**
@@ -92,9 +141,10 @@ export function usageCsv(report: UsageReport): string {
     const s = v === null ? '' : String(v);
     return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
-  const lines = [[report.group, 'label', 'requests', 'prompt_tokens', 'completion_tokens', 'cached_tokens', 'audio_seconds', 'cost_usd'].join(',')];
+  // cached_savings_usd last: columns a reader already takes by position keep their place
+  const lines = [[report.group, 'label', 'requests', 'prompt_tokens', 'completion_tokens', 'cached_tokens', 'audio_seconds', 'cost_usd', 'cached_savings_usd'].join(',')];
   for (const r of report.rows) {
-    lines.push([r.group, r.label, r.requests, r.promptTokens, r.completionTokens, r.cachedTokens, r.audioSeconds, r.costUsd.toFixed(9)].map(cell).join(','));
+    lines.push([r.group, r.label, r.requests, r.promptTokens, r.completionTokens, r.cachedTokens, r.audioSeconds, r.costUsd.toFixed(9), r.cachedSavingsUsd.toFixed(9)].map(cell).join(','));
   }
   return lines.join('\r\n') + '\r\n';
 }

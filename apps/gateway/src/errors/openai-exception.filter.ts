@@ -18,6 +18,11 @@ const ENVELOPES: ReadonlyMap<string, ErrorEnvelope> = new Map(
   Object.values(STATELESS_ADAPTERS).map((adapter) => [adapter.kind, (error: ApiError) => adapter.renderError(error)] as const),
 );
 
+/** The route kinds whose protocol has a request-id header of its own (Anthropic's `request-id`). */
+const ID_HEADERS: ReadonlyMap<string, string> = new Map(
+  Object.values(STATELESS_ADAPTERS).flatMap((adapter) => (adapter.requestIdHeader === undefined ? [] : [[adapter.kind, adapter.requestIdHeader] as const])),
+);
+
 /**
  * The gateway's only exception filter: every error leaves in its route's envelope (OpenAI's
  * `{"error":{"message","type","param","code"}}`, or Anthropic's on the Messages routes) with the matching status
@@ -46,6 +51,8 @@ export class OpenAIExceptionFilter implements ExceptionFilter {
     if (reply.sent || reply.raw.headersSent) return;
     reply.code(error.status).header('content-type', 'application/json');
     if (error.headers) reply.headers(error.headers);
+    const idHeader = ID_HEADERS.get(route);
+    if (idHeader !== undefined) reply.header(idHeader, request.id);
     void reply.send(envelopeOf(route)(error));
   }
 
@@ -53,7 +60,10 @@ export class OpenAIExceptionFilter implements ExceptionFilter {
   sendRaw(exception: unknown, method: string, url: string, requestId: string, res: ServerResponse, route: string, headers?: Record<string, string>): void {
     const error = this.resolve(exception, method, url, requestId, route);
     if (res.headersSent || res.destroyed) return;
-    res.writeHead(error.status, { 'content-type': 'application/json', 'x-request-id': requestId, ...error.headers, ...headers });
+    const head: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': requestId, ...error.headers, ...headers };
+    const idHeader = ID_HEADERS.get(route);
+    if (idHeader !== undefined) head[idHeader] = requestId;
+    res.writeHead(error.status, head);
     res.end(envelopeOf(route)(error));
   }
 
@@ -63,7 +73,7 @@ export class OpenAIExceptionFilter implements ExceptionFilter {
    */
   sendBeforeBody(exception: unknown, req: IncomingMessage, res: ServerResponse, requestId: string, route: string): void {
     const error = this.resolve(exception, req.method ?? '', req.url ?? '', requestId, route);
-    answerEarly(req, res, error, requestId, this.drainBytes, envelopeOf(route)(error));
+    answerEarly(req, res, error, requestId, this.drainBytes, envelopeOf(route)(error), ID_HEADERS.get(route) ?? null);
   }
 
   private resolve(exception: unknown, method: string, url: string, requestId: string, route: string): ApiError {

@@ -52,15 +52,19 @@ export function answerEarly(
   requestId: string,
   drainBytes: number,
   body: string = JSON.stringify(error.toBody()),
+  /** The protocol's own request-id header, if it has one (Anthropic's `request-id`). */
+  idHeader: string | null = null,
 ): void {
   if (res.headersSent || res.destroyed) return;
-  res.writeHead(error.status, {
+  const head: Record<string, string | number> = {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
     'x-request-id': requestId,
     ...error.headers,
     connection: 'close',
-  });
+  };
+  if (idHeader !== null) head[idHeader] = requestId;
+  res.writeHead(error.status, head);
   if (req.complete) {
     res.end(body);
     return;

@@ -1,6 +1,6 @@
 import { ApiError, anthropicErrorType, invalidApiKey, modelNotFound, serverOverloaded } from '@spot/contract';
 import { anthropicCredential } from '../auth/credential';
-import { ANTHROPIC_ADAPTERS, checkMessagesRequest } from './anthropic-adapter';
+import { ANTHROPIC_ADAPTERS, checkMessagesRequest, usageFromAnthropic } from './anthropic-adapter';
 
 const messages = [{ role: 'user', content: 'hi' }];
 const { messages: adapter, count_tokens: counting } = ANTHROPIC_ADAPTERS;
@@ -55,9 +55,12 @@ describe('the Anthropic Messages adapter', () => {
     expect(counting.api).toBe('messages');
   });
 
-  it("reads a Message's usage from the tail of its body, cache reads included", () => {
-    const body = '{"id":"chatcmpl-1","type":"message","content":[{"type":"text","text":"usage"}],"usage":{"input_tokens":300,"output_tokens":4,"cache_read_input_tokens":256}}';
+  it("reads a Message's usage from the tail of its body: the prompt is input + cache reads + cache writes", () => {
+    const body = '{"id":"chatcmpl-1","type":"message","content":[{"type":"text","text":"usage"}],"usage":{"input_tokens":44,"output_tokens":4,"cache_creation_input_tokens":0,"cache_read_input_tokens":256}}';
     expect(adapter.usageFromBody(body)).toEqual({ prompt: 300, completion: 4, cached: 256 });
+    // cache writes are input at the ordinary price; an engine without cache fields reports its whole prompt
+    expect(usageFromAnthropic({ input_tokens: 10, cache_creation_input_tokens: 290, output_tokens: 1 })).toEqual({ prompt: 300, completion: 1, cached: 0 });
+    expect(usageFromAnthropic({ input_tokens: 300, output_tokens: 1 })).toEqual({ prompt: 300, completion: 1, cached: 0 });
     expect(adapter.usageFromBody('{"usage":{"prompt_tokens":3}}')).toBeNull();
   });
 

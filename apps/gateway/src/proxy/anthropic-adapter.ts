@@ -8,14 +8,23 @@ import type { CheckedRequest, ProxyKind } from './openai-request';
 import type { ProtocolAdapter, StreamRelay } from './protocol-adapter';
 import { type TokenUsage, usageFromJsonTail } from './token-usage';
 
-/** Reads an Anthropic `usage` object (vLLM's input_tokens are the whole prompt, cache reads included). */
+/**
+ * Reads an Anthropic `usage` object. Anthropic's contract, which vLLM follows since it reports cache reads
+ * (vllm-project/vllm#40912): the whole prompt is `input_tokens` (the uncached part) + `cache_read_input_tokens` +
+ * `cache_creation_input_tokens`. Cache reads are the cached tokens (priced at `cached_input_per_mtok`); cache
+ * writes are ordinary input (vLLM's prefix cache fills as a side effect of prefill, at no premium, and reports 0).
+ * An engine that reports no cache fields reports its whole prompt as `input_tokens`: the same sum.
+ */
 export function usageFromAnthropic(u: unknown): TokenUsage | null {
   if (u === null || typeof u !== 'object') return null;
   const o = u as Record<string, unknown>;
   if (typeof o.input_tokens !== 'number' || typeof o.output_tokens !== 'number') return null;
-  const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? Math.floor(v) : 0);
-  const prompt = n(o.input_tokens);
-  return { prompt, completion: n(o.output_tokens), cached: Math.min(prompt, n(o.cache_read_input_tokens)) };
+  const cached = count(o.cache_read_input_tokens);
+  return { prompt: count(o.input_tokens) + cached + count(o.cache_creation_input_tokens), completion: count(o.output_tokens), cached };
+}
+
+function count(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? Math.floor(v) : 0;
 }
 
 /** Anthropic's 400: `<field>: <problem>`, as its API words request validation errors. */
@@ -71,6 +80,7 @@ const NO_USAGE: TokenUsage = Object.freeze({ prompt: 0, completion: 0, cached: 0
 class AnthropicAdapter implements ProtocolAdapter {
   readonly usageInHead = false;
   readonly api: ModelApi = 'messages';
+  readonly requestIdHeader = 'request-id';
 
   constructor(
     readonly kind: 'messages' | 'count_tokens',

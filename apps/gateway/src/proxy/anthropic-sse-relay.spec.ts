@@ -10,9 +10,10 @@ const STREAM =
   'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n' +
   'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"input_tokens":10,"output_tokens":3}}\n\n' +
   'event: message_stop\ndata: {"type":"message_stop"}\n\n';
-// with the sim's prefix caching: cache reads in both usage reports; Anthropic's own message_delta has output only
+// with the sim's prefix caching (vLLM's usage since it reports cache reads: input_tokens are the uncached part);
+// Anthropic's own message_delta may carry output only
 const CACHED =
-  'event: message_start\ndata: {"type":"message_start","message":{"id":"chatcmpl-c","content":[],"model":"m1","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":300,"output_tokens":0,"cache_read_input_tokens":256}}}\n\n' +
+  'event: message_start\ndata: {"type":"message_start","message":{"id":"chatcmpl-c","content":[],"model":"m1","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":44,"output_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":256}}}\n\n' +
   'event: content_block_start\ndata: {"type":"content_block_start","content_block":{"type":"text","text":""},"index":0}\n\n' +
   'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"type":"text_delta","text":" a"},"index":0}\n\n' +
   'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n' +
@@ -53,6 +54,14 @@ describe('AnthropicSseRelay on recorded engine streams', () => {
       expect(r.contentEvents).toBe(1);
       expect(r.sawDone).toBe(true);
     }
+  });
+
+  it("bills the whole prompt as Anthropic counts it: input + cache reads + cache writes, message_delta's counts winning", () => {
+    const withWrites = CACHED.replace('"usage":{"output_tokens":1}', '"usage":{"input_tokens":40,"cache_creation_input_tokens":4,"cache_read_input_tokens":256,"output_tokens":1}');
+    expect(relay(withWrites).relay.usage).toEqual({ prompt: 300, completion: 1, cached: 256 });
+    // cache writes only in message_start: kept
+    const startWrites = CACHED.replace('"input_tokens":44,"output_tokens":0,"cache_creation_input_tokens":0', '"input_tokens":14,"output_tokens":0,"cache_creation_input_tokens":30');
+    expect(relay(startWrites).relay.usage).toEqual({ prompt: 300, completion: 1, cached: 256 });
   });
 
   it('reports no usage before message_delta: a stream cut there is billed from its content events', () => {

@@ -35,8 +35,9 @@ function eventData(buf: Buffer, start: number, end: number): Record<string, unkn
 /**
  * The relay of one engine attempt's Anthropic Messages stream (`event: x\ndata: {...}\n\n`, as vLLM serves
  * it): events pass through untouched, except `error` events, rewritten into Anthropic's envelope with an
- * Anthropic error type (vLLM's say `internal_error`). Usage: input and cache-read tokens from `message_start`,
- * output tokens from `message_delta` (whose input counts win when present); it is reported only once
+ * Anthropic error type (vLLM's say `internal_error`). Usage: input and cache tokens from `message_start`,
+ * output tokens from `message_delta` (whose input counts win when present); the prompt is input + cache reads +
+ * cache writes (Anthropic's contract, as `usageFromAnthropic` reads a body). It is reported only once
  * `message_delta` arrived, so a stream cut before is billed from its content events, as for chat. A clean end
  * is `message_stop`; an `error` event ends the stream too (vLLM sends nothing after it), so it is no cut.
  */
@@ -44,7 +45,8 @@ export class AnthropicSseRelay extends SseRelayBase {
   // usage: once `message_delta` reported the output tokens; sawDone: `message_stop`, or an `error` event (which
   // ends Anthropic's stream); contentEvents: `content_block_delta` events, one a generated token
   private input = 0;
-  private cached = 0;
+  private cacheRead = 0;
+  private cacheWrite = 0;
 
   push(chunk: Buffer, write: RelayWrite): void {
     const buf = this.joined(chunk);
@@ -80,16 +82,18 @@ export class AnthropicSseRelay extends SseRelayBase {
     const usage = (data?.message as { usage?: Record<string, unknown> } | undefined)?.usage;
     if (usage === undefined || usage === null) return;
     this.input = count(usage.input_tokens);
-    this.cached = count(usage.cache_read_input_tokens);
+    this.cacheRead = count(usage.cache_read_input_tokens);
+    this.cacheWrite = count(usage.cache_creation_input_tokens);
   }
 
+  /** message_delta's usage (cumulative: the input counts it carries win over message_start's). */
   private delta(data: Record<string, unknown> | null): void {
     const usage = data?.usage as Record<string, unknown> | undefined | null;
     if (usage === undefined || usage === null || typeof usage.output_tokens !== 'number') return;
-    const prompt = typeof usage.input_tokens === 'number' ? count(usage.input_tokens) : this.input;
-    const cached = typeof usage.cache_read_input_tokens === 'number' ? count(usage.cache_read_input_tokens) : this.cached;
-    // vLLM's input_tokens are the whole prompt, cache reads included (as OpenAI's prompt_tokens)
-    this.usage = { prompt, completion: count(usage.output_tokens), cached: Math.min(cached, prompt) };
+    const input = typeof usage.input_tokens === 'number' ? count(usage.input_tokens) : this.input;
+    const read = typeof usage.cache_read_input_tokens === 'number' ? count(usage.cache_read_input_tokens) : this.cacheRead;
+    const write = typeof usage.cache_creation_input_tokens === 'number' ? count(usage.cache_creation_input_tokens) : this.cacheWrite;
+    this.usage = { prompt: input + read + write, completion: count(usage.output_tokens), cached: read };
   }
 
   private rewriteError(buf: Buffer, start: number, end: number): Buffer {

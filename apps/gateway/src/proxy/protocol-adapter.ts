@@ -6,6 +6,9 @@ import type { AuthedKey } from '../auth/authed-key';
 import type { CheckedRequest, ProxyKind } from './openai-request';
 import type { TokenUsage } from './token-usage';
 
+/** The most bytes of a non-streamed body held to be completed (see {@link ProtocolAdapter.completeBody}). */
+export const MAX_COMPLETED_BODY = 8 * 1024 * 1024;
+
 /** Where a relay's bytes go: the client's socket, through the exchange (which corks and sends the head). */
 export type RelayWrite = (bytes: Buffer) => void;
 
@@ -58,6 +61,11 @@ export interface ProtocolAdapter {
    * for a protocol whose engine may report none (audio translations: estimated from the upload).
    */
   usageFromBody(tail: string, head?: string | null, req?: CheckedRequest): TokenUsage | null;
+  /**
+   * A header of the protocol's own that carries our request id beside `x-request-id` on every answer, errors
+   * included (Anthropic's `request-id`, which its SDKs expose as `_request_id`); absent: none.
+   */
+  readonly requestIdHeader?: string;
   /** An error of ours in the protocol's envelope. */
   errorBody(status: number, message: string, code: string | null): string;
   /** An error of ours (an {@link ApiError} thrown before or around the exchange) in the protocol's envelope. */
@@ -76,6 +84,13 @@ export interface ProtocolAdapter {
    * attempt, streamed (a retry replays it). Absent: {@link upstreamBody}'s JSON.
    */
   upload?(req: CheckedRequest, upstreamModel: string): { contentType: string; body: Readable };
+  /**
+   * Only for a protocol that completes the engine's answer (Responses: fields the engine leaves out): the whole
+   * non-streamed 2xx body in, the client's out (renamed to the client's model too). The exchange then holds
+   * the body until it ends, up to {@link MAX_COMPLETED_BODY} bytes (past them it goes out as the engine sent it).
+   * Absent: the body is relayed as it arrives (only the model renamed, see `ModelRename`).
+   */
+  completeBody?(req: CheckedRequest, body: Buffer): Buffer;
   /** Only for a protocol with state of ours: what keeps this request's finished response, or null (absent: none). */
   keeper?(req: CheckedRequest, key: AuthedKey): ResponseKeeper | null;
 }

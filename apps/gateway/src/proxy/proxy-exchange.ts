@@ -9,7 +9,8 @@ import type { GatewayMetrics } from '../metrics/gateway-metrics';
 import type { PoisonGuard } from '../routing/poison-guard';
 import type { Candidate, FailureKind } from '../routing/upstream-pool';
 import type { CheckedRequest, ProxyKind } from './openai-request';
-import type { ProtocolAdapter, ResponseKeeper } from './protocol-adapter';
+import { MAX_COMPLETED_BODY, type ProtocolAdapter, type ResponseKeeper } from './protocol-adapter';
+import { type BodyRename, type ModelRename, modelRename } from './model-rename';
 import { Attempt, AttemptPhase, type AttemptOwner } from './attempt';
 import { AfterFailure, afterFailure, AttemptFailure, failureOf, implicatesBody } from './failure-policy';
 import type { ExchangeTrace } from '../tracing/exchange-trace'; // tracing hook
@@ -123,6 +124,16 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
   private sentFailures = 0;
   /** What keeps the finished response (stored Responses), or null: every stateless protocol. */
   private readonly keeper: ResponseKeeper | null;
+  /** The protocol's own request-id header, or null (see {@link ProtocolAdapter.requestIdHeader}). */
+  private readonly idHeader: string | null;
+  /** The attempt's engine names the model otherwise than the client: answers are renamed (null: they agree). */
+  private rename: ModelRename | null = null;
+  /** The non-streamed body's renamer, when {@link rename} is set. */
+  private bodyRename: BodyRename | null = null;
+  /** A non-streamed body held to be completed ({@link ProtocolAdapter.completeBody}): its head waits for its end. */
+  private completing: Buffer[] | null = null;
+  private completingBytes = 0;
+  private completingHeaders: Record<string, string | string[] | undefined> | null = null;
 
   constructor(
     private readonly ctx: ExchangeContext,
@@ -141,7 +152,8 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     this.upstreamJsonModel = candidates[0].route.upstreamModel;
     this.kind = adapter.kind;
     this.keeper = adapter.keeper?.(req, key) ?? null;
-    this.writeOut = (bytes) => this.write(bytes);
+    this.idHeader = adapter.requestIdHeader ?? null;
+    this.writeOut = (bytes) => this.write(this.rename === null ? bytes : this.rename.all(bytes));
     this.onDrain = () => this.attempt.controller?.resume();
     this.uncork = () => {
       if (this.holdCork) return; // released with the end, once journaled
@@ -213,6 +225,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       }
       this.upstreamJsonModel = route.upstreamModel;
     }
+    this.rename = modelRename(route.upstreamModel, this.req.model);
     const attempt = new Attempt(this, candidate, this.req.stream ? this.adapter.streamRelay(this.req) : null);
     this.attempt = attempt;
     this.waking = false;
@@ -265,7 +278,12 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       this.keepTail(attempt, chunk);
       if (this.adapter.usageInHead) this.keepHead(attempt, chunk);
       if (this.keeper !== null) this.collect(attempt, chunk, this.keeper);
-      this.write(chunk);
+      if (this.completing !== null) this.hold(attempt, chunk);
+      else if (this.bodyRename === null) this.write(chunk);
+      else {
+        const out = this.bodyRename.push(chunk);
+        if (out.length > 0) this.write(out);
+      }
     }
     const c = attempt.controller;
     if (c !== null && this.res.writableNeedDrain && !c.paused) {
@@ -285,9 +303,18 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     }
     const relay = attempt.relay;
     if (relay === null) {
+      let kept: Buffer | null = attempt.body !== null ? Buffer.concat(attempt.body, attempt.bodyBytes) : null;
+      if (this.completing !== null) {
+        const sent = this.sendCompleted(attempt);
+        // what the client got is kept, unless the keeper's bound was passed
+        if (kept !== null) kept = sent;
+      } else {
+        const rest = this.bodyRename?.end() ?? null;
+        if (rest !== null) this.write(rest);
+      }
       this.recordOnce(attempt.status);
       this.endWhenJournaled(attempt.status);
-      if (this.keeper !== null && attempt.status < 300 && attempt.body !== null) this.keeper.keep(this.requestId, Buffer.concat(attempt.body, attempt.bodyBytes));
+      if (this.keeper !== null && attempt.status < 300 && kept !== null) this.keeper.keep(this.requestId, kept);
       return;
     }
     relay.end(this.writeOut);
@@ -364,14 +391,22 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       // engines answer 200 before queueing and prefill: a replica lost meanwhile (spot preemption) must not
       // have sent the client anything yet, so the head leaves with the first event (see write)
       this.headPending = true;
+    } else if (this.adapter.completeBody !== undefined) {
+      // the head leaves with the completed body (see sendCompleted)
+      this.completing = [];
+      this.completingBytes = 0;
+      this.completingHeaders = headers;
     } else {
+      this.bodyRename = this.rename?.body() ?? null;
       const out: Record<string, string> = {
         'content-type': (headers['content-type'] as string | undefined) ?? 'application/json',
         'x-request-id': this.requestId,
       };
       const length = headers['content-length'];
-      if (typeof length === 'string') out['content-length'] = length;
+      // a renamed body's length is not the engine's: it goes chunked
+      if (typeof length === 'string' && this.bodyRename === null) out['content-length'] = length;
       if (this.ctx.tierHeader === true) out['x-spot-tier'] = attempt.candidate.route.tier;
+      if (this.idHeader !== null) out[this.idHeader] = this.requestId;
       this.timingHeaders(out);
       this.res.writeHead(status, out);
     }
@@ -523,6 +558,40 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     (attempt.body ??= []).push(chunk);
   }
 
+  /** Holds a read of a body to complete; past {@link MAX_COMPLETED_BODY} the head and the body go out as the engine sent them. */
+  private hold(attempt: Attempt, chunk: Buffer): void {
+    const held = this.completing!;
+    held.push(chunk);
+    this.completingBytes += chunk.length;
+    if (this.completingBytes <= MAX_COMPLETED_BODY) return;
+    this.completing = null;
+    this.writeBodyHead(attempt, this.completingHeaders ?? {}, null);
+    for (const c of held) this.write(c);
+  }
+
+  /** The held body, completed by the adapter, with its head; returns it (what a keeper keeps). */
+  private sendCompleted(attempt: Attempt): Buffer {
+    const body = Buffer.concat(this.completing!, this.completingBytes);
+    this.completing = null;
+    const out = attempt.status < 300 ? this.adapter.completeBody!(this.req, body) : body;
+    this.writeBodyHead(attempt, this.completingHeaders ?? {}, out.length);
+    this.write(out);
+    return out;
+  }
+
+  private writeBodyHead(attempt: Attempt, headers: Record<string, string | string[] | undefined>, length: number | null): void {
+    const out: Record<string, string> = {
+      'content-type': (headers['content-type'] as string | undefined) ?? 'application/json',
+      'x-request-id': this.requestId,
+    };
+    const engineLength = headers['content-length'];
+    if (length !== null) out['content-length'] = String(length);
+    else if (typeof engineLength === 'string') out['content-length'] = engineLength;
+    if (this.idHeader !== null) out[this.idHeader] = this.requestId;
+    this.timingHeaders(out);
+    this.res.writeHead(attempt.status, out);
+  }
+
   private keepTail(attempt: Attempt, chunk: Buffer): void {
     const tail = attempt.tail;
     if (chunk.length >= TAIL_BYTES || tail === null) attempt.tail = chunk.length > TAIL_BYTES ? chunk.subarray(chunk.length - TAIL_BYTES) : chunk;
@@ -552,6 +621,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       'cache-control': 'no-cache',
       'x-request-id': this.requestId,
     };
+    if (this.idHeader !== null) out[this.idHeader] = this.requestId;
     this.timingHeaders(out);
     this.res.writeHead(this.attempt.status, out);
   }
@@ -643,7 +713,9 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
   private respondError(status: number, body: string, extra: Record<string, string>, billable = true): void {
     if (!this.clientGone && !this.res.headersSent) {
       if (billable) this.recordOnce(status);
-      this.res.writeHead(status, { 'content-type': 'application/json', 'x-request-id': this.requestId, ...extra });
+      const head: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': this.requestId, ...extra };
+      if (this.idHeader !== null) head[this.idHeader] = this.requestId;
+      this.res.writeHead(status, head);
       this.res.end(body);
     }
     this.finish(status, billable);

@@ -8,6 +8,7 @@ import { bodyError } from '../errors/to-api-error';
 import { checkRequest, type CheckedRequest } from './openai-request';
 import type { ProtocolAdapter, ResponseKeeper, StreamRelay } from './protocol-adapter';
 import { ResponsesStore } from './responses-store';
+import { completeResponse, type ResponseEcho } from './responses-object';
 import { responsesErrorEvent, ResponsesSseRelay, usageFromResponse } from './responses-sse-relay';
 import { type TokenUsage, usageFromJsonTail } from './token-usage';
 
@@ -23,6 +24,10 @@ export interface ResponsesRequest extends CheckedRequest {
   readonly ownInput: unknown[];
   /** What the engine gets: the stored chain's input and output items, then {@link ownInput}. */
   readonly engineInput: unknown[];
+}
+
+function echoOf(req: ResponsesRequest): ResponseEcho {
+  return { model: req.model, previousResponseId: req.previousResponseId, store: req.keep, body: req.body };
 }
 
 /**
@@ -94,8 +99,21 @@ export class ResponsesAdapter implements ProtocolAdapter {
     }
   }
 
-  streamRelay(): StreamRelay {
-    return new ResponsesSseRelay();
+  streamRelay(checked: CheckedRequest): StreamRelay {
+    const echo = echoOf(checked as ResponsesRequest);
+    return new ResponsesSseRelay((response) => completeResponse(response, echo));
+  }
+
+  /** The engine's Response completed into OpenAI's (see {@link completeResponse}); a body that is not one goes out as it came. */
+  completeBody(checked: CheckedRequest, body: Buffer): Buffer {
+    let response: unknown;
+    try {
+      response = JSON.parse(body.toString('utf8'));
+    } catch {
+      return body;
+    }
+    if (response === null || typeof response !== 'object' || Array.isArray(response)) return body;
+    return Buffer.from(JSON.stringify(completeResponse(response as Record<string, unknown>, echoOf(checked as ResponsesRequest))));
   }
 
   usageFromBody(tail: string): TokenUsage | null {
@@ -143,9 +161,8 @@ export class ResponsesAdapter implements ProtocolAdapter {
           store.notKept('failed', requestId, 'the stream carried no final response');
           return;
         }
-        // the engine saw no previous turn: the client's Response names the one it continued
-        response.previous_response_id = req.previousResponseId;
-        response.store = true;
+        // what the client was answered (the engine saw no previous turn, and names the model its own way)
+        completeResponse(response, echoOf(req));
         store.keep({ orgId: key.orgId, keyId: key.id, model: req.model, previousResponseId: req.previousResponseId, input: req.ownInput, response, requestId });
       },
       tooLarge(requestId) {

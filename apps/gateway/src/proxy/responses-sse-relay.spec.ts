@@ -88,3 +88,44 @@ describe('ResponsesSseRelay on recorded engine streams', () => {
     expect(r.errorFrameStatus).toBe(503);
   });
 });
+
+describe('ResponsesSseRelay with a completer (what the gateway answers)', () => {
+  function completing(bytes: string, size: number): { out: string; relay: ResponsesSseRelay; seen: string[] } {
+    const seen: string[] = [];
+    const r = new ResponsesSseRelay((response) => {
+      seen.push(String(response.status));
+      response.model = 'llama-test';
+      response.previous_response_id = 'resp_prev';
+    });
+    const parts: Buffer[] = [];
+    const write = (b: Buffer) => parts.push(Buffer.from(b));
+    const buf = Buffer.from(bytes);
+    for (let i = 0; i < buf.length; i += size) r.push(buf.subarray(i, Math.min(buf.length, i + size)), write);
+    r.end(write);
+    return { out: Buffer.concat(parts).toString(), relay: r, seen };
+  }
+
+  it('re-serialises only the events that carry the Response, completed; deltas pass byte for byte; usage and the final object follow', () => {
+    const plain = relay(TEXT).relay;
+    for (const size of [1, 13, 4096]) {
+      const { out, relay: r, seen } = completing(TEXT, size);
+      expect(seen).toEqual(['in_progress', 'in_progress', 'completed']);
+      const inEvents = TEXT.split('\n\n');
+      const outEvents = out.split('\n\n');
+      expect(outEvents).toHaveLength(inEvents.length);
+      for (let i = 0; i < inEvents.length; i++) {
+        if (/^event: response\.(created|in_progress|completed)\n/.test(inEvents[i])) {
+          const [head, data] = outEvents[i].split('\ndata: ');
+          expect(head).toBe(inEvents[i].split('\n')[0]);
+          const payload = JSON.parse(data) as { response: Record<string, unknown>; sequence_number: number };
+          expect(payload.response).toMatchObject({ model: 'llama-test', previous_response_id: 'resp_prev' });
+          expect(payload.sequence_number).toBe((JSON.parse(inEvents[i].split('\ndata: ')[1]) as { sequence_number: number }).sequence_number);
+        } else expect(outEvents[i]).toBe(inEvents[i]);
+      }
+      expect(r.usage).toEqual(plain.usage);
+      expect(r.contentEvents).toBe(plain.contentEvents);
+      expect(r.sawDone).toBe(true);
+      expect(r.final).toMatchObject({ status: 'completed', model: 'llama-test', previous_response_id: 'resp_prev' });
+    }
+  });
+});

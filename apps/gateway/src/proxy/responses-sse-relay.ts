@@ -10,6 +10,8 @@ const ARGS_DELTA = Buffer.from('response.function_call_arguments.delta');
 const REASONING_DELTA = Buffer.from('response.reasoning_text.delta');
 const ERROR = Buffer.from('error');
 const TERMINAL = ['response.completed', 'response.incomplete', 'response.failed'].map((t) => Buffer.from(t));
+/** The events before the end that carry the Response object (completed for the client when the relay has a completer). */
+const LIFECYCLE = ['response.created', 'response.in_progress', 'response.queued'].map((t) => Buffer.from(t));
 
 /** The `usage` of a Response object (`input_tokens`, `output_tokens`, `input_tokens_details.cached_tokens`), or null. */
 export function usageFromResponse(u: unknown): TokenUsage | null {
@@ -43,6 +45,14 @@ export class ResponsesSseRelay extends SseRelayBase {
   /** The sequence_number of the last event (engines number their events from 0): for an error event we write. */
   lastSequence = -1;
 
+  /**
+   * @param complete completes the Response object of the events that carry one (see `completeResponse`): those
+   *   events are re-serialised with it; without it every event but the errors passes byte for byte.
+   */
+  constructor(private readonly complete: ((response: Record<string, unknown>) => void) | null = null) {
+    super();
+  }
+
   push(chunk: Buffer, write: RelayWrite): void {
     const buf = this.joined(chunk);
     let flushFrom = 0;
@@ -73,6 +83,7 @@ export class ResponsesSseRelay extends SseRelayBase {
       }
       for (const t of TERMINAL) if (isName(buf, nameAt, lineEnd, t)) type = t;
       if (type === null && isName(buf, nameAt, lineEnd, ERROR)) type = ERROR;
+      if (type === null && this.complete !== null) for (const t of LIFECYCLE) if (isName(buf, nameAt, lineEnd, t)) type = t;
       if (type === null) return false;
       dataAt = lineEnd + 1;
     } else if (buf.compare(DATA, 0, DATA.length, start, start + DATA.length) === 0) {
@@ -93,15 +104,23 @@ export class ResponsesSseRelay extends SseRelayBase {
     }
     if (typeof payload?.sequence_number === 'number') this.lastSequence = payload.sequence_number;
     if (type !== ERROR) {
-      this.sawDone = true;
+      const terminal = TERMINAL.some((t) => t === type);
       const response = payload?.response;
-      if (response !== null && typeof response === 'object') {
-        this.final = response as Record<string, unknown>;
-        const usage = usageFromResponse(this.final.usage);
-        if (usage !== null) this.usage = usage;
+      const isObject = response !== null && typeof response === 'object';
+      if (terminal) {
+        this.sawDone = true;
+        if (isObject) {
+          this.final = response as Record<string, unknown>;
+          const usage = usageFromResponse(this.final.usage);
+          if (usage !== null) this.usage = usage;
+        }
+        if (type === TERMINAL[2]) this.errorFrameStatus = 500;
       }
-      if (type === TERMINAL[2]) this.errorFrameStatus = 500;
-      return false;
+      if (this.complete === null || !isObject) return false;
+      this.complete(response as Record<string, unknown>);
+      if (start > flushFrom) write(buf.subarray(flushFrom, start));
+      write(Buffer.from(`event: ${type.toString()}\ndata: ${JSON.stringify(payload)}\n\n`));
+      return true;
     }
     const { frame, status } = this.errorEvent(payload, buf.toString('utf8', dataAt + DATA.length, end));
     this.sawDone = true;

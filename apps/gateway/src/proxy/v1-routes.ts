@@ -7,7 +7,7 @@ import { Telemetry } from '@spot/telemetry';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiKeyAuthService } from '../auth/api-key-auth.service';
 import type { AuthedKey } from '../auth/authed-key';
-import { bearerCredential } from '../auth/credential';
+import { anthropicCredential, bearerCredential } from '../auth/credential';
 import { OpenAIExceptionFilter } from '../errors/openai-exception.filter';
 import { bodyError } from '../errors/to-api-error';
 import { BodyBudget } from '../http/body-budget';
@@ -86,13 +86,26 @@ export class V1Routes implements OnModuleInit {
       }, handedOver);
     }
     this.fastPath.install((kind, req, res) => this.serve(kind, req, res, newRequestId()));
-    app.get('/v1/models', { errorHandler: handlerFor('models') }, async (req) => {
+    // Anthropic's clients list models too (x-api-key, anthropic-version): answered in their shape and envelope
+    const anthropic = (req: FastifyRequest) => req.headers['anthropic-version'] !== undefined;
+    const modelsErrors = (err: unknown, request: FastifyRequest, reply: FastifyReply) =>
+      this.errors.send(err, request, reply, anthropic(request) ? 'messages' : 'models');
+    app.get('/v1/models', { errorHandler: modelsErrors }, async (req, reply) => {
+      if (anthropic(req)) {
+        void reply.header('request-id', req.id);
+        return this.models.listAnthropic(await this.auth.authenticate(anthropicCredential(req.headers)));
+      }
       const key = await this.auth.authenticate(bearerCredential(req.headers));
       return this.models.list(key);
     });
-    app.get<{ Params: { '*': string } }>('/v1/models/*', { errorHandler: handlerFor('models') }, async (req) => {
+    app.get<{ Params: { '*': string } }>('/v1/models/*', { errorHandler: modelsErrors }, async (req, reply) => {
+      const id = decodeURIComponent(req.params['*']);
+      if (anthropic(req)) {
+        void reply.header('request-id', req.id);
+        return this.models.retrieveAnthropic(await this.auth.authenticate(anthropicCredential(req.headers)), id);
+      }
       const key = await this.auth.authenticate(bearerCredential(req.headers));
-      return this.models.retrieve(key, decodeURIComponent(req.params['*']));
+      return this.models.retrieve(key, id);
     });
   }
 
