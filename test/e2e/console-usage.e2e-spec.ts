@@ -202,9 +202,9 @@ describe('console: what prompt caching saved', () => {
     ]);
 
     const csv = (await (await owner.fetch(`/api/orgs/${slug}/usage.csv?${october}&group=model`)).text()).trim().split('\r\n');
-    expect(csv[0]).toBe('model,label,requests,prompt_tokens,completion_tokens,cached_tokens,cost_usd,cached_savings_usd');
-    expect(csv[1]).toBe(`${EVIL},,1,20,0,10,0.000000001,0.000000000`);
-    expect(csv[2]).toBe('m-c,,2,1500000,0,600000,0.000000002,1.000000000');
+    expect(csv[0]).toBe('model,label,requests,prompt_tokens,completion_tokens,cached_tokens,audio_seconds,cost_usd,cached_savings_usd');
+    expect(csv[1]).toBe(`${EVIL},,1,20,0,10,0,0.000000001,0.000000000`);
+    expect(csv[2]).toBe('m-c,,2,1500000,0,600000,0,0.000000002,1.000000000');
   });
 
   it('shows them on the usage page, model names escaped', async () => {
