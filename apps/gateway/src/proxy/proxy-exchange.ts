@@ -533,7 +533,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
         this.cutResponse(failure === AttemptFailure.Incomplete ? 'The engine ended the stream before it was complete.' : `The engine failed mid-stream (${code}).`);
         return false;
       case AfterFailure.Continue:
-        return this.continueStream(attempt);
+        return this.continueStream(attempt, failure);
       case AfterFailure.Retry:
         if (this.retry(attempt)) return false;
         this.answer(attempt, failure, what);
@@ -567,7 +567,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
    * on on another candidate (another tier first), or a tier woken for it, from the delivered text; the gateway ends
    * it itself when nothing is left to generate. True when the stream goes on; false when it was cut (no engine).
    */
-  private continueStream(attempt: Attempt): boolean {
+  private continueStream(attempt: Attempt, failure: AttemptFailure): boolean {
     const lostTier = attempt.candidate.route.tier;
     const now = performance.now();
     if (attempt.status >= 200 && attempt.status < 300 && this.closedAttempt !== attempt) {
@@ -598,7 +598,8 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       }
     }
     this.lost(lostTier, 'no_engine');
-    this.cutResponse('The engine failed mid-stream and no other engine could continue the stream.');
+    // an engine's error frame then reaches the client as it came (the caller passes it on)
+    if (failure !== AttemptFailure.ErrorFrame) this.cutResponse('The engine failed mid-stream and no other engine could continue the stream.');
     return false;
   }
 
