@@ -218,7 +218,8 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
 
   /** Content events relayed to the client so far: what the usage journal follows. */
   get progress(): number {
-    return this.pastContent + (this.attempt.relay?.contentEvents ?? 0);
+    const a = this.attempt;
+    return this.pastContent + (a === this.closedAttempt ? 0 : (a.relay?.contentEvents ?? 0));
   }
 
   /** What this request would be billed if the process died now: the tokens its client has received (per segment). */
