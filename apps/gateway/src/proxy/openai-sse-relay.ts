@@ -27,7 +27,6 @@ export class OpenAISseRelay extends SseRelayBase {
     // after a held error frame, nothing more reaches the client unless it is released
     let write = this.held === null ? out : this.hold;
     const t = this.transcript;
-    let textAt = t === null ? -1 : buf.indexOf(t.key);
     let flushFrom = 0;
     let eventStart = 0;
     // each key is searched once per read, not once per event (most reads have neither)
@@ -41,7 +40,7 @@ export class OpenAISseRelay extends SseRelayBase {
       const kind = classifyFrame(buf, eventStart, sep, usageAt, errorAt);
       if (kind === FrameKind.Content) {
         this.contentEvents++;
-        if (t !== null && this.held === null) t.take(buf, eventStart, sep, textAt);
+        if (t !== null && this.held === null) t.take(buf, eventStart, sep);
         while (nullAt >= eventStart && nullAt < sep) {
           const span = usageNullSpan(buf, eventStart, sep, nullAt);
           if (span !== null) {
@@ -78,7 +77,6 @@ export class OpenAISseRelay extends SseRelayBase {
       if (usageAt >= 0 && usageAt < next) usageAt = buf.indexOf(USAGE_KEY, next);
       if (errorAt >= 0 && errorAt < next) errorAt = buf.indexOf(ERROR_KEY, next);
       if (nullAt >= 0 && nullAt < next) nullAt = buf.indexOf(USAGE_NULL_KEY, next);
-      if (textAt >= 0 && textAt < next) textAt = buf.indexOf(t!.key, next);
       eventStart = next;
     }
     if (eventStart > flushFrom) write(buf.subarray(flushFrom, eventStart));

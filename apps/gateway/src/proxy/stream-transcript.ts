@@ -12,19 +12,30 @@ const ROLE = Buffer.from('"role":"assistant"');
 const CONTENT = Buffer.from('"content":"');
 const FINISH = Buffer.from('"finish_reason":');
 
+/** A byte loop: for these few bytes cheaper than a call into native code. */
 function startsWith(buf: Buffer, at: number, end: number, s: Buffer): boolean {
-  return at + s.length <= end && buf.compare(s, 0, s.length, at, at + s.length) === 0;
+  if (at + s.length > end) return false;
+  for (let i = 0; i < s.length; i++) if (buf[at + i] !== s[i]) return false;
+  return true;
 }
 
 /**
  * The text a stream delivered to its client (one choice), kept as the relay passes content chunks on, so that the
- * stream can be continued on another engine from there. Cheap by design: the relay finds one key per read (as it
- * finds `"usage"`), and a chunk's text is cut out of the bytes without parsing the chunk; a chunk that carries
- * anything but text (a tool call, reasoning) marks the stream as one that cannot be continued honestly.
+ * stream can be continued on another engine from there. Cheap by design, with no call into native code per chunk:
+ * the text's key sits at the same offset in every chunk of a stream (same id, created, model, index 0), so it is
+ * found once and then checked in place; the text is copied as its escaped JSON bytes and decoded only when a
+ * continuation needs it. A chunk that carries anything but text (a tool call, reasoning) marks the stream as one
+ * that cannot be continued honestly.
  */
 export class StreamTranscript {
-  /** The key searched for once per read. */
+  /** The key of a chunk's text. */
   readonly key: Buffer;
+  /** Where {@link key} is from the start of a chunk (-1: not found yet). */
+  private offset = -1;
+  /** The delivered text as the engine's JSON string bytes (escapes kept), decoded on demand. */
+  private raw: Buffer | null = null;
+  private rawLength = 0;
+  /** Text added by continuations (decoded strings), after {@link raw}. */
   private readonly parts: string[] = [];
   /** Chunks with text delivered (one generated token each, as engines stream them). */
   tokens = 0;
@@ -41,8 +52,8 @@ export class StreamTranscript {
 
   /** The text delivered so far. */
   get text(): string {
-    if (this.parts.length > 1) this.parts.splice(0, this.parts.length, this.parts.join(''));
-    return this.parts[0] ?? '';
+    const head = this.raw === null ? '' : (JSON.parse(`"${this.raw.toString('utf8', 0, this.rawLength)}"`) as string);
+    return head + this.parts.join('');
   }
 
   /** Adds text delivered by a continuation (read from its parsed chunks). */
@@ -52,13 +63,15 @@ export class StreamTranscript {
     this.tokens++;
   }
 
-  /**
-   * Reads the content chunk `buf[start, end)` whose {@link key} is at `at` (-1: the chunk has none). Keeps the
-   * first chunk's bytes, the chunk's text, and whether it finished or carried something else than text.
-   */
-  take(buf: Buffer, start: number, end: number, at: number): void {
+  /** Reads the content chunk `buf[start, end)`: keeps the first chunk's bytes, the text, whether it finished. */
+  take(buf: Buffer, start: number, end: number): void {
     if (this.first === null) this.first = Buffer.from(buf.subarray(start, end));
-    if (at < start || at >= end) return;
+    let at = this.offset >= 0 ? start + this.offset : -1;
+    if (at < 0 || !startsWith(buf, at, end, this.key)) {
+      at = buf.indexOf(this.key, start); // the first chunk, or one shaped otherwise
+      if (at < 0 || at >= end) return;
+      this.offset = at - start;
+    }
     let p = at + this.key.length;
     if (this.field === TextField.Delta) {
       if (buf[p] === 125 /* } */) return this.finish(buf, p, end);
@@ -75,13 +88,10 @@ export class StreamTranscript {
     }
     // the string's closing quote (an escaped quote is skipped with its backslash)
     let to = -1;
-    let escaped = false;
     for (let i = p; i < end; i++) {
       const c = buf[i];
-      if (c === 92 /* \ */) {
-        escaped = true;
-        i++;
-      } else if (c === 34 /* " */) {
+      if (c === 92 /* \ */) i++;
+      else if (c === 34 /* " */) {
         to = i;
         break;
       }
@@ -91,13 +101,34 @@ export class StreamTranscript {
       return;
     }
     if (this.field === TextField.Delta && buf[to + 1] !== 125) this.honest = false; // more than text in the delta
-    this.add(escaped ? (JSON.parse(buf.toString('utf8', p - 1, to + 1)) as string) : buf.toString('utf8', p, to));
+    if (to > p) {
+      this.append(buf, p, to);
+      this.tokens++;
+    }
     this.finish(buf, to, end);
+  }
+
+  /** Copies the escaped text `buf[from, to)` (a few bytes: a loop, not a native copy). */
+  private append(buf: Buffer, from: number, to: number): void {
+    const n = to - from;
+    let raw = this.raw;
+    if (raw === null || this.rawLength + n > raw.length) {
+      const grown = Buffer.allocUnsafe(Math.max(256, 2 * (this.rawLength + n)));
+      if (raw !== null) raw.copy(grown, 0, 0, this.rawLength);
+      this.raw = raw = grown;
+    }
+    let at = this.rawLength;
+    for (let i = from; i < to; i++) raw[at++] = buf[i];
+    this.rawLength = at;
   }
 
   /** Whether the chunk's finish_reason (after `from`) is set. */
   private finish(buf: Buffer, from: number, end: number): void {
-    const f = buf.indexOf(FINISH, from);
-    if (f >= 0 && f < end && buf[f + FINISH.length] === 34 /* " */) this.finished = true;
+    for (let i = from; i < end; i++) {
+      if (buf[i] === 102 /* f */ && buf[i - 1] === 34 && startsWith(buf, i - 1, end, FINISH)) {
+        if (buf[i - 1 + FINISH.length] === 34) this.finished = true;
+        return;
+      }
+    }
   }
 }
