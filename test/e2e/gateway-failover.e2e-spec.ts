@@ -180,7 +180,7 @@ describe('gateway: tier routing and failover', () => {
     expect(spotA.stats.completed + spotB.stats.completed).toBe(1);
   });
 
-  it('a vanished spot tier (preempted): requests not yet streaming move on-demand with no error; streaming ones see an error, never a clean end', async () => {
+  it('a vanished spot tier (preempted): requests not yet streaming move on-demand with no error; streams under way are continued there', async () => {
     spotA.reset();
     spotB.reset();
     onDemand.reset();
@@ -190,9 +190,13 @@ describe('gateway: tier routing and failover', () => {
     );
     const reading = slowStreams.map(async (stream) => {
       let text = '';
+      let finishes = 0;
       try {
-        for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
-        return 'clean end';
+        for await (const chunk of stream) {
+          text += chunk.choices[0]?.delta?.content ?? '';
+          if (chunk.choices[0]?.finish_reason) finishes++;
+        }
+        return text !== '' && finishes === 1 ? 'clean end' : `text ${text.length}, ${finishes} finishes`;
       } catch {
         return 'error';
       }
@@ -216,7 +220,8 @@ describe('gateway: tier routing and failover', () => {
     );
     expect(outcomes).toEqual(Array(20).fill('ok'));
     expect(onDemand.stats.completed).toBeGreaterThanOrEqual(20);
-    expect(await Promise.all(reading)).toEqual(['error', 'error']);
+    // the streams under way went on on-demand from what spot had delivered (see gateway-continuation.e2e-spec.ts)
+    expect(await Promise.all(reading)).toEqual(['clean end', 'clean end']);
     const state = await admin();
     for (const url of urls) expect(state[url].state).not.toBe('closed');
     // usage of a request served on-demand is priced on-demand
@@ -229,7 +234,14 @@ describe('gateway: tier routing and failover', () => {
   it('/admin/tiers needs the admin token', async () => {
     expect((await fetch(`${root}/admin/tiers`)).status).toBe(401);
     expect((await fetch(`${root}/admin/tiers`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
-    const body = (await (await fetch(`${root}/admin/tiers`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()) as { tiers: Array<{ name: string; state: string }> };
+    // the spot replicas are gone: their circuits are open, half-open only for a moment after each cooldown until the
+    // next health check fails (BREAKER_COOLDOWN_MS 300, HEALTH_CHECK_INTERVAL_MS 200), so the listing is read again then
+    const list = async () => (await (await fetch(`${root}/admin/tiers`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()) as { tiers: Array<{ name: string; state: string }> };
+    let body = await list();
+    for (let i = 0; i < 50 && body.tiers.some((t) => t.name === 'spot' && t.state !== 'unhealthy'); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      body = await list();
+    }
     expect(body.tiers.map((t) => [t.name, t.state])).toEqual([
       ['od', 'awake'],
       ['spot', 'unhealthy'],

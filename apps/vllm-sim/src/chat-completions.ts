@@ -45,7 +45,9 @@ export function planChat(ctx: SimContext, body: Body): ChatPlan {
   const tool = pickTool(body, tools, skip === undefined ? messages : messages.slice(0, -1));
   const counters = resolveModel(ctx, body);
 
-  const promptTokens = chatPromptTokens(messages, tools.length);
+  // A continued message is open: no end-of-turn after it and no generation prompt (its header stands in for it),
+  // so the prompt is the earlier messages' plus the prefix's words: what an uninterrupted run had seen by then.
+  const promptTokens = skip === undefined ? chatPromptTokens(messages, tools.length) : chatPromptTokens(messages.slice(0, -1), tools.length) + skip;
   checkContext(ctx.maxModelLen, promptTokens, maxTokens);
   const cap = maxTokens ?? ctx.maxModelLen - promptTokens;
   const cachedTokens = ctx.prefixCache?.admit(counters.model, chatPromptTokenList(messages, tools.map((t) => t.name))) ?? 0;

@@ -55,6 +55,8 @@ export const faultSpecSchema = z.discriminatedUnion('kind', [
   }),
   z.object({ kind: z.literal('drop'), ...match, afterTokens: z.number().int().nonnegative() }),
   z.object({ kind: z.literal('slow-start'), ...match, delayMs: z.number().int().nonnegative() }),
+  /** Generation stops once this many tokens are out, the connection left open: an engine wedged mid-stream. */
+  z.object({ kind: z.literal('stall'), ...match, afterTokens: z.number().int().nonnegative() }),
   z.object({ kind: z.literal('hang'), ...match }),
   /**
    * The engine dies on this request (a poisonous input that crashes the process): every connection is cut and

@@ -32,6 +32,8 @@ export function completionTokens(outputs: readonly { readonly count: number }[])
 export type Cut =
   | { readonly kind: 'error'; readonly afterTokens: number; readonly frame: (sent: number) => string; readonly unary: () => void }
   | { readonly kind: 'drop'; readonly afterTokens: number }
+  /** Nothing more is sent once `afterTokens` steps are out; the connection stays open until the client leaves. */
+  | { readonly kind: 'stall'; readonly afterTokens: number }
   /** The engine dies (every connection cut, the port closed) once `afterTokens` steps are out. */
   | { readonly kind: 'crash'; readonly afterTokens: number; readonly crash: () => void };
 
@@ -59,6 +61,7 @@ export function runStream(ex: Exchange, body: StreamBody, timing: Timing, cut: C
     if (!cut) ex.succeed(prefix + body.tail(), body.finishReason);
     else if (cut.kind === 'error') ex.failStream(prefix + cut.frame(limit));
     else if (cut.kind === 'drop') ex.drop(prefix);
+    else if (cut.kind === 'stall') ex.write(prefix);
     else ex.die(prefix, cut.crash);
   };
   const { ttftMs, itlMs } = timing;
@@ -102,6 +105,7 @@ export function runUnary(
     if (!cut) respond();
     else if (cut.kind === 'error') cut.unary();
     else if (cut.kind === 'drop') ex.drop();
+    else if (cut.kind === 'stall') return;
     else ex.die('', cut.crash);
   };
   if (ms === 0) done();

@@ -33,8 +33,9 @@ describe('vllm-sim continue_final_message (a stream resumed on another engine)',
       expect(prefix + rest.choices[0]!.message.content).toBe(whole);
       expect(rest.usage!.completion_tokens).toBe(tokens.length - k);
       expect(rest.choices[0]!.finish_reason).toBe('stop');
-      // The prefix is part of the prompt: 3 + (4 + 4 words) + (4 + k).
-      expect(rest.usage!.prompt_tokens).toBe(3 + 8 + 4 + k);
+      // The prefix is part of the prompt, an open message: 3 + (4 + 4 words) + k (the original prompt plus the prefix).
+      expect(rest.usage!.prompt_tokens).toBe(3 + 8 + k);
+      expect(rest.usage!.prompt_tokens).toBe(full.usage!.prompt_tokens + k);
     }
   });
 

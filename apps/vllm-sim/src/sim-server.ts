@@ -187,6 +187,7 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
   const cutOf = (ex: Exchange, fault: ParsedFault | undefined, frame?: (err: SimError, sent: number) => string): Cut | undefined => {
     if (!fault) return undefined;
     if (fault.kind === 'drop') return { kind: 'drop', afterTokens: fault.afterTokens };
+    if (fault.kind === 'stall') return { kind: 'stall', afterTokens: fault.afterTokens };
     if (fault.kind === 'crash' && fault.afterTokens) return { kind: 'crash', afterTokens: fault.afterTokens, crash };
     if (fault.kind !== 'error-after') return undefined;
     const err = faultError(fault.status ?? 500, fault.message, fault.type);
@@ -213,6 +214,7 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
         else ex.error(faultError(fault.status ?? 500, fault.message, fault.type));
         return true;
       case 'slow-start':
+      case 'stall':
         return false;
       case 'crash':
         // With afterTokens, the runner kills the engine mid-generation.

@@ -169,6 +169,17 @@ export const configSchema = z.object({
   ROUTE_DEADLINE_MS: positiveInt.default(60_000),
   /** A request body that failed two engines after being sent to them is refused (502) for this long, in seconds. */
   POISON_TTL_S: positiveInt.default(300),
+  /**
+   * Continuations of a stream whose engine failed after bytes reached the client (the stream goes on on another
+   * replica or tier, the delivered text re-sent as the assistant prefix), at most this many per request; 0 = never
+   * (such a stream ends with an error frame).
+   */
+  STREAM_CONTINUATIONS: z.coerce.number().int().min(0).max(10).default(2),
+  /**
+   * A stream under way whose engine sent no byte for this long is taken for a lost engine and continued elsewhere
+   * (only streams that can be continued; the others wait for UPSTREAM_HEADERS_TIMEOUT_MS as before).
+   */
+  STREAM_STALL_MS: positiveInt.default(10_000),
   /** Requests held per tier while it wakes; more get 503 at once. */
   WAKE_QUEUE_MAX: positiveInt.default(1_000),
   TIER_IDLE_CHECK_MS: positiveInt.default(10_000),

@@ -227,7 +227,7 @@ export class BatchesRepository {
             cached_tokens, cost_nanos, ttft_ms, duration_ms, status, estimated, batch_id)
           VALUES (${u.requestId}, now(), ${u.orgId}::uuid, ${u.keyId}::uuid, ${u.model}, ${u.tier}, ${u.promptTokens},
             ${u.completionTokens}, ${u.cachedTokens}, ${r.costNanos}, NULL, ${u.durationMs}, ${r.status}, false, ${r.batchId})
-          ON CONFLICT (request_id) DO NOTHING`;
+          ON CONFLICT (request_id, segment) DO NOTHING`;
       }
       await tx.$executeRaw`
         UPDATE batches SET completed = completed + ${state === 'completed' ? 1 : 0}, failed = failed + ${state === 'failed' ? 1 : 0},

@@ -4,33 +4,34 @@ import { PrismaService } from './prisma.service';
 
 export type UsageEventRow = Prisma.UsageEventCreateManyInput;
 
-/** usage_events: append-only, idempotent on request_id. */
+/** usage_events: append-only, idempotent on (request_id, segment). */
 @Injectable()
 export class UsageEventsRepository {
   constructor(private readonly prisma: PrismaService) {}
 
   /**
-   * Inserts a batch; rows whose request_id is already stored are skipped, so replaying a batch after a
-   * crash or a timeout never counts a request twice. Returns how many rows were new.
+   * Inserts a batch; rows whose (request_id, segment) is already stored are skipped, so replaying a batch after
+   * a crash or a timeout never counts a request (or a segment of a continued stream) twice. Returns how many rows
+   * were new.
    */
   async insertMany(rows: readonly UsageEventRow[]): Promise<number> {
     if (rows.length === 0) return 0;
     // sorted, so that replicas inserting overlapping batches take the index's locks in one order (no deadlocks)
-    const sorted = [...rows].sort((a, b) => (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : 0));
+    const sorted = [...rows].sort((a, b) => (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : (a.segment ?? 0) - (b.segment ?? 0)));
     // The whole batch is one JSON parameter (one native JSON.stringify here; Postgres parses it with
     // json_to_recordset). One array parameter per column cost 14 us of the gateway's CPU a row (Prisma and pg
     // serialise every element) against 8 here, and blocked its event loop for longer (bench/usage-insert.ts).
     const batch = JSON.stringify(sorted, sorted.some((r) => typeof r.costNanos === 'bigint') ? bigintAsString : undefined);
     return this.prisma.$executeRaw`
-      INSERT INTO usage_events (request_id, created_at, org_id, key_id, model, tier, prompt_tokens,
+      INSERT INTO usage_events (request_id, segment, created_at, org_id, key_id, model, tier, prompt_tokens,
         completion_tokens, cached_tokens, audio_seconds, ttft_ms, duration_ms, status, estimated, cost_nanos)
-      SELECT r."requestId", r."createdAt", r."orgId", r."keyId", r.model, r.tier, r."promptTokens",
+      SELECT r."requestId", coalesce(r.segment, 0), r."createdAt", r."orgId", r."keyId", r.model, r.tier, r."promptTokens",
         r."completionTokens", coalesce(r."cachedTokens", 0), coalesce(r."audioSeconds", 0), r."ttftMs", r."durationMs", r.status,
         coalesce(r.estimated, false), coalesce(r."costNanos", 0)
-      FROM json_to_recordset(${batch}::json) AS r("requestId" text, "createdAt" timestamptz, "orgId" uuid,
+      FROM json_to_recordset(${batch}::json) AS r("requestId" text, segment smallint, "createdAt" timestamptz, "orgId" uuid,
         "keyId" uuid, model text, tier text, "promptTokens" int, "completionTokens" int, "cachedTokens" int,
         "audioSeconds" int, "ttftMs" int, "durationMs" int, status smallint, estimated boolean, "costNanos" bigint)
-      ON CONFLICT (request_id) DO NOTHING`;
+      ON CONFLICT (request_id, segment) DO NOTHING`;
   }
 
   /** What an org's events since `since` cost, in nano-USD (the gateway seeds its budget ledger from this). */
@@ -40,12 +41,19 @@ export class UsageEventsRepository {
     return Number(rows[0]?.total ?? 0);
   }
 
+  /** A request's event (the first segment's, for a continued stream). */
   findByRequestId(requestId: string): Promise<UsageEvent | null> {
-    return this.prisma.usageEvent.findUnique({ where: { requestId } });
+    return this.prisma.usageEvent.findUnique({ where: { requestId_segment: { requestId, segment: 0 } } });
   }
 
+  /** Every segment's event of a request, in order (one for a request no continuation served). */
+  findSegments(requestId: string): Promise<UsageEvent[]> {
+    return this.prisma.usageEvent.findMany({ where: { requestId }, orderBy: { segment: 'asc' } });
+  }
+
+  /** The events of these requests (every segment of a continued stream). */
   findByRequestIds(requestIds: readonly string[]): Promise<UsageEvent[]> {
-    return this.prisma.usageEvent.findMany({ where: { requestId: { in: [...requestIds] } } });
+    return this.prisma.usageEvent.findMany({ where: { requestId: { in: [...requestIds] } }, orderBy: [{ requestId: 'asc' }, { segment: 'asc' }] });
   }
 }
 

@@ -42,18 +42,19 @@ export class UsageRollupsRepository {
   async rollupBatch(limit: number): Promise<RollupBatch> {
     const rows = await this.prisma.$queryRaw<Array<{ events: bigint; rollups: bigint }>>`
       WITH picked AS (
-        SELECT request_id FROM usage_events
+        SELECT request_id, segment FROM usage_events
         WHERE rolled_up_at IS NULL
         ORDER BY created_at
         LIMIT ${limit}
         FOR UPDATE SKIP LOCKED
       ), marked AS (
         UPDATE usage_events e SET rolled_up_at = now()
-        FROM picked p WHERE e.request_id = p.request_id
-        RETURNING e.org_id, e.key_id, e.model, e.tier, date_trunc('hour', e.created_at, 'UTC') AS hour,
+        FROM picked p WHERE e.request_id = p.request_id AND e.segment = p.segment
+        RETURNING e.org_id, e.key_id, e.model, e.tier, date_trunc('hour', e.created_at, 'UTC') AS hour, e.segment,
           e.prompt_tokens, e.completion_tokens, e.cached_tokens, e.audio_seconds, e.cost_nanos
       ), sums AS (
-        SELECT org_id, key_id, model, tier, hour, count(*) AS requests, sum(prompt_tokens) AS prompt_tokens,
+        -- a continued stream is one request (its first segment) whose tokens are split over its segments' tiers
+        SELECT org_id, key_id, model, tier, hour, count(*) FILTER (WHERE segment = 0) AS requests, sum(prompt_tokens) AS prompt_tokens,
           sum(completion_tokens) AS completion_tokens, sum(cached_tokens) AS cached_tokens,
           sum(audio_seconds) AS audio_seconds, sum(cost_nanos) AS cost_nanos
         FROM marked GROUP BY org_id, key_id, model, tier, hour
@@ -80,8 +81,8 @@ export class UsageRollupsRepository {
   /** Deletes up to `limit` rolled-up events created before `cutoff`; returns how many. Never an unrolled one. */
   deleteRolledUpBefore(cutoff: Date, limit: number): Promise<number> {
     return this.prisma.$executeRaw`
-      DELETE FROM usage_events WHERE request_id IN (
-        SELECT request_id FROM usage_events WHERE rolled_up_at IS NOT NULL AND created_at < ${cutoff} LIMIT ${limit})`;
+      DELETE FROM usage_events WHERE (request_id, segment) IN (
+        SELECT request_id, segment FROM usage_events WHERE rolled_up_at IS NOT NULL AND created_at < ${cutoff} LIMIT ${limit})`;
   }
 
   /**
@@ -106,7 +107,7 @@ export class UsageRollupsRepository {
         SELECT key_id, model, tier, hour, requests, prompt_tokens, completion_tokens, cached_tokens, audio_seconds, cost_nanos
         FROM usage_rollups WHERE org_id = ${orgId}::uuid AND hour >= date_trunc('hour', ${from}::timestamptz, 'UTC') AND hour < ${to}
         UNION ALL
-        SELECT key_id, model, tier, date_trunc('hour', created_at, 'UTC'), 1, prompt_tokens, completion_tokens, cached_tokens, audio_seconds, cost_nanos
+        SELECT key_id, model, tier, date_trunc('hour', created_at, 'UTC'), (segment = 0)::int, prompt_tokens, completion_tokens, cached_tokens, audio_seconds, cost_nanos
         FROM usage_events WHERE org_id = ${orgId}::uuid AND rolled_up_at IS NULL
           AND created_at >= date_trunc('hour', ${from}::timestamptz, 'UTC') AND created_at < ${to}
       )
@@ -137,7 +138,7 @@ export class UsageRollupsRepository {
         SELECT model, tier, requests, prompt_tokens, completion_tokens, cached_tokens, audio_seconds, cost_nanos
         FROM usage_rollups WHERE org_id = ${orgId}::uuid AND hour >= ${from} AND hour < ${to}
         UNION ALL
-        SELECT model, tier, 1, prompt_tokens, completion_tokens, cached_tokens, audio_seconds, cost_nanos
+        SELECT model, tier, (segment = 0)::int, prompt_tokens, completion_tokens, cached_tokens, audio_seconds, cost_nanos
         FROM usage_events WHERE org_id = ${orgId}::uuid AND rolled_up_at IS NULL AND created_at >= ${from} AND created_at < ${to}
       )
       SELECT model, tier, sum(requests)::bigint AS requests, sum(prompt_tokens)::bigint AS prompt,

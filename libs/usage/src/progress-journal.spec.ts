@@ -29,8 +29,20 @@ function event(requestId: string, completionTokens: number, estimated = true): U
 class Stream implements LiveUsage {
   progress = 0;
   readonly id = randomUUID();
-  snapshot(): UsageEvent {
-    return event(this.id, Math.max(0, this.progress - 1));
+  snapshot(): UsageEvent[] {
+    return [event(this.id, Math.max(0, this.progress - 1))];
+  }
+}
+
+/** A stream continued on another engine after `lostAt` content events: one event per segment. */
+class ContinuedStream extends Stream {
+  constructor(private readonly lostAt: number) {
+    super();
+  }
+  override snapshot(): UsageEvent[] {
+    const first = event(this.id, Math.min(this.progress, this.lostAt) - 1);
+    if (this.progress <= this.lostAt) return [first];
+    return [first, { ...event(this.id, this.progress - this.lostAt), segment: 1, tier: 'on-demand', promptTokens: 0 }];
   }
 }
 
@@ -138,6 +150,30 @@ describe('UsageSpool replay of a dead writer\'s progress', () => {
       ['00000002p.ndjson', [['cut', 7]]],
       ['00000000p.ndjson', [['finished', 3], ['cut', 1]]],
     ]);
+  });
+
+  it('journals every segment of a continued stream, and replays the last line of each (request, segment)', async () => {
+    const journal = new ProgressJournal(new UsageSpool(dir, { staleClaimMs: 60_000, now: Date.now }), { logger });
+    const s = new ContinuedStream(4);
+    journal.follow(s);
+    for (const p of [2, 4, 6, 9]) {
+      s.progress = p;
+      journal.tick();
+    }
+    const files = (await readdir(dir)).filter((f) => f.endsWith('p.ndjson.journal'));
+    const text = await readFile(path.join(dir, files[0]), 'utf8');
+    const rows = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as UsageEvent);
+    expect(rows.map((r) => [r.segment ?? 0, r.completionTokens])).toEqual([[0, 1], [0, 3], [0, 3], [1, 2], [0, 3], [1, 5]]);
+    // the process dies: its journal is replayed as a dead writer's
+    await abandoned(`.${name(1_000, '000000000p')}.journal`, rows);
+    const spool = new UsageSpool(dir, { staleClaimMs: 60_000, now: () => now });
+    const claim = await spool.claimNext();
+    const { rows: replayed } = await spool.read(claim!);
+    expect(replayed.map((r) => [r.segment ?? 0, r.tier, r.promptTokens, r.completionTokens])).toEqual([
+      [0, 'spot', 10, 3],
+      [1, 'on-demand', 0, 5],
+    ]);
+    journal.close();
   });
 
   it('leaves a live writer\'s progress alone', async () => {

@@ -9,8 +9,8 @@ import type { UsageSpool } from './usage-spool';
 export interface LiveUsage {
   /** Grows as the request delivers (content events relayed so far); a change makes {@link snapshot} due. */
   readonly progress: number;
-  /** The event to bill if the process died now: the tokens delivered so far, `estimated: true`. */
-  snapshot(): UsageEvent;
+  /** The events to bill if the process died now (one per segment): the tokens delivered so far, `estimated: true`. */
+  snapshot(): readonly UsageEvent[];
 }
 
 export interface ProgressJournalOptions {
@@ -81,7 +81,7 @@ export class ProgressJournal {
     for (const [live, written] of this.live) {
       const progress = live.progress;
       if (progress <= written) continue;
-      out += JSON.stringify(live.snapshot()) + '\n';
+      for (const event of live.snapshot()) out += JSON.stringify(event) + '\n';
       this.live.set(live, progress);
     }
     if (out !== '') this.append(out);
@@ -113,7 +113,7 @@ export class ProgressJournal {
     for (const [live] of this.live) {
       const progress = live.progress;
       if (progress <= 0) continue;
-      out += JSON.stringify(live.snapshot()) + '\n';
+      for (const event of live.snapshot()) out += JSON.stringify(event) + '\n';
       this.live.set(live, progress);
     }
     if (out === '' && old === null) return;

@@ -1,9 +1,15 @@
 /**
  * One request's usage, as the gateway hands it to {@link UsageRecorder.record} after the last byte.
- * Maps 1:1 to a `usage_events` row; `requestId` is the idempotency key (a replay never counts twice).
+ * Maps 1:1 to a `usage_events` row; `(requestId, segment)` is the idempotency key (a replay never counts twice).
  */
 export interface UsageEvent {
   requestId: string;
+  /**
+   * 0, or the number of a continuation: a stream whose engine was lost mid-way and that another engine continued
+   * has one event per segment (the prompt on the first, each segment's completion tokens at its own tier).
+   * `(requestId, segment)` is the idempotency key. Absent: 0.
+   */
+  segment?: number;
   createdAt: Date;
   /** UUID of the org billed. */
   orgId: string;
@@ -46,6 +52,9 @@ export function toUsageRow(input: unknown): UsageEvent | string {
   const e = input as Record<string, unknown>;
   const createdAt = e.createdAt instanceof Date ? e.createdAt : typeof e.createdAt === 'string' ? new Date(e.createdAt) : null;
   if (!isText(e.requestId)) return 'requestId: expected a non-empty string';
+  // spool files written before streams were continued have no segment: their one event is segment 0
+  const segment = e.segment === undefined ? 0 : e.segment;
+  if (typeof segment !== 'number' || !Number.isInteger(segment) || segment < 0 || segment > 32_767) return 'segment: expected an integer >= 0';
   if (createdAt === null || Number.isNaN(createdAt.getTime())) return 'createdAt: expected a date';
   if (typeof e.orgId !== 'string' || !UUID.test(e.orgId)) return 'orgId: expected a UUID';
   if (typeof e.keyId !== 'string' || !UUID.test(e.keyId)) return 'keyId: expected a UUID';
@@ -68,6 +77,7 @@ export function toUsageRow(input: unknown): UsageEvent | string {
   if (typeof costNanos !== 'number' || !Number.isSafeInteger(costNanos) || costNanos < 0) return 'costNanos: expected an integer >= 0';
   return {
     requestId: e.requestId,
+    segment,
     createdAt,
     orgId: e.orgId,
     keyId: e.keyId,

@@ -152,7 +152,7 @@ describe('UsageRecorder', () => {
     await next.start();
     await waitFor(() => survivor.rows.size === 12, 'the replayed journal');
     expect([...survivor.rows.keys()].sort()).toEqual(events.map((e) => e.requestId).sort());
-    expect(survivor.rows.get(events[0].requestId)).toEqual({ ...events[0], ttftMs: 12, durationMs: 251 });
+    expect(survivor.rows.get(events[0].requestId)).toEqual({ ...events[0], segment: 0, ttftMs: 12, durationMs: 251 });
     await waitFor(async () => (await journals()).length === 0, 'the replayed journal removed');
   });
 
@@ -244,7 +244,7 @@ describe('UsageRecorder', () => {
     const e = usageEvent();
     r.record(Object.assign({ extra: 'not a column' }, e));
     await r.flush();
-    expect(sink.rows.get(e.requestId)).toEqual({ ...e, ttftMs: 12, durationMs: 251 });
+    expect(sink.rows.get(e.requestId)).toEqual({ ...e, segment: 0, ttftMs: 12, durationMs: 251 });
   });
 
   it('never runs two writes at once', async () => {

@@ -9,6 +9,7 @@ import { UsageSpool } from './usage-spool';
 function usageEvent(): UsageEvent {
   return {
     requestId: randomUUID(),
+    segment: 0,
     createdAt: new Date('2030-01-01T00:00:00.123Z'),
     orgId: randomUUID(),
     keyId: randomUUID(),

@@ -52,10 +52,10 @@ const TMP = new RegExp(`^\\.(${SEGMENT})\\.tmp$`);
 /** A usage recorder's write-ahead journal; replayed like an abandoned temp file once its writer stops touching it. */
 const JOURNAL = new RegExp(`^\\.(${SEGMENT})\\.journal$`);
 
-/** A progress journal's rows, one per request: its last line, the furthest it got. */
+/** A progress journal's rows, one per request and segment: its last line, the furthest it got. */
 function lastPerRequest(rows: readonly UsageEvent[]): UsageEvent[] {
   const last = new Map<string, UsageEvent>();
-  for (const row of rows) last.set(row.requestId, row);
+  for (const row of rows) last.set(`${row.requestId}\u0000${row.segment ?? 0}`, row);
   return [...last.values()];
 }
 

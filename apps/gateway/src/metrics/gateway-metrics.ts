@@ -68,6 +68,12 @@ export class GatewayMetrics {
     labelNames: ['event'] as const,
     registers: [this.registry],
   });
+  readonly streamContinuations = new Counter({
+    name: 'gateway_stream_continuations_total',
+    help: 'Streams whose engine was lost after bytes reached the client, by the tier lost and outcome: continued (on another engine), closed (nothing was left to generate: the gateway ended it), no_engine, exhausted (STREAM_CONTINUATIONS), unsupported (tool call, n > 1, logprobs), poisoned, cut',
+    labelNames: ['tier', 'outcome'] as const,
+    registers: [this.registry],
+  });
   readonly tierWakes = new Counter({
     name: 'gateway_tier_wakes_total',
     help: 'Wakes of sleeping tiers seen by this gateway, by tier and outcome (awake, deadline, error)',

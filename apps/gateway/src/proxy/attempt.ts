@@ -49,6 +49,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
   errorBytes = 0;
   /** When the engine's bytes that release the client's head arrived. */
   upstreamAt = 0;
+  /** When its first and its latest body bytes arrived (a stream's stall is measured from the latest). */
+  firstDataAt = 0;
+  lastDataAt = 0;
   /** A head (or error) that arrived while the rate limiter's verdict was pending. */
   heldHeaders: Record<string, string | string[] | undefined> | null = null;
   heldError: Error | null = null;

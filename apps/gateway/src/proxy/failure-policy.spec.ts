@@ -1,7 +1,7 @@
-import { AfterFailure, afterFailure, AttemptFailure, failureOf, implicatesBody } from './failure-policy';
+import { AfterFailure, afterFailure, AttemptFailure, failureOf, implicatesBody, PREEMPTED, SENT_FAILURES_MAX, STALLED, strikesAfter } from './failure-policy';
 
-const facts = (failure: AttemptFailure, extra: Partial<{ status: number; clientReceived: boolean; sentFailures: number }> = {}) =>
-  afterFailure({ failure, status: 0, clientReceived: false, sentFailures: 0, ...extra });
+const facts = (failure: AttemptFailure, extra: Partial<{ status: number; clientReceived: boolean; sentFailures: number; continuable: boolean }> = {}) =>
+  afterFailure({ failure, status: 0, clientReceived: false, sentFailures: 0, continuable: false, ...extra });
 
 describe('afterFailure: the one decision after a failed attempt', () => {
   it('moves a request nothing reached the client of to another engine for lost, unreached, timed-out and cut-short engines and 5xx', () => {
@@ -22,6 +22,38 @@ describe('afterFailure: the one decision after a failed attempt', () => {
     for (const f of [AttemptFailure.Lost, AttemptFailure.Incomplete, AttemptFailure.Broken, AttemptFailure.Timeout]) {
       expect(facts(f, { clientReceived: true })).toBe(AfterFailure.Cut);
     }
+  });
+
+  it('continues a stream of content whose engine was lost, stalled, preempted or sent a 5xx frame after bytes reached the client', () => {
+    const mid = { clientReceived: true, continuable: true };
+    for (const f of [AttemptFailure.Lost, AttemptFailure.Incomplete, AttemptFailure.Timeout, AttemptFailure.Stalled, AttemptFailure.Preempted, AttemptFailure.ErrorFrame, AttemptFailure.Unsent]) {
+      expect(facts(f, mid)).toBe(AfterFailure.Continue);
+    }
+    expect(facts(AttemptFailure.Status, { ...mid, status: 503 })).toBe(AfterFailure.Continue);
+    // a continuation's engine refused it with a 4xx (context length...): another would too
+    expect(facts(AttemptFailure.Status, { ...mid, status: 400 })).toBe(AfterFailure.Cut);
+    expect(facts(AttemptFailure.Broken, mid)).toBe(AfterFailure.Cut);
+    // a tool call, n > 1, logprobs, or continuations used up: cut as before
+    expect(facts(AttemptFailure.Lost, { clientReceived: true, continuable: false })).toBe(AfterFailure.Cut);
+    // nothing reached the client yet: a plain retry, continuable or not
+    expect(facts(AttemptFailure.Stalled, { continuable: true })).toBe(AfterFailure.Retry);
+    expect(facts(AttemptFailure.Preempted)).toBe(AfterFailure.Retry);
+  });
+
+  it('poisons a body that failed two engines at the same point, never one that made progress in between', () => {
+    // before the first byte: no progress is possible, the second loss is the last
+    expect(strikesAfter(0, false)).toBe(1);
+    expect(strikesAfter(1, false)).toBe(SENT_FAILURES_MAX);
+    // a stream lost, continued, and lost again further on: a first strike again (a reclaim wave, not the body)
+    expect(strikesAfter(1, true)).toBe(1);
+    expect(facts(AttemptFailure.Lost, { clientReceived: true, continuable: true, sentFailures: strikesAfter(1, true) })).toBe(AfterFailure.Continue);
+    // lost again where the continuation resumed it, before any new token: the body
+    expect(facts(AttemptFailure.Lost, { clientReceived: true, continuable: true, sentFailures: strikesAfter(1, false) })).toBe(AfterFailure.Poisoned);
+    expect(implicatesBody(AttemptFailure.Stalled)).toBe(true);
+    expect(implicatesBody(AttemptFailure.Preempted)).toBe(false);
+    expect(implicatesBody(AttemptFailure.ErrorFrame)).toBe(false);
+    expect(failureOf(STALLED)).toBe(AttemptFailure.Stalled);
+    expect(failureOf(PREEMPTED)).toBe(AttemptFailure.Preempted);
   });
 
   it('stops at the second engine a request lost after sending it, whatever else holds', () => {

@@ -3,8 +3,10 @@ import { type ApiError, errorBody, normalizeUpstreamError } from '@spot/contract
 import type { ModelApi } from '@spot/tiers';
 import { bearerCredential } from '../auth/credential';
 import { checkRequest, type CheckedRequest, type OpenAIKind, UPSTREAM_PATHS, upstreamBody } from './openai-request';
+import { OPENAI_CONTINUATIONS } from './openai-continuation';
 import { OpenAISseRelay } from './openai-sse-relay';
-import type { ProtocolAdapter, StreamRelay } from './protocol-adapter';
+import type { ProtocolAdapter, StreamContinuation, StreamRelay } from './protocol-adapter';
+import type { StreamTranscript } from './stream-transcript';
 import { midstreamErrorFrame } from './sse-frames';
 import { type TokenUsage, usageFromJsonTail } from './token-usage';
 
@@ -13,10 +15,12 @@ class OpenAIAdapter implements ProtocolAdapter {
   readonly upstreamPath: string;
   readonly usageInHead = false;
   readonly api: ModelApi;
+  readonly continuation: StreamContinuation | undefined;
 
   constructor(readonly kind: OpenAIKind) {
     this.upstreamPath = UPSTREAM_PATHS[kind];
     this.api = kind;
+    this.continuation = OPENAI_CONTINUATIONS[kind];
   }
 
   credential(headers: IncomingHttpHeaders): string {
@@ -31,8 +35,8 @@ class OpenAIAdapter implements ProtocolAdapter {
     return upstreamBody(req, upstreamModel);
   }
 
-  streamRelay(req: CheckedRequest): StreamRelay {
-    return new OpenAISseRelay(req.clientWantsUsage);
+  streamRelay(req: CheckedRequest, transcript: StreamTranscript | null): StreamRelay {
+    return new OpenAISseRelay(req.clientWantsUsage, transcript);
   }
 
   usageFromBody(tail: string): TokenUsage | null {

@@ -1,6 +1,7 @@
 import { classifyFrame, ERROR_KEY, eventEnd, FrameKind, parseFrame, rewriteErrorFrame, USAGE_KEY, USAGE_NULL_KEY, usageNullSpan } from './sse-frames';
 import type { RelayWrite } from './protocol-adapter';
 import { SseRelayBase } from './sse-relay-base';
+import type { StreamTranscript } from './stream-transcript';
 import { usageFromObject } from './token-usage';
 
 /**
@@ -12,13 +13,20 @@ import { usageFromObject } from './token-usage';
 export class OpenAISseRelay extends SseRelayBase {
   // usage: the engine's usage chunk; sawDone: `data: [DONE]`; contentEvents: role chunks and usage chunks with
   // choices included
-  constructor(private readonly clientWantsUsage: boolean) {
+  constructor(
+    private readonly clientWantsUsage: boolean,
+    /** Keeps the delivered text of a stream that may be continued (null: one that never is). */
+    private readonly transcript: StreamTranscript | null = null,
+  ) {
     super();
   }
 
   /** Relays one read of the engine's body; an event cut at the end waits for the next read. */
-  push(chunk: Buffer, write: RelayWrite): void {
+  push(chunk: Buffer, out: RelayWrite): void {
     const buf = this.joined(chunk);
+    // after a held error frame, nothing more reaches the client unless it is released
+    let write = this.held === null ? out : this.hold;
+    const t = this.transcript;
     let flushFrom = 0;
     let eventStart = 0;
     // each key is searched once per read, not once per event (most reads have neither)
@@ -32,6 +40,7 @@ export class OpenAISseRelay extends SseRelayBase {
       const kind = classifyFrame(buf, eventStart, sep, usageAt, errorAt);
       if (kind === FrameKind.Content) {
         this.contentEvents++;
+        if (t !== null && this.held === null) t.take(buf, eventStart, sep);
         while (nullAt >= eventStart && nullAt < sep) {
           const span = usageNullSpan(buf, eventStart, sep, nullAt);
           if (span !== null) {
@@ -57,6 +66,11 @@ export class OpenAISseRelay extends SseRelayBase {
         this.errorFrameStatus = status;
         this.errorFrames++;
         if (eventStart > flushFrom) write(buf.subarray(flushFrom, eventStart));
+        if (t !== null && t.honest && status >= 500 && this.held === null) {
+          // the stream may go on on another engine: the frame and what follows wait for the exchange's decision
+          this.held = [];
+          write = this.hold;
+        }
         write(frame);
         flushFrom = next;
       }
@@ -68,5 +82,4 @@ export class OpenAISseRelay extends SseRelayBase {
     if (eventStart > flushFrom) write(buf.subarray(flushFrom, eventStart));
     this.keepRest(buf, eventStart);
   }
-
 }

@@ -4,6 +4,7 @@ import type { ApiError } from '@spot/contract';
 import type { ModelApi } from '@spot/tiers';
 import type { AuthedKey } from '../auth/authed-key';
 import type { CheckedRequest, ProxyKind } from './openai-request';
+import type { StreamTranscript } from './stream-transcript';
 import type { TokenUsage } from './token-usage';
 
 /** The most bytes of a non-streamed body held to be completed (see {@link ProtocolAdapter.completeBody}). */
@@ -32,6 +33,12 @@ export interface StreamRelay {
   push(chunk: Buffer, write: RelayWrite): void;
   /** The engine's body ended: an unterminated last event goes out as it is. */
   end(write: RelayWrite): void;
+  /** An engine's 5xx error frame held back (a stream that may be continued), and what followed it; null: none. */
+  readonly held: readonly Buffer[] | null;
+  /** The body ended short of its end and the stream is continued: an unterminated last event is dropped. */
+  dropRest(): void;
+  /** The stream is not continued after all: the held error frame and what followed go to the client. */
+  releaseHeld(write: RelayWrite): void;
 }
 
 /**
@@ -52,8 +59,10 @@ export interface ProtocolAdapter {
   check(body: unknown, bodyBytes: number): CheckedRequest;
   /** The body sent to the engine, serialised once: the engine's model name, usage always asked for. */
   upstreamBody(req: CheckedRequest, upstreamModel: string): string;
-  /** A fresh relay for one attempt's stream. */
-  streamRelay(req: CheckedRequest): StreamRelay;
+  /** A fresh relay for one attempt's stream (`transcript`: keeps the delivered text of a stream that may be continued). */
+  streamRelay(req: CheckedRequest, transcript: StreamTranscript | null): StreamRelay;
+  /** How a stream of this protocol is continued on another engine (absent: it never is). */
+  readonly continuation?: StreamContinuation;
   /** Whether a non-streamed body's usage may be at its start (then its first 16 KiB are kept too). */
   readonly usageInHead: boolean;
   /**
@@ -93,6 +102,30 @@ export interface ProtocolAdapter {
   completeBody?(req: CheckedRequest, body: Buffer): Buffer;
   /** Only for a protocol with state of ours: what keeps this request's finished response, or null (absent: none). */
   keeper?(req: CheckedRequest, key: AuthedKey): ResponseKeeper | null;
+}
+
+/** What a continuation's relay needs to splice its stream into the client's. */
+export interface Splice {
+  /** Completion tokens the client received before this segment (each billed to the tier that generated it). */
+  readonly priorTokens: number;
+  /** The original prompt's tokens when an earlier segment's engine reported them; null: derived from this one's. */
+  readonly prompt: number | null;
+}
+
+/**
+ * A protocol's continuation of a stream whose engine failed after bytes reached the client: the request that
+ * resumes it from the delivered text on another engine, and the relay that splices that engine's stream into the
+ * client's, so that the client sees one stream.
+ */
+export interface StreamContinuation {
+  /** A transcript for a stream that may be continued, or null when it never may (n > 1, logprobs...). */
+  transcript(req: CheckedRequest): StreamTranscript | null;
+  /** The engine body that resumes the stream after `transcript`; null when nothing is left to generate. */
+  body(req: CheckedRequest, upstreamModel: string, transcript: StreamTranscript): string | null;
+  /** The relay of the continuation's stream (null: the delivered stream gave nothing to splice onto). */
+  relay(req: CheckedRequest, transcript: StreamTranscript, splice: Splice): StreamRelay | null;
+  /** The gateway's own end of the client's stream when nothing is left to generate (null: cannot be written). */
+  closing(req: CheckedRequest, transcript: StreamTranscript, usage: { prompt: number; completion: number }): Buffer | null;
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { ApiError, clientStatusForUpstream } from '@spot/contract';
-import { costNanos } from '@spot/tiers';
+import { costNanos, type ModelRoute } from '@spot/tiers';
 import type { LiveUsage, UsageEvent, UsageRecorder } from '@spot/usage';
 import type { AuthedKey } from '../auth/authed-key';
 import type { ModelApi } from '@spot/tiers';
@@ -9,10 +9,12 @@ import type { GatewayMetrics } from '../metrics/gateway-metrics';
 import type { PoisonGuard } from '../routing/poison-guard';
 import type { Candidate, FailureKind } from '../routing/upstream-pool';
 import type { CheckedRequest, ProxyKind } from './openai-request';
-import { MAX_COMPLETED_BODY, type ProtocolAdapter, type ResponseKeeper } from './protocol-adapter';
+import { MAX_COMPLETED_BODY, type ProtocolAdapter, type ResponseKeeper, type Splice, type StreamContinuation, type StreamRelay } from './protocol-adapter';
 import { type BodyRename, type ModelRename, modelRename } from './model-rename';
 import { Attempt, AttemptPhase, type AttemptOwner } from './attempt';
-import { AfterFailure, afterFailure, AttemptFailure, failureOf, implicatesBody } from './failure-policy';
+import { AfterFailure, afterFailure, AttemptFailure, failureOf, implicatesBody, PREEMPTED, STALLED, strikesAfter } from './failure-policy';
+import type { StreamTranscript } from './stream-transcript';
+import type { TokenUsage } from './token-usage';
 import type { ExchangeTrace } from '../tracing/exchange-trace'; // tracing hook
 
 /** Per-process collaborators of every exchange (singletons, so an exchange holds one reference). */
@@ -42,6 +44,29 @@ export interface ExchangeContext {
   readonly poison: PoisonGuard;
   /** POISON_TTL_S, for the message of the 502. */
   readonly poisonTtlS: number;
+  /** STREAM_CONTINUATIONS: continuations of a stream at most (0: streams are never continued). */
+  readonly streamContinuations: number;
+}
+
+/** A segment of a continued stream that is over: what one engine delivered of it (one usage event). */
+interface Segment {
+  readonly route: ModelRoute;
+  /** The engine's usage report, when it came before the engine was lost. */
+  readonly usage: TokenUsage | null;
+  /** Text chunks it delivered (its completion tokens when it reported none). */
+  readonly tokens: number;
+  readonly ttftMs: number | null;
+  readonly durationMs: number;
+}
+
+/** The error an attempt is aborted with by the gateway itself (a stalled stream, a preemption). */
+class GatewayAbortError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 const TAIL_BYTES = 16 * 1024;
@@ -61,6 +86,12 @@ function describeFailure(failure: AttemptFailure, code: string, status: number):
       return 'the engine ended the stream before it was complete';
     case AttemptFailure.Broken:
       return `the engine's response failed (${code})`;
+    case AttemptFailure.Stalled:
+      return 'the engine stopped sending mid-stream';
+    case AttemptFailure.Preempted:
+      return 'the engine is being preempted';
+    case AttemptFailure.ErrorFrame:
+      return `the engine sent an error frame mid-stream (HTTP ${status})`;
   }
 }
 
@@ -134,6 +165,21 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
   private completing: Buffer[] | null = null;
   private completingBytes = 0;
   private completingHeaders: Record<string, string | string[] | undefined> | null = null;
+  /** The delivered text of a stream that may be continued on another engine; null for every other request. */
+  private readonly transcript: StreamTranscript | null;
+  /** The segments of a continued stream that are over, oldest first; null until the stream is continued. */
+  private segments: Segment[] | null = null;
+  /** The attempt whose segment is in {@link segments} (it is not metered again). */
+  private closedAttempt: Attempt | null = null;
+  /** Continuation attempts sent (STREAM_CONTINUATIONS at most). */
+  private continuations = 0;
+  /** Content events of the segments that are over (the journal's progress never goes back). */
+  private pastContent = 0;
+  /** The transcript's chunks when the current segment began, and at the last failure that implicated the body. */
+  private segmentTokens = 0;
+  private strikeTokens = 0;
+  /** When the current search for an engine began: the request's arrival, or the loss a continuation follows. */
+  private routeFrom: number;
 
   constructor(
     private readonly ctx: ExchangeContext,
@@ -153,8 +199,13 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     this.kind = adapter.kind;
     this.keeper = adapter.keeper?.(req, key) ?? null;
     this.idHeader = adapter.requestIdHeader ?? null;
+    this.routeFrom = startedAt;
+    this.transcript = req.stream && ctx.streamContinuations > 0 ? (adapter.continuation?.transcript(req) ?? null) : null;
     this.writeOut = (bytes) => this.write(this.rename === null ? bytes : this.rename.all(bytes));
-    this.onDrain = () => this.attempt.controller?.resume();
+    this.onDrain = () => {
+      this.attempt.lastDataAt = performance.now(); // a pause for the client is no stall of the engine
+      this.attempt.controller?.resume();
+    };
     this.uncork = () => {
       if (this.holdCork) return; // released with the end, once journaled
       this.corked = false;
@@ -185,12 +236,39 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
 
   /** Content events relayed to the client so far: what the usage journal follows. */
   get progress(): number {
-    return this.attempt.relay?.contentEvents ?? 0;
+    const a = this.attempt;
+    return this.pastContent + (a === this.closedAttempt ? 0 : (a.relay?.contentEvents ?? 0));
   }
 
-  /** What this request would be billed if the process died now: the tokens its client has received. */
-  snapshot(): UsageEvent {
-    return this.usageEvent(502, performance.now()).event;
+  /** What this request would be billed if the process died now: the tokens its client has received (per segment). */
+  snapshot(): UsageEvent[] {
+    return this.usageEvents(502, performance.now()).events;
+  }
+
+  /** The origin of the engine replica this request is on now (null while it waits for a tier to wake). */
+  get origin(): string | null {
+    return this.done || this.waking ? null : this.attempt.candidate.endpoint.origin;
+  }
+
+  /**
+   * The engine serving this request is going away (a preemption deadline): a stream under way continues on another
+   * engine, a request of which nothing reached the client yet is retried elsewhere. False when it stays (done, or
+   * a response under way that cannot be continued: it may still finish before the engine goes).
+   */
+  preempt(): boolean {
+    if (this.done || this.waking || this.attempt.phase === AttemptPhase.Over) return false;
+    if (this.res.headersSent && !this.canContinue()) return false;
+    this.attempt.abort(new GatewayAbortError(PREEMPTED, 'the engine is being preempted'));
+    return true;
+  }
+
+  /** Aborts a stream under way whose engine sent nothing for `stallMs` (only a stream that can be continued). */
+  checkStall(now: number, stallMs: number): void {
+    if (this.transcript === null || this.done || this.waking) return;
+    const a = this.attempt;
+    if (a.phase !== AttemptPhase.Relaying || !this.res.headersSent || now - a.lastDataAt < stallMs) return;
+    if (a.controller === null || a.controller.paused || !this.canContinue()) return;
+    a.abort(new GatewayAbortError(STALLED, `no byte from the engine for ${stallMs} ms`));
   }
 
   /**
@@ -214,7 +292,20 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     this.attemptIndex++;
     const candidate = this.candidates[this.attemptIndex];
     const { route, endpoint } = candidate;
-    if (route.upstreamModel !== this.upstreamJsonModel) {
+    let relay: StreamRelay | null = null;
+    let body = this.upstreamJson;
+    if (this.segments !== null) {
+      // a continuation: the delivered text re-sent as the prefix, the engine's stream spliced into the client's
+      const cont = this.adapter.continuation!;
+      const t = this.transcript!;
+      const next = cont.body(this.req, route.upstreamModel, t);
+      relay = next === null ? null : cont.relay(this.req, t, this.splice());
+      if (next === null || relay === null) {
+        this.closeStream(cont, route.tier);
+        return;
+      }
+      body = next;
+    } else if (route.upstreamModel !== this.upstreamJsonModel) {
       // a retry on a tier that names the model otherwise
       try {
         this.upstreamJson = this.adapter.upstreamBody(this.req, route.upstreamModel);
@@ -224,9 +315,12 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
         return;
       }
       this.upstreamJsonModel = route.upstreamModel;
+      body = this.upstreamJson;
     }
-    this.rename = modelRename(route.upstreamModel, this.req.model);
-    const attempt = new Attempt(this, candidate, this.req.stream ? this.adapter.streamRelay(this.req) : null);
+    // a continuation's chunks carry the first segment's model (see the splice): the first attempt's rename stays
+    if (this.segments === null) this.rename = modelRename(route.upstreamModel, this.req.model);
+    if (this.req.stream && relay === null) relay = this.adapter.streamRelay(this.req, this.transcript);
+    const attempt = new Attempt(this, candidate, relay);
     this.attempt = attempt;
     this.waking = false;
     endpoint.taken();
@@ -239,8 +333,8 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     };
     if (route.apiKey !== null) headers.authorization = `Bearer ${route.apiKey}`;
     // tracing hook: the attempt's span, whose traceparent goes into headers
-    const handler = this.trace === null ? attempt : this.trace.attempt(attempt, candidate, headers);
-    endpoint.pool.dispatch({ method: 'POST', path: this.adapter.upstreamPath, headers, body: upload?.body ?? this.upstreamJson }, handler);
+    const handler = this.trace === null ? attempt : this.trace.attempt(attempt, candidate, headers, this.segments === null ? 'attempt' : 'continuation');
+    endpoint.pool.dispatch({ method: 'POST', path: this.adapter.upstreamPath, headers, body: upload?.body ?? body }, handler);
   }
 
   // ---- the attempt's events (an attempt the request has left cannot send any: it is over)
@@ -267,6 +361,8 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     }
     if (attempt.phase !== AttemptPhase.Relaying || this.clientGone) return;
     const now = performance.now();
+    attempt.lastDataAt = now;
+    if (attempt.firstDataAt === 0) attempt.firstDataAt = now;
     if (this.headPending) attempt.upstreamAt = now;
     if (this.firstByteAt === 0) this.firstByteAt = now;
     const relay = attempt.relay;
@@ -317,7 +413,18 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       if (this.keeper !== null && attempt.status < 300 && kept !== null) this.keeper.keep(this.requestId, kept);
       return;
     }
-    relay.end(this.writeOut);
+    if (relay.held !== null) {
+      // the engine ended with a 5xx error frame, held back: continued elsewhere, or passed on as before
+      relay.end(this.writeOut);
+      if (this.failed(attempt, AttemptFailure.ErrorFrame, '')) return;
+      relay.releaseHeld(this.writeOut);
+    } else if (relay.errorFrameStatus >= 500 && this.res.headersSent) {
+      // a stream that could not be continued ended by its engine's error frame
+      relay.end(this.writeOut);
+      this.lost(attempt.candidate.route.tier, this.notContinued());
+    } else if (!relay.sawDone && this.res.headersSent && this.canContinue()) {
+      relay.dropRest(); // a half event is not the client's: the stream goes on from the last whole one
+    } else relay.end(this.writeOut);
     if (!relay.sawDone) {
       this.failed(attempt, AttemptFailure.Incomplete, '');
       return;
@@ -385,8 +492,10 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       return;
     }
     attempt.phase = AttemptPhase.Relaying;
+    attempt.lastDataAt = performance.now();
     if (this.clientGone) return;
     this.corkUntilNextTurn();
+    if (this.res.headersSent) return; // a continuation: the client's stream is under way
     if (this.req.stream) {
       // engines answer 200 before queueing and prefill: a replica lost meanwhile (spot preemption) must not
       // have sent the client anything yet, so the head leaves with the first event (see write)
@@ -432,13 +541,20 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     else this.failed(attempt, failureOf(code), code);
   }
 
-  /** Every failed attempt comes here: account for it, then do what {@link afterFailure} says. */
-  private failed(attempt: Attempt, failure: AttemptFailure, code: string): void {
+  /**
+   * Every failed attempt comes here: account for it, then do what {@link afterFailure} says. True when the stream
+   * is continued on another engine: only then for an {@link AttemptFailure.ErrorFrame}, whose frame the caller
+   * passes on otherwise (the stream then ends as the engine ended it).
+   */
+  private failed(attempt: Attempt, failure: AttemptFailure, code: string): boolean {
     const { route, endpoint } = attempt.candidate;
     const midstream = attempt.phase === AttemptPhase.Relaying;
-    const what = describeFailure(failure, code, attempt.status);
+    const status = failure === AttemptFailure.ErrorFrame ? (attempt.relay?.errorFrameStatus ?? 500) : attempt.status;
+    const what = describeFailure(failure, code, status);
     const { metrics } = this.ctx;
-    if (failure === AttemptFailure.Status) {
+    if (failure === AttemptFailure.Preempted || failure === AttemptFailure.ErrorFrame) {
+      // the engine is going away by notice (not its fault), or it said what failed (its frame is counted)
+    } else if (failure === AttemptFailure.Status) {
       if (attempt.status === 503 && route.wake !== null) this.ctx.tierRefused(route.tier);
       if (attempt.status >= 500) this.endpointFailed(attempt, 'status', `HTTP ${attempt.status}`);
     } else {
@@ -449,31 +565,151 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       this.endpointFailed(attempt, breaker, midstream ? `mid-response: ${what}` : what);
       if (midstream) this.ctx.onError(`engine ${endpoint.origin} (tier ${route.tier}) failed mid-response: ${what}`);
     }
+    const delivered = this.transcript?.tokens ?? 0;
     if (implicatesBody(failure) && !this.clientGone && this.gate !== Gate.Refused) {
-      this.sentFailures++;
+      this.sentFailures = strikesAfter(this.sentFailures, delivered > this.strikeTokens);
+      this.strikeTokens = delivered;
       if (this.sentFailures === 1) this.ctx.metrics.poison.labels('struck').inc();
     }
-    const decision = afterFailure({ failure, status: attempt.status, clientReceived: this.res.headersSent, sentFailures: this.sentFailures });
+    // a continuation that never reached an engine used up nothing
+    if (failure === AttemptFailure.Unsent && this.segments !== null && this.closedAttempt !== attempt) this.continuations--;
+    const clientReceived = this.res.headersSent;
+    const continuable = clientReceived && this.canContinue();
+    const decision = afterFailure({ failure, status, clientReceived, sentFailures: this.sentFailures, continuable });
+    if (clientReceived && decision !== AfterFailure.Continue && this.req.stream) this.lost(route.tier, decision === AfterFailure.Poisoned ? 'poisoned' : this.notContinued());
     switch (decision) {
       case AfterFailure.Poisoned:
         this.poisoned(what);
-        return;
+        return false;
       case AfterFailure.Cut:
+        if (failure === AttemptFailure.ErrorFrame) return false;
         this.cutResponse(failure === AttemptFailure.Incomplete ? 'The engine ended the stream before it was complete.' : `The engine failed mid-stream (${code}).`);
-        return;
+        return false;
+      case AfterFailure.Continue:
+        return this.continueStream(attempt, failure);
       case AfterFailure.Retry:
-        if (this.retry(attempt)) return;
+        if (this.retry(attempt)) return false;
         this.answer(attempt, failure, what);
-        return;
+        return false;
       case AfterFailure.Answer:
         this.answer(attempt, failure, what);
-        return;
+        return false;
     }
+  }
+
+  /** Whether a stream whose bytes reached the client may go on on another engine now. */
+  private canContinue(): boolean {
+    const t = this.transcript;
+    return t !== null && t.honest && !this.clientGone && this.gate !== Gate.Refused && !this.headPending && this.continuations < this.ctx.streamContinuations;
+  }
+
+  /** Why a stream lost after bytes reached its client was not continued (the metric's outcome). */
+  private notContinued(): string {
+    const t = this.transcript;
+    if (t === null || !t.honest) return 'unsupported';
+    if (this.continuations >= this.ctx.streamContinuations) return 'exhausted';
+    return 'cut';
+  }
+
+  private lost(tier: string, outcome: string): void {
+    this.ctx.metrics.streamContinuations.labels(tier, outcome).inc();
+  }
+
+  /**
+   * The engine of a stream under way was lost: its segment is closed (metered as delivered), and the stream goes
+   * on on another candidate (another tier first), or a tier woken for it, from the delivered text; the gateway ends
+   * it itself when nothing is left to generate. True when the stream goes on; false when it was cut (no engine).
+   */
+  private continueStream(attempt: Attempt, failure: AttemptFailure): boolean {
+    const lostTier = attempt.candidate.route.tier;
+    const now = performance.now();
+    if (attempt.status >= 200 && attempt.status < 300 && this.closedAttempt !== attempt) {
+      // an attempt that relayed is a segment; one refused before its stream began is only a try
+      (this.segments ??= []).push(this.segmentOf(attempt, now));
+      this.closedAttempt = attempt;
+      this.pastContent += attempt.relay?.contentEvents ?? 0;
+      this.segmentTokens = this.transcript!.tokens;
+      this.routeFrom = now;
+    }
+    const t = this.transcript!;
+    if (t.finished) {
+      this.closeStream(this.adapter.continuation!, lostTier);
+      return true;
+    }
+    if (now - this.routeFrom < this.ctx.routeDeadlineMs) {
+      this.preferOtherTier(lostTier);
+      if (this.attemptIndex + 1 < this.candidates.length) {
+        this.continuations++;
+        this.lost(lostTier, 'continued');
+        this.send();
+        return true;
+      }
+      if (this.wakeFallback()) {
+        this.continuations++;
+        this.lost(lostTier, 'continued');
+        return true;
+      }
+    }
+    this.lost(lostTier, 'no_engine');
+    // an engine's error frame then reaches the client as it came (the caller passes it on)
+    if (failure !== AttemptFailure.ErrorFrame) this.cutResponse('The engine failed mid-stream and no other engine could continue the stream.');
+    return false;
+  }
+
+  /** Ends a continued stream whose engine was lost with nothing left to generate: the gateway writes its end. */
+  private closeStream(cont: StreamContinuation, lostTier: string): void {
+    const { prompt, completion } = this.totals(this.segments ?? []);
+    const end = cont.closing(this.req, this.transcript!, { prompt: prompt.prompt, completion });
+    if (end === null) {
+      this.cutResponse('The engine failed mid-stream.');
+      return;
+    }
+    this.lost(lostTier, 'closed');
+    this.write(end);
+    this.recordOnce(200);
+    this.endWhenJournaled(200);
+  }
+
+  /** What the splice of the next continuation knows: the completion tokens delivered, the prompt if reported. */
+  private splice(): Splice {
+    const segments = this.segments ?? [];
+    const { prompt, completion } = this.totals(segments);
+    return { priorTokens: completion, prompt: prompt.reported ? prompt.prompt : null };
+  }
+
+  /**
+   * The prompt of a continued stream (billed once, to its first segment) and the completion tokens of `segments`.
+   * The first engine's report when it made one; else the first later engine's prompt less the delivered text it
+   * was re-sent as (estimated); else the request's estimate.
+   */
+  private totals(segments: readonly Segment[]): { prompt: { prompt: number; cached: number; reported: boolean }; completion: number } {
+    let completion = 0;
+    let prompt: { prompt: number; cached: number; reported: boolean } | null = null;
+    for (let i = 0; i < segments.length; i++) {
+      const u = segments[i].usage;
+      if (prompt === null && u !== null) prompt = i === 0 ? { prompt: u.prompt, cached: u.cached, reported: true } : { prompt: Math.max(0, u.prompt - completion), cached: 0, reported: true };
+      completion += u?.completion ?? segments[i].tokens;
+    }
+    return { prompt: prompt ?? { prompt: this.req.promptTokensEstimate, cached: 0, reported: false }, completion };
+  }
+
+  /** The segment `attempt` served, as of `now`. */
+  private segmentOf(attempt: Attempt, now: number): Segment {
+    const first = this.segments === null || this.segments.length === 0;
+    const from = first ? this.startedAt : this.routeFrom;
+    const ttft = first ? this.firstByteAt : attempt.firstDataAt;
+    return {
+      route: attempt.candidate.route,
+      usage: attempt.relay?.usage ?? null,
+      tokens: (this.transcript?.tokens ?? 0) - this.segmentTokens,
+      ttftMs: ttft > 0 ? Math.round(ttft - from) : null,
+      durationMs: Math.round(now - from),
+    };
   }
 
   /** The failed attempt's request goes to the next candidate, or waits for a woken tier; false when neither is left. */
   private retry(attempt: Attempt): boolean {
-    if (this.clientGone || this.gate === Gate.Refused || performance.now() - this.startedAt >= this.ctx.routeDeadlineMs) return false;
+    if (this.clientGone || this.gate === Gate.Refused || performance.now() - this.routeFrom >= this.ctx.routeDeadlineMs) return false;
     this.headPending = false;
     this.firstByteAt = 0;
     if (this.attemptIndex + 1 < this.candidates.length) {
@@ -521,6 +757,9 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       case AttemptFailure.Unsent:
       case AttemptFailure.Lost:
       case AttemptFailure.Broken:
+      case AttemptFailure.Stalled:
+      case AttemptFailure.Preempted:
+      case AttemptFailure.ErrorFrame:
         this.ctx.onError(`engine ${endpoint.origin} (tier ${route.tier}) failed before responding: ${what}`);
         this.respondError(502, this.adapter.errorBody(502, 'The engine serving this model is unreachable. Please retry shortly.', 'upstream_unavailable'), { 'retry-after': '1' });
         return;
@@ -680,7 +919,8 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       (candidates) => {
         if (this.done) return;
         if (candidates.length === 0) {
-          this.respondError(503, this.adapter.errorBody(503, NO_ENGINE, 'upstream_unavailable'), { 'retry-after': '1' });
+          if (this.res.headersSent) this.cutResponse(NO_ENGINE);
+          else this.respondError(503, this.adapter.errorBody(503, NO_ENGINE, 'upstream_unavailable'), { 'retry-after': '1' });
           return;
         }
         this.candidates = candidates;
@@ -690,7 +930,10 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
       (err: unknown) => {
         if (this.done) return;
         const e = err as Partial<ApiError>;
-        if (e instanceof ApiError) {
+        if (this.res.headersSent) {
+          // a continuation that found no engine in time: the stream it continued ends with an error frame
+          this.cutResponse(e instanceof ApiError ? e.message : NO_ENGINE);
+        } else if (e instanceof ApiError) {
           this.respondError(e.status, this.adapter.renderError(e), (e.headers as Record<string, string> | null) ?? {});
         } else {
           this.ctx.onError(`waking a fallback tier failed: ${String(err)}`);
@@ -746,16 +989,59 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
 
   /** Records the request's usage event; returns what it cost, in nano-USD. */
   private recordUsage(status: number, now: number): number {
-    const { event, cost } = this.usageEvent(status, now);
-    if (this.trace !== null) this.trace.usage(event); // tracing hook
-    this.ctx.metrics.countTokens(this.req.model, event.tier, event.promptTokens, event.completionTokens);
-    this.ctx.recorder.record(event);
+    const { events, cost } = this.usageEvents(status, now);
+    for (const event of events) {
+      if (this.trace !== null) this.trace.usage(event); // tracing hook
+      this.ctx.metrics.countTokens(this.req.model, event.tier, event.promptTokens, event.completionTokens);
+      this.ctx.recorder.record(event);
+    }
     // journaled: the progress lines are no longer needed
     if (this.req.stream) this.ctx.recorder.unfollow(this);
     return cost;
   }
 
-  /** The request's usage event as of now, and its cost in nano-USD. */
+  /** The request's usage events as of now (one per segment of a continued stream), and their cost in nano-USD. */
+  private usageEvents(status: number, now: number): { events: UsageEvent[]; cost: number } {
+    if (this.segments === null) {
+      const { event, cost } = this.usageEvent(status, now);
+      return { events: [event], cost };
+    }
+    const segments = [...this.segments];
+    const a = this.attempt;
+    if (a !== this.closedAttempt && a.status >= 200 && a.status < 300) segments.push(this.segmentOf(a, now));
+    const { prompt } = this.totals(segments);
+    const events: UsageEvent[] = [];
+    let cost = 0;
+    for (let i = 0; i < segments.length; i++) {
+      const seg = segments[i];
+      const promptTokens = i === 0 ? prompt.prompt : 0;
+      const cachedTokens = i === 0 ? prompt.cached : 0;
+      const completionTokens = seg.usage?.completion ?? seg.tokens;
+      // the prompt once, at the price of the tier that first served it; each completion token at its own tier's
+      const c = costNanos(seg.route.price, { promptTokens, completionTokens, cachedTokens });
+      cost += c;
+      events.push({
+        requestId: this.requestId,
+        segment: i,
+        createdAt: new Date(this.startedAtEpoch),
+        orgId: this.key.orgId,
+        keyId: this.key.id,
+        model: this.req.model,
+        tier: seg.route.tier,
+        promptTokens,
+        completionTokens,
+        cachedTokens,
+        ttftMs: seg.ttftMs,
+        durationMs: seg.durationMs,
+        status,
+        estimated: seg.usage === null,
+        costNanos: c,
+      });
+    }
+    return { events, cost };
+  }
+
+  /** The usage event of a request served by one engine, and its cost in nano-USD. */
   private usageEvent(status: number, now: number): { event: UsageEvent; cost: number } {
     const attempt = this.attempt;
     const route = attempt.candidate.route;
@@ -783,6 +1069,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     const cost = costNanos(route.price, { promptTokens: prompt, completionTokens: completion, cachedTokens: cached, audioSeconds });
     const event: UsageEvent = {
       requestId: this.requestId,
+      segment: 0,
       createdAt: new Date(this.startedAtEpoch),
       orgId: this.key.orgId,
       keyId: this.key.id,

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { ApiError, invalidRequest, modelNotFound } from '@spot/contract';
 import { type ModelPrice, type ModelRoute, ModelCatalog, worstCaseNanos } from '@spot/tiers';
@@ -42,7 +42,7 @@ function pricesOf(routes: readonly ModelRoute[]): readonly ModelPrice[] {
  * {@link ProxyExchange}. Errors thrown before that leave in the adapter's envelope.
  */
 @Injectable()
-export class ProxyService {
+export class ProxyService implements OnModuleDestroy {
   private readonly logger = new Logger('Proxy');
   private readonly live = new Set<ProxyExchange>();
   private readonly ctx: ExchangeContext;
@@ -52,6 +52,8 @@ export class ProxyService {
   private readonly poisonRefused: ApiError;
   private idleWaiters: Array<() => void> = [];
   private readonly adapters: Readonly<Record<ProxyKind, ProtocolAdapter>>;
+  /** Looks for stalled streams (one timer for all, not one a stream); undefined when streams are never continued. */
+  private readonly stallWatch: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly limiter: RateLimiter,
@@ -85,6 +87,7 @@ export class ProxyService {
       metrics,
       poison,
       poisonTtlS: config.POISON_TTL_S,
+      streamContinuations: config.STREAM_CONTINUATIONS,
       timers: Object.fromEntries(PROXY_KINDS.map((k) => [k, metrics.routeTimers(k)])) as ExchangeContext['timers'],
       recorder,
       onSettled: (x) => this.settled(x),
@@ -99,6 +102,30 @@ export class ProxyService {
       },
     };
     this.batchCtx = { ...this.ctx, recorder: BATCH_LINE_RECORDER, tierHeader: true };
+    if (config.STREAM_CONTINUATIONS > 0) {
+      const stallMs = config.STREAM_STALL_MS;
+      // a stall is seen within a quarter of STREAM_STALL_MS of its threshold
+      this.stallWatch = setInterval(() => {
+        const now = performance.now();
+        for (const x of this.live) x.checkStall(now, stallMs);
+      }, Math.max(25, Math.floor(stallMs / 4)));
+      this.stallWatch.unref();
+    }
+  }
+
+  onModuleDestroy(): void {
+    clearInterval(this.stallWatch);
+  }
+
+  /**
+   * The engine replica at `origin` is going away (a preemption deadline): every request on it moves to another
+   * engine, streams under way continued from what they delivered (see {@link ProxyExchange.preempt}). Returns how
+   * many moved.
+   */
+  preemptOn(origin: string): number {
+    let n = 0;
+    for (const x of this.live) if (x.origin === origin && x.preempt()) n++;
+    return n;
   }
 
   /**
