@@ -330,3 +330,91 @@ describe('gateway: stalls and error frames are continued; tool calls, n > 1 and 
     expect(metrics).toMatch(/gateway_stream_continuations_total\{tier="spot",outcome="continued"\} 2\b/);
   });
 });
+
+/**
+ * A preemption notice's deadline (issue 12): streams still running on the noticed replica when it comes are
+ * continued on another tier before the machine goes, and nothing new is sent to the replica after the notice.
+ */
+describe('gateway: at a preemption deadline, streams still on the replica are continued elsewhere', () => {
+  const prisma = new PrismaService(loadConfig(process.env));
+  const usageRepo = new UsageEventsRepository(prisma);
+  const ADMIN = 'cont-admin-token';
+  let spot: SimServer;
+  let od: SimServer;
+  let reference: SimServer;
+  let gw: GatewayProcess;
+  let client: OpenAI;
+
+  beforeAll(async () => {
+    spot = await startSim({ models: [UPSTREAM], itlMs: 40, outputTokens: TOKENS });
+    od = await startSim({ models: [UPSTREAM], itlMs: 2, outputTokens: TOKENS });
+    reference = await startSim({ models: [UPSTREAM], outputTokens: TOKENS });
+    const { key } = await seedOrgKey(prisma, { slugPrefix: 'cont3' });
+    gw = await spawnGateway({ tiersYaml: tiers([spot.url], [od.url]), env: { USAGE_FLUSH_MS: '20', ADMIN_TOKEN: ADMIN } });
+    client = new OpenAI({ baseURL: gw.baseURL, apiKey: key, maxRetries: 0 });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+    await Promise.all([spot, od, reference].map((s) => s?.close().catch(() => undefined)));
+    await prisma.$disconnect();
+  });
+
+  it('six streams under way at the deadline complete as one stream each, their tail generated and billed on on-demand', async () => {
+    const seen = Array.from({ length: 6 }, newSeen);
+    const bodies = seen.map((_, i) => ({ model: MODEL, messages: [{ role: 'user' as const, content: `a story for deadline ${i}` }], stream: true as const }));
+    const runs = seen.map(async (s, i) => {
+      try {
+        const { data, request_id } = await client.chat.completions.create(bodies[i]).withResponse();
+        s.requestId = request_id;
+        for await (const c of data) {
+          s.ids.add(c.id);
+          for (const ch of c.choices) {
+            if (ch.delta.content) s.deltas++;
+            s.text += ch.delta.content ?? '';
+            if (ch.finish_reason) s.finishes.push(ch.finish_reason);
+          }
+        }
+      } catch (e) {
+        s.error = (e as Error).message;
+      }
+    });
+    await until(() => seen.every((s) => s.deltas >= 3 || s.error !== null), 'every stream under way on spot');
+    const res = await fetch(`${gw.url}/admin/tiers/spot/preempt`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ deadline_s: 0.3 }),
+    });
+    expect(res.status).toBe(200);
+    const spotRequests = spot.received.length;
+    // a request after the notice goes to on-demand, not to the replica going away
+    const after = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'after the notice' }] });
+    expect(after.choices[0].message.content).toBeTruthy();
+    await Promise.all(runs);
+
+    expect(seen.map((s) => s.error)).toEqual(Array(6).fill(null));
+    expect(spot.received.length).toBe(spotRequests);
+    expect(spot.stats.aborted).toBe(6); // the deadline took every stream off the replica
+    for (let i = 0; i < seen.length; i++) {
+      const { stream: _s, ...unary } = bodies[i];
+      const ref = await new OpenAI({ baseURL: `${reference.url}/v1`, apiKey: 'x' }).chat.completions.create({ ...unary, model: UPSTREAM });
+      expect({ i, text: seen[i].text }).toEqual({ i, text: ref.choices[0].message.content });
+      expect(seen[i].finishes).toEqual([ref.choices[0].finish_reason]);
+      expect(seen[i].ids.size).toBe(1);
+      let rows = await usageRepo.findSegments(seen[i].requestId!);
+      for (let k = 0; k < 300 && rows.length < 2; k++) {
+        await new Promise((r) => setTimeout(r, 20));
+        rows = await usageRepo.findSegments(seen[i].requestId!);
+      }
+      expect(rows.map((r) => [r.segment, r.tier])).toEqual([
+        [0, 'spot'],
+        [1, 'od'],
+      ]);
+      expect(rows[0].promptTokens).toBe(ref.usage!.prompt_tokens);
+      expect(rows[1].promptTokens).toBe(0);
+      expect(rows[0].completionTokens + rows[1].completionTokens).toBe(ref.usage!.completion_tokens);
+    }
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(metrics).toMatch(/gateway_preemption_deadlines_total\{tier="spot"\} 1\b/);
+    expect(metrics).toMatch(/gateway_stream_continuations_total\{tier="spot",outcome="continued"\} 6\b/);
+  });
+});

@@ -9,6 +9,7 @@ import type { RequestTrace } from '../tracing/request-trace';
 import { RateLimiter } from '../limits/rate-limiter';
 import { GatewayMetrics } from '../metrics/gateway-metrics';
 import { PoisonGuard } from '../routing/poison-guard';
+import { PreemptionNotices } from '../routing/preemption-notices';
 import { TierWaker } from '../routing/tier-waker';
 import { UpstreamPool } from '../routing/upstream-pool';
 import { PROXY_KINDS, ProtocolAdapters } from './adapters';
@@ -54,6 +55,8 @@ export class ProxyService implements OnModuleDestroy {
   private readonly adapters: Readonly<Record<ProxyKind, ProtocolAdapter>>;
   /** Looks for stalled streams (one timer for all, not one a stream); undefined when streams are never continued. */
   private readonly stallWatch: NodeJS.Timeout | undefined;
+  /** Stops hearing of preemption deadlines (see {@link preemptOn}). */
+  private readonly unsubscribeDeadlines: () => void;
 
   constructor(
     private readonly limiter: RateLimiter,
@@ -65,6 +68,7 @@ export class ProxyService implements OnModuleDestroy {
     recorder: UsageRecorder,
     @Inject(APP_CONFIG) config: AppConfig,
     adapters: ProtocolAdapters,
+    notices: PreemptionNotices,
   ) {
     this.adapters = adapters.byKind;
     this.billingBlocked = new ApiError(
@@ -102,6 +106,11 @@ export class ProxyService implements OnModuleDestroy {
       },
     };
     this.batchCtx = { ...this.ctx, recorder: BATCH_LINE_RECORDER, tierHeader: true };
+    // a replica's preemption deadline: what still runs there moves on (streams continued from what they delivered)
+    this.unsubscribeDeadlines = notices.onDeadline(({ tier, endpoint }) => {
+      const moved = this.preemptOn(endpoint);
+      if (moved > 0) this.logger.log(`preemption deadline of a replica of ${tier}: ${moved} request(s) moved to another engine`);
+    });
     if (config.STREAM_CONTINUATIONS > 0) {
       const stallMs = config.STREAM_STALL_MS;
       // a stall is seen within a quarter of STREAM_STALL_MS of its threshold
@@ -114,6 +123,7 @@ export class ProxyService implements OnModuleDestroy {
   }
 
   onModuleDestroy(): void {
+    this.unsubscribeDeadlines();
     clearInterval(this.stallWatch);
   }
 
