@@ -84,6 +84,8 @@ export interface SweepItem {
 }
 
 const TERMINAL = ['completed', 'failed', 'expired', 'cancelled'];
+/** The statuses a cancel moves to `cancelling` (OpenAI's: a batch that has not ended and is not being cancelled). */
+export const CANCELLABLE_BATCH_STATUSES: readonly string[] = ['validating', 'in_progress', 'finalizing'];
 const PAGE = 1_000;
 const CHUNK_BYTES = 1024 * 1024;
 
@@ -134,7 +136,7 @@ export class BatchesRepository {
   /** Asks a running batch to stop: `cancelling` (the worker finishes it as `cancelled`). Null when none of the org's. */
   async requestCancel(orgId: string, id: string): Promise<BatchRow | null> {
     await this.prisma.batch.updateMany({
-      where: { id, orgId, status: { in: ['validating', 'in_progress', 'finalizing'] } },
+      where: { id, orgId, status: { in: [...CANCELLABLE_BATCH_STATUSES] } },
       data: { status: 'cancelling', cancellingAt: new Date() },
     });
     return this.find(orgId, id);
