@@ -1,9 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { objectId } from '@spot/contract';
 import { BatchesRepository, FilesRepository, PrismaService } from '@spot/db';
 import OpenAI, { toFile } from 'openai';
-import { BATCH_ADMIN_TOKEN, batchTiersFile, killProcess, type SimProcess, simProcess, spawnWorker } from '../support/batch-stack';
+import { BATCH_ADMIN_TOKEN, batchTiersFile, killProcess, seedRunningBatch, type SimProcess, simProcess, spawnWorker } from '../support/batch-stack';
 import { type Browser, type ConsoleStack, newGitHubUser, startConsoleStack } from '../support/console-stack';
 import { type GatewayProcess, spawnGateway } from '../support/gateway-process';
 
@@ -47,27 +46,8 @@ describe('console: the Batches page', () => {
     }
   }
 
-  /** A batch of org A stored through the repositories as validation leaves it: in progress, its chunks queued (no worker runs it). */
-  async function seedRunning(lines: number, doneLines: number, metadata: Record<string, string> | null = null): Promise<string> {
-    const files = s.app.get(FilesRepository);
-    const batches = s.app.get(BatchesRepository);
-    const fileId = objectId('file-');
-    const text = Array.from({ length: lines }, (_, i) => JSON.stringify({ custom_id: `seed-${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: MODEL, messages: [] } })).join('\n');
-    await files.createUploading(fileId, orgAId, 'seed.jsonl', 'pending');
-    await files.appendChunk(fileId, 0, new Uint8Array(Buffer.from(text)));
-    await files.markProcessed(fileId, Buffer.byteLength(text), 'batch');
-    const id = objectId('batch_');
-    await batches.create({ id, orgId: orgAId, keyId: keyAId, endpoint: '/v1/chat/completions', inputFileId: fileId, completionWindow: '24h', metadata, expiresAt: new Date(Date.now() + 86_400_000) });
-    await batches.startLines(
-      id,
-      (async function* () {
-        yield Array.from({ length: lines }, (_, i) => ({ line: i + 1, customId: `seed-${i}`, body: '{}' }));
-      })(),
-    );
-    await batches.markChunksQueued(id);
-    for (let line = 1; line <= doneLines; line++) await batches.recordLine({ batchId: id, line, status: 200, body: '{"ok":true}', costNanos: 1_234, usage: null });
-    return id;
-  }
+  const seedRunning = (lines: number, done: number, metadata: Record<string, string> | null = null) =>
+    seedRunningBatch(prisma, { orgId: orgAId, keyId: keyAId, lines, done, metadata, model: MODEL });
 
   beforeAll(async () => {
     sim = await simProcess(['--ttft-ms', '1', '--itl-ms', '1', '--output-tokens', '5']);

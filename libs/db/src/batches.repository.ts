@@ -336,6 +336,14 @@ export class BatchesRepository {
   recentOfOrg(orgId: string, limit: number): Promise<BatchRow[]> {
     return this.prisma.batch.findMany({ where: { orgId }, orderBy: [{ createdAt: 'desc' }, { id: 'desc' }], take: limit });
   }
+
+  /** The newest batches of every org (or of `orgId`), each with its org's slug: the operator's view. */
+  async recent(limit: number, orgId?: string): Promise<Array<BatchRow & { orgSlug: string }>> {
+    const rows = await this.prisma.batch.findMany({ where: orgId === undefined ? {} : { orgId }, orderBy: [{ createdAt: 'desc' }, { id: 'desc' }], take: limit });
+    const orgs = await this.prisma.org.findMany({ where: { id: { in: [...new Set(rows.map((r) => r.orgId))] } }, select: { id: true, slug: true } });
+    const slugs = new Map(orgs.map((o) => [o.id, o.slug]));
+    return rows.map((r) => ({ ...r, orgSlug: slugs.get(r.orgId) ?? r.orgId }));
+  }
 }
 
 /** Writes a file's text as ~1 MiB chunks inside a transaction, as it comes. */
