@@ -361,7 +361,7 @@ async function main(): Promise<void> {
     );
   }
   for (const r of rows) {
-    console.log(`${r.replicas} replica(s): interactive P95 TTFT ${ms(r.interactiveWithBatch.p95)} ms with the batch vs ${ms(r.interactiveAlone.p95)} ms without (+${ms(r.interactiveWithBatch.p95 - r.interactiveAlone.p95)} ms; one batch line takes about ${TTFT_MS + TOKENS * ITL_MS} ms on the sim)`);
+    console.log(`${r.replicas} replica(s): interactive P95 TTFT ${ms(r.interactiveWithBatch.p95)} ms with the batch vs ${ms(r.interactiveAlone.p95)} ms without (${r.interactiveWithBatch.p95 >= r.interactiveAlone.p95 ? '+' : ''}${ms(r.interactiveWithBatch.p95 - r.interactiveAlone.p95)} ms; one batch line takes about ${TTFT_MS + TOKENS * ITL_MS} ms on the sim)`);
   }
 
   const result = {

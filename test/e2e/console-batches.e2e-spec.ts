@@ -113,6 +113,18 @@ describe('console: the Batches page', () => {
       errors: [],
     });
     expect(ran.costUsd).toBeCloseTo(nanos / 1e9, 12);
+    // the batch object's usage and model (OpenAI's), and the console's, are the billed lines' tokens
+    const tokens = { input: events.reduce((n, e) => n + e.promptTokens, 0), output: events.reduce((n, e) => n + e.completionTokens, 0) };
+    expect(tokens.input).toBeGreaterThan(0);
+    expect(done.model).toBe(MODEL);
+    expect(done.usage).toEqual({
+      input_tokens: tokens.input,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: tokens.output,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: tokens.input + tokens.output,
+    });
+    expect(ran).toMatchObject({ model: MODEL, usage: { inputTokens: tokens.input, outputTokens: tokens.output, cachedTokens: 0, totalTokens: tokens.input + tokens.output } });
     expect(Math.floor(Date.parse(ran.createdAt) / 1000)).toBe(done.created_at);
     expect(Math.floor(Date.parse(ran.finishedAt) / 1000)).toBe(done.completed_at);
     expect(seeded).toMatchObject({ status: 'in_progress', requestCounts: { total: 3, completed: 1, failed: 0 }, done: 1, finishedAt: null, cancellable: true, costUsd: 1.234e-6 });
@@ -130,14 +142,18 @@ describe('console: the Batches page', () => {
     expect(doneRow).toContain(`<progress value="6" max="6" aria-label="Progress of ${done.id}">100%</progress>`);
     expect(doneRow).toContain('<td data-testid="counts">5 completed · 1 failed · 6 total</td>');
     expect(doneRow).toContain('<code>/v1/chat/completions</code>');
-    expect(doneRow).toContain(`<td data-testid="cost">$${(nanos / 1e9).toFixed(6)}</td>`);
+    expect(doneRow).toContain(`<span data-testid="cost">$${(nanos / 1e9).toFixed(6)}</span>`);
+    const input = events.reduce((n, e) => n + e.promptTokens, 0);
+    const outputTokens = events.reduce((n, e) => n + e.completionTokens, 0);
+    expect(doneRow).toContain(`<span class="muted" data-testid="tokens">${input.toLocaleString('en-US')} in · ${outputTokens.toLocaleString('en-US')} out</span>`);
+    expect(doneRow).toContain(`<code>/v1/chat/completions</code><br><code>${MODEL}</code>`);
     expect(doneRow).toContain(`<time datetime="${ran.finishedAt}">`);
     expect(doneRow).toContain(`href="/orgs/${orgA}/batches/${done.id}/output"`);
     expect(doneRow).toContain(`href="/orgs/${orgA}/batches/${done.id}/errors"`);
     expect(doneRow).not.toContain('/cancel"');
     const runningRow = rowOf(running);
     expect(runningRow).toContain(`<progress value="1" max="3" aria-label="Progress of ${running}">33%</progress>`);
-    expect(runningRow).toContain('<td data-testid="cost">$0.000001</td>');
+    expect(runningRow).toContain('<span data-testid="cost">$0.000001</span></td>');
     expect(runningRow).toContain(`<form method="post" action="/orgs/${orgA}/batches/${running}/cancel"`);
     expect(runningRow).toContain(`<input type="hidden" name="_csrf" value="${alice.csrfToken}">`);
     expect(runningRow).not.toContain('/output"');

@@ -48,6 +48,8 @@ export interface LineResult {
     promptTokens: number;
     completionTokens: number;
     cachedTokens: number;
+    /** Counted on the batch (OpenAI's `usage.output_tokens_details`), not on the usage event. */
+    reasoningTokens: number;
     durationMs: number;
   } | null;
 }
@@ -90,7 +92,7 @@ const PAGE = 1_000;
 const CHUNK_BYTES = 1024 * 1024;
 
 /**
- * batches and batch_requests. A line's result, its batch's counters and its usage event are written in ONE
+ * batches and batch_requests. A line's result, its batch's counters (lines, cost, tokens) and its usage event are written in ONE
  * transaction, and only while the line is `pending`: however many times a line is run (a worker killed after
  * the engine answered, two workers on one chunk), it is recorded, and billed, once.
  */
@@ -233,7 +235,9 @@ export class BatchesRepository {
       }
       await tx.$executeRaw`
         UPDATE batches SET completed = completed + ${state === 'completed' ? 1 : 0}, failed = failed + ${state === 'failed' ? 1 : 0},
-          cost_nanos = cost_nanos + ${r.costNanos}
+          cost_nanos = cost_nanos + ${r.costNanos}, input_tokens = input_tokens + ${u?.promptTokens ?? 0},
+          cached_tokens = cached_tokens + ${u?.cachedTokens ?? 0}, output_tokens = output_tokens + ${u?.completionTokens ?? 0},
+          reasoning_tokens = reasoning_tokens + ${u?.reasoningTokens ?? 0}, model = COALESCE(model, ${u?.model ?? null}::text)
         WHERE id = ${r.batchId}`;
       return true;
     });

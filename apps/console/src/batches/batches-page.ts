@@ -49,9 +49,11 @@ function cancelForm(base: string, b: BatchView, csrfToken: string): SafeHtml | '
 
 function row(base: string, b: BatchView, csrfToken: string): SafeHtml {
   const c = b.requestCounts;
-  return html`<tr data-batch="${b.id}"><td>${about(b)}</td><td>${status(b)}</td><td>${progress(b)}</td><td data-testid="counts">${int(b.requestCounts.completed)} completed · ${int(c.failed)} failed · ${int(c.total)} total</td><td><code>${b.endpoint}</code></td><td>${time(b.createdAt)}</td><td>${time(b.finishedAt)}${
+  return html`<tr data-batch="${b.id}"><td>${about(b)}</td><td>${status(b)}</td><td>${progress(b)}</td><td data-testid="counts">${int(b.requestCounts.completed)} completed · ${int(c.failed)} failed · ${int(c.total)} total</td><td><code>${b.endpoint}</code>${b.model ? html`<br><code>${b.model}</code>` : ''}</td><td>${time(b.createdAt)}</td><td>${time(b.finishedAt)}${
     b.finishedAt === null ? html`<br><span class="muted">window ends ${time(b.expiresAt)}</span>` : ''
-  }</td><td data-testid="cost">${usd(b.costUsd)}</td><td>${files(base, b)}</td><td>${cancelForm(base, b, csrfToken)}</td></tr>`;
+  }</td><td><span data-testid="cost">${usd(b.costUsd)}</span>${
+    b.usage.totalTokens > 0 ? html`<br><span class="muted" data-testid="tokens">${int(b.usage.inputTokens)} in · ${int(b.usage.outputTokens)} out</span>` : ''
+  }</td><td>${files(base, b)}</td><td>${cancelForm(base, b, csrfToken)}</td></tr>`;
 }
 
 /** /orgs/:org/batches: the org's batches, newest first, a page at a time, with progress, cost, downloads and cancel. */
@@ -63,8 +65,8 @@ export function batchesPage(ctx: Omit<PageContext, 'title' | 'body' | 'active'>,
     ? html`<p class="notice" role="status">Batch <code>${opts.cancelled}</code> is being cancelled: lines already running finish (and are billed), no new ones start; then its files are written.</p>`
     : '';
   const table = page.data.length
-    ? html`<table class="batches"><caption class="muted">Batches of ${ctx.org?.name ?? ''}, newest first. Cost is what the finished lines cost so far, at the batch price.</caption>
-<thead><tr><th scope="col">Batch</th><th scope="col">Status</th><th scope="col">Progress</th><th scope="col">Requests</th><th scope="col">Endpoint</th><th scope="col">Created</th><th scope="col">Finished</th><th scope="col">Cost</th><th scope="col">Files</th><th scope="col"><span class="muted">Actions</span></th></tr></thead>
+    ? html`<table class="batches"><caption class="muted">Batches of ${ctx.org?.name ?? ''}, newest first. Cost is what the finished lines cost so far, at the batch price, and their tokens.</caption>
+<thead><tr><th scope="col">Batch</th><th scope="col">Status</th><th scope="col">Progress</th><th scope="col">Requests</th><th scope="col">Endpoint, model</th><th scope="col">Created</th><th scope="col">Finished</th><th scope="col">Cost</th><th scope="col">Files</th><th scope="col"><span class="muted">Actions</span></th></tr></thead>
 <tbody>${page.data.map((b) => row(base, b, csrf))}</tbody></table>`
     : html`<p>${opts.after ? 'No older batches.' : 'No batches yet.'}</p>`;
   const nav: SafeHtml[] = [];

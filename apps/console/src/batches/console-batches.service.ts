@@ -24,6 +24,10 @@ export interface BatchView {
   done: number;
   /** What the finished lines cost so far, at the batch price. */
   costUsd: number;
+  /** The model its lines name (null until a line is billed). */
+  model: string | null;
+  /** Tokens of the billed lines so far. */
+  usage: { inputTokens: number; cachedTokens: number; outputTokens: number; reasoningTokens: number; totalTokens: number };
   metadata: Record<string, string> | null;
   /** Why validation failed (OpenAI's `errors.data`), empty otherwise. */
   errors: Array<{ code: string; message: string; line: number | null }>;
@@ -75,6 +79,14 @@ export function batchView(b: BatchRow, keys: ReadonlyMap<string, { id: string; n
     requestCounts: { total: b.total, completed: b.completed, failed: b.failed },
     done: b.completed + b.failed,
     costUsd: Number(b.costNanos) / 1e9,
+    model: b.model,
+    usage: {
+      inputTokens: Number(b.inputTokens),
+      cachedTokens: Number(b.cachedTokens),
+      outputTokens: Number(b.outputTokens),
+      reasoningTokens: Number(b.reasoningTokens),
+      totalTokens: Number(b.inputTokens + b.outputTokens),
+    },
     metadata: (b.metadata as Record<string, string> | null) ?? null,
     errors: validationErrors(b.errors),
     inputFileId: b.inputFileId,
