@@ -2,6 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { objectId } from '@spot/contract';
+import { BatchesRepository, FilesRepository, type PrismaService } from '@spot/db';
 import { freePort } from './free-port';
 
 const DIST = resolve(__dirname, '../../dist/apps');
@@ -92,4 +94,34 @@ export function chatLines(n: number, model: string, url = '/v1/chat/completions'
   return Array.from({ length: n }, (_, i) =>
     JSON.stringify({ custom_id: `req-${i}`, method: 'POST', url, body: { model, messages: [{ role: 'user', content: `line ${i}: say something` }], max_tokens: 8 } }),
   ).join('\n');
+}
+
+/**
+ * A batch stored through the repositories as validation leaves it: `in_progress`, its chunks marked queued (so that
+ * no worker's sweep runs its lines), `done` of its `lines` recorded (unbilled, 1,234 nano-USD each). Returns its id.
+ */
+export async function seedRunningBatch(
+  prisma: PrismaService,
+  o: { orgId: string; keyId: string; lines: number; done: number; metadata?: Record<string, string> | null; model?: string },
+): Promise<string> {
+  const files = new FilesRepository(prisma);
+  const batches = new BatchesRepository(prisma);
+  const fileId = objectId('file-');
+  const text = Array.from({ length: o.lines }, (_, i) =>
+    JSON.stringify({ custom_id: `seed-${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: o.model ?? 'seeded-model', messages: [] } }),
+  ).join('\n');
+  await files.createUploading(fileId, o.orgId, 'seed.jsonl', 'pending');
+  await files.appendChunk(fileId, 0, new Uint8Array(Buffer.from(text)));
+  await files.markProcessed(fileId, Buffer.byteLength(text), 'batch');
+  const id = objectId('batch_');
+  await batches.create({ id, orgId: o.orgId, keyId: o.keyId, endpoint: '/v1/chat/completions', inputFileId: fileId, completionWindow: '24h', metadata: o.metadata ?? null, expiresAt: new Date(Date.now() + 86_400_000) });
+  await batches.startLines(
+    id,
+    (async function* () {
+      yield Array.from({ length: o.lines }, (_, i) => ({ line: i + 1, customId: `seed-${i}`, body: '{}' }));
+    })(),
+  );
+  await batches.markChunksQueued(id);
+  for (let line = 1; line <= o.done; line++) await batches.recordLine({ batchId: id, line, status: 200, body: '{"ok":true}', costNanos: 1_234, usage: null });
+  return id;
 }

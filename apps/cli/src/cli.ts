@@ -8,6 +8,9 @@ import { KeysError } from '@spot/keys';
 import { REDIS } from '@spot/redis';
 import { TiersFileError } from '@spot/tiers';
 import type { Redis } from 'ioredis';
+import { batchCancelCommand } from './batches/batch-cancel.command';
+import { batchListCommand } from './batches/batch-list.command';
+import { BatchNotCancellableError, BatchNotFoundError } from './batches/batches.errors';
 import { ServiceUnreachableError, UsageError } from './cli.errors';
 import { CliModule } from './cli.module';
 import type { CliCommand, CliIo, CommandArgs, CommandRun } from './command';
@@ -40,6 +43,8 @@ const COMMANDS: readonly CliCommand[] = [
   billingSyncCommand,
   tierPreemptCommand,
   tierResumeCommand,
+  batchListCommand,
+  batchCancelCommand,
 ];
 const CLOSE_TIMEOUT_MS = 3_000;
 
@@ -136,6 +141,8 @@ function classify(err: unknown): { status: number; expected: boolean } {
     err instanceof BillingError ||
     err instanceof BillingDisabledError ||
     err instanceof TierNotFoundError ||
+    err instanceof BatchNotFoundError ||
+    err instanceof BatchNotCancellableError ||
     err instanceof TiersFileError
   ) {
     return { status: EXIT_FAILURE, expected: true };

@@ -11,6 +11,9 @@ import { CsrfGuard } from './auth/csrf.guard';
 import { GitHubOAuthService } from './auth/github-oauth.service';
 import { SessionGuard } from './auth/session.guard';
 import { SessionService } from './auth/session.service';
+import { BatchesController } from './batches/batches.controller';
+import { BatchesPagesController } from './batches/batches-pages.controller';
+import { ConsoleBatchesService } from './batches/console-batches.service';
 import { BillingController } from './billing/billing.controller';
 import { BillingPagesController } from './billing/billing-pages.controller';
 import { ConsoleBillingService } from './billing/console-billing.service';
@@ -29,14 +32,14 @@ import { TiersPageController } from './tiers/tiers-page.controller';
 import { UsageController } from './usage/usage.controller';
 import { UsageService } from './usage/usage.service';
 
-/** The console: GitHub sign-in, orgs, members, keys and limits (pages and JSON API). */
+/** The console: GitHub sign-in, orgs, members, keys, limits, usage, batches and bills (pages and JSON API). */
 @Module({})
 export class ConsoleModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: ConsoleModule,
       imports: [ConfigModule.forRoot(config), DbModule, RedisModule, KeysModule, BillingModule],
-      controllers: [HealthController, AuthController, OrgsController, KeysController, UsageController, BillingController, StripeWebhookController, BillingPagesController, TiersPageController, PagesController, AssetsController],
+      controllers: [HealthController, AuthController, OrgsController, KeysController, UsageController, BatchesController, BillingController, StripeWebhookController, BillingPagesController, BatchesPagesController, TiersPageController, PagesController, AssetsController],
       providers: [
         { provide: APP_FILTER, useClass: ConsoleExceptionFilter },
         SessionService,
@@ -47,6 +50,7 @@ export class ConsoleModule {
         OrgsService,
         ConsoleKeysService,
         UsageService,
+        ConsoleBatchesService,
         ConsoleBillingService,
         StripeWebhookService,
         PreemptionNoticeStore,

@@ -16,6 +16,8 @@ export class Exchange {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   model: ModelCounters | undefined;
+  /** Called once when the request ends (answered, failed, dropped or abandoned by its client). */
+  onEnd: (() => void) | undefined;
   /** The JSON body of an error answer; vLLM's OpenAI-style envelope unless a route speaks another protocol. */
   errorJson: (err: SimError) => string;
 
@@ -46,6 +48,11 @@ export class Exchange {
       this.setPhase('new');
       fn();
     });
+  }
+
+  /** Queued behind the engine's running requests (--max-num-seqs): counted as waiting until it runs or ends. */
+  queue(): void {
+    this.setPhase('waiting');
   }
 
   /** Generation starts: the request counts as running and its prompt as processed. */
@@ -152,6 +159,11 @@ export class Exchange {
       if (m) m.running++;
     }
     this.phase = next;
+    if (next === 'ended' && this.onEnd) {
+      const ended = this.onEnd;
+      this.onEnd = undefined;
+      ended();
+    }
   }
 
   private onClose(): void {

@@ -4,7 +4,8 @@ import { startSim, type SimOptions } from './sim-server';
 const USAGE = `usage: vllm-sim --models m1[,m2...] [--port 8090] [--host 127.0.0.1] [--ttft-ms N] [--itl-ms N]
                 [--output-tokens N] [--max-model-len N] [--embedding-dim N] [--error-shape current|flat]
                 [--wake-up-ms N]   (how long POST /wake_up takes in sleep mode)
-                [--prefix-caching] (report prefix-cache hits as cached_tokens, like --enable-prompt-tokens-details)`;
+                [--prefix-caching] (report prefix-cache hits as cached_tokens, like --enable-prompt-tokens-details)
+                [--max-num-seqs N] (requests generating at once; the others wait, in vllm:num_requests_waiting)`;
 
 function fail(message: string): never {
   process.stderr.write(`vllm-sim: ${message}\n${USAGE}\n`);
@@ -37,6 +38,7 @@ function parseOptions(argv: string[]): SimOptions {
         'error-shape': { type: 'string' },
         'wake-up-ms': { type: 'string' },
         'prefix-caching': { type: 'boolean' },
+        'max-num-seqs': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -65,6 +67,7 @@ function parseOptions(argv: string[]): SimOptions {
     errorShape: shape,
     wakeUpMs: int('wake-up-ms', values['wake-up-ms'], 0),
     prefixCaching: values['prefix-caching'] === true,
+    maxNumSeqs: int('max-num-seqs', values['max-num-seqs'], 1),
   };
 }
 

@@ -54,6 +54,11 @@ export interface SimOptions {
    * input_tokens_details.cached_tokens (responses) and cache_read_input_tokens (messages).
    */
   prefixCaching?: boolean;
+  /**
+   * How many requests generate at once (default: no limit), like vLLM's `--max-num-seqs`: the others wait, in
+   * order of arrival, counted in `vllm:num_requests_waiting`, until a running one ends.
+   */
+  maxNumSeqs?: number;
 }
 
 /** A request the sim received, as it arrived (body parsed when it was JSON, else the raw text). */
@@ -345,8 +350,32 @@ export async function startSim(opts: SimOptions): Promise<SimServer> {
         ex.error(e instanceof SimError ? e : new SimError(500, e instanceof Error ? e.message : String(e)));
       }
     };
-    if (fault?.delayMs) ex.hold(fault.delayMs, run);
-    else run();
+    const scheduled = (): void => schedule(ex, run);
+    if (fault?.delayMs) ex.hold(fault.delayMs, scheduled);
+    else scheduled();
+  };
+
+  // --max-num-seqs: a slot per generating request; a request that ends hands its slot to the first one still waiting
+  let freeSeqs = opts.maxNumSeqs ?? Infinity;
+  const queued: Array<{ ex: Exchange; run: () => void }> = [];
+  const release = (): void => {
+    for (let next = queued.shift(); next !== undefined; next = queued.shift()) {
+      if (next.ex.isClosed) continue;
+      next.ex.onEnd = release;
+      next.run();
+      return;
+    }
+    freeSeqs++;
+  };
+  const schedule = (ex: Exchange, run: () => void): void => {
+    if (freeSeqs > 0) {
+      freeSeqs--;
+      ex.onEnd = release;
+      run();
+      return;
+    }
+    ex.queue();
+    queued.push({ ex, run });
   };
 
   app.post('/v1/chat/completions', inference('chat', '/v1/chat/completions'));

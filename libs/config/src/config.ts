@@ -218,6 +218,13 @@ export const configSchema = z.object({
   // --- Files and Batch API (issue 13) ---
   /** Largest file POST /v1/files takes, in bytes (streamed to Postgres; never held whole in memory). */
   FILES_MAX_BYTES: positiveInt.default(512 * 1024 * 1024),
+  /**
+   * An upload still `uploading` after this many seconds is one whose process died: the worker deletes it and its
+   * chunks (a live upload of FILES_MAX_BYTES takes minutes, not hours).
+   */
+  FILES_STALE_UPLOAD_S: positiveInt.default(6 * 3_600),
+  /** How often the worker deletes stale uploads. */
+  FILES_CLEANUP_EVERY_MS: positiveInt.default(600_000),
   /** A batch whose input file is larger fails validation (OpenAI's 200 MB). */
   BATCH_MAX_INPUT_BYTES: positiveInt.default(200 * 1024 * 1024),
   /** A batch with more lines fails validation (OpenAI's 50,000). */

@@ -48,6 +48,8 @@ export interface LineResult {
     promptTokens: number;
     completionTokens: number;
     cachedTokens: number;
+    /** Counted on the batch (OpenAI's `usage.output_tokens_details`), not on the usage event. */
+    reasoningTokens: number;
     durationMs: number;
   } | null;
 }
@@ -84,11 +86,13 @@ export interface SweepItem {
 }
 
 const TERMINAL = ['completed', 'failed', 'expired', 'cancelled'];
+/** The statuses a cancel moves to `cancelling` (OpenAI's: a batch that has not ended and is not being cancelled). */
+export const CANCELLABLE_BATCH_STATUSES: readonly string[] = ['validating', 'in_progress', 'finalizing'];
 const PAGE = 1_000;
 const CHUNK_BYTES = 1024 * 1024;
 
 /**
- * batches and batch_requests. A line's result, its batch's counters and its usage event are written in ONE
+ * batches and batch_requests. A line's result, its batch's counters (lines, cost, tokens) and its usage event are written in ONE
  * transaction, and only while the line is `pending`: however many times a line is run (a worker killed after
  * the engine answered, two workers on one chunk), it is recorded, and billed, once.
  */
@@ -134,7 +138,7 @@ export class BatchesRepository {
   /** Asks a running batch to stop: `cancelling` (the worker finishes it as `cancelled`). Null when none of the org's. */
   async requestCancel(orgId: string, id: string): Promise<BatchRow | null> {
     await this.prisma.batch.updateMany({
-      where: { id, orgId, status: { in: ['validating', 'in_progress', 'finalizing'] } },
+      where: { id, orgId, status: { in: [...CANCELLABLE_BATCH_STATUSES] } },
       data: { status: 'cancelling', cancellingAt: new Date() },
     });
     return this.find(orgId, id);
@@ -231,7 +235,9 @@ export class BatchesRepository {
       }
       await tx.$executeRaw`
         UPDATE batches SET completed = completed + ${state === 'completed' ? 1 : 0}, failed = failed + ${state === 'failed' ? 1 : 0},
-          cost_nanos = cost_nanos + ${r.costNanos}
+          cost_nanos = cost_nanos + ${r.costNanos}, input_tokens = input_tokens + ${u?.promptTokens ?? 0},
+          cached_tokens = cached_tokens + ${u?.cachedTokens ?? 0}, output_tokens = output_tokens + ${u?.completionTokens ?? 0},
+          reasoning_tokens = reasoning_tokens + ${u?.reasoningTokens ?? 0}, model = COALESCE(model, ${u?.model ?? null}::text)
         WHERE id = ${r.batchId}`;
       return true;
     });
@@ -333,6 +339,14 @@ export class BatchesRepository {
   /** An org's batches for the console, newest first. */
   recentOfOrg(orgId: string, limit: number): Promise<BatchRow[]> {
     return this.prisma.batch.findMany({ where: { orgId }, orderBy: [{ createdAt: 'desc' }, { id: 'desc' }], take: limit });
+  }
+
+  /** The newest batches of every org (or of `orgId`), each with its org's slug: the operator's view. */
+  async recent(limit: number, orgId?: string): Promise<Array<BatchRow & { orgSlug: string }>> {
+    const rows = await this.prisma.batch.findMany({ where: orgId === undefined ? {} : { orgId }, orderBy: [{ createdAt: 'desc' }, { id: 'desc' }], take: limit });
+    const orgs = await this.prisma.org.findMany({ where: { id: { in: [...new Set(rows.map((r) => r.orgId))] } }, select: { id: true, slug: true } });
+    const slugs = new Map(orgs.map((o) => [o.id, o.slug]));
+    return rows.map((r) => ({ ...r, orgSlug: slugs.get(r.orgId) ?? r.orgId }));
   }
 }
 

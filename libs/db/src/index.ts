@@ -37,5 +37,5 @@ export type { Org, User, ApiKey, UsageEvent, Membership, Invitation, UsageRollup
 export type { BillingStatus, MemberRole } from './generated/prisma/enums';
 export { FilesRepository } from './files.repository';
 export type { FileRow, FileListQuery } from './files.repository';
-export { BatchesRepository } from './batches.repository';
+export { BatchesRepository, CANCELLABLE_BATCH_STATUSES } from './batches.repository';
 export type { BatchRow, NewBatch, NewBatchLine, PendingLine, LineResult, FinishedLine, RenderLine, FinalFiles, SweepItem } from './batches.repository';

@@ -25,6 +25,8 @@ export const JOB = {
   batchChunk: 'batch.chunk',
   /** Find batches to validate, expire, cancel or finalize (and chunks a dead validation never queued). */
   batchSweep: 'batch.sweep',
+  /** Delete uploads that never finished (their gateway died mid-upload): FILES_STALE_UPLOAD_S. */
+  filesCleanup: 'files.cleanup',
 } as const;
 export type JobName = (typeof JOB)[keyof typeof JOB];
 
@@ -39,7 +41,8 @@ export type JobPayload =
   | { name: typeof JOB.tiersIdle; data: { trigger: JobTrigger } }
   | { name: typeof JOB.batchValidate; data: { batchId: string } }
   | { name: typeof JOB.batchChunk; data: { batchId: string; fromLine: number; toLine: number } }
-  | { name: typeof JOB.batchSweep; data: { trigger: JobTrigger } };
+  | { name: typeof JOB.batchSweep; data: { trigger: JobTrigger } }
+  | { name: typeof JOB.filesCleanup; data: { trigger: JobTrigger } };
 
 export type JobData<N extends JobName> = Extract<JobPayload, { name: N }>['data'];
 

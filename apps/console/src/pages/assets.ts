@@ -19,6 +19,7 @@ pre{padding:.8rem;overflow:auto}.secret{font-size:1.1rem;word-break:break-all}.b
 .skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:.5rem;background:#fff;padding:.3rem .6rem;z-index:1}
 .demo{background:#ffe08a;color:#1d2433;padding:.1rem .5rem;border-radius:3px;font-weight:700}
 .check{font-weight:400}.inline{display:inline}a.button.danger{background:#b42318}.chart{max-width:720px;background:#fff}
+progress{width:6rem;vertical-align:middle}.meta{margin:.3rem 0 0;font-size:.85rem}.meta dt{display:inline;color:#5b6578}.meta dt::after{content:': '}.meta dd{display:inline;margin:0}.meta dd::after{content:'';display:block}
 `;
 
 /**

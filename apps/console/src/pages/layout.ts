@@ -43,11 +43,11 @@ export interface PageContext {
   user?: PageUser | null;
   /** The session's CSRF token: the sign-out form posts it. */
   csrfToken?: string;
-  /** The org the page is about: adds its sections (Keys, Members, Limits, Usage, Bill) to the header. */
+  /** The org the page is about: adds its sections (Keys, Members, Limits, Usage, Batches, Bill) to the header. */
   org?: PageOrg | null;
   /** The user's orgs, for the org switcher. */
   orgs?: PageOrg[];
-  active?: 'keys' | 'members' | 'limits' | 'usage' | 'bill' | 'orgs' | 'tiers';
+  active?: 'keys' | 'members' | 'limits' | 'usage' | 'batches' | 'bill' | 'orgs' | 'tiers';
   body: string;
 }
 
@@ -62,7 +62,7 @@ export function renderPage(p: PageContext): string {
     nav.push(`<a href="/tiers"${p.active === 'tiers' ? ' aria-current="page"' : ''}>Tiers</a>`);
     if (p.org) {
       const base = `/orgs/${encodeURIComponent(p.org.slug)}`;
-      for (const [key, label] of [['keys', 'API keys'], ['members', 'Members'], ['limits', 'Limits'], ['usage', 'Usage'], ['billing', 'Bill']] as const) {
+      for (const [key, label] of [['keys', 'API keys'], ['members', 'Members'], ['limits', 'Limits'], ['usage', 'Usage'], ['batches', 'Batches'], ['billing', 'Bill']] as const) {
         const current = p.active === key || (key === 'billing' && p.active === 'bill');
         nav.push(`<a href="${base}/${key}"${current ? ' aria-current="page"' : ''}>${label}</a>`);
       }

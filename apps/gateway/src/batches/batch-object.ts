@@ -11,7 +11,10 @@ export type BatchEndpoint = keyof typeof BATCH_ENDPOINTS;
 
 const secs = (d: Date | null): number | null => (d === null ? null : Math.floor(d.getTime() / 1000));
 
-/** A batch as OpenAI's API shows it (every field, null where it has no value yet). */
+/**
+ * A batch as OpenAI's API shows it (every field, null where it has no value yet). `model` is the model its lines
+ * name and `usage` the tokens of its billed lines so far (both counted as each line is recorded).
+ */
 export function toBatchObject(b: BatchRow): Record<string, unknown> {
   return {
     id: b.id,
@@ -34,5 +37,13 @@ export function toBatchObject(b: BatchRow): Record<string, unknown> {
     cancelled_at: secs(b.cancelledAt),
     request_counts: { total: b.total, completed: b.completed, failed: b.failed },
     metadata: b.metadata ?? null,
+    model: b.model,
+    usage: {
+      input_tokens: Number(b.inputTokens),
+      input_tokens_details: { cached_tokens: Number(b.cachedTokens) },
+      output_tokens: Number(b.outputTokens),
+      output_tokens_details: { reasoning_tokens: Number(b.reasoningTokens) },
+      total_tokens: Number(b.inputTokens + b.outputTokens),
+    },
   };
 }

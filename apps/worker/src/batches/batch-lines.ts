@@ -31,15 +31,17 @@ export function renderLine(batchId: string, row: FinishedLine): { file: 'output'
 }
 
 /** The usage of an engine response body of a batch endpoint (chat and completions, embeddings, responses). */
-export function usageOfBody(body: unknown): { prompt: number; completion: number; cached: number } | null {
+export function usageOfBody(body: unknown): { prompt: number; completion: number; cached: number; reasoning: number } | null {
   if (body === null || typeof body !== 'object') return null;
   const u = (body as { usage?: Record<string, unknown> }).usage;
   if (u === undefined || u === null || typeof u !== 'object') return null;
   const n = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : 0);
   if (typeof u.input_tokens === 'number') {
     const details = u.input_tokens_details as { cached_tokens?: unknown } | undefined;
-    return { prompt: n(u.input_tokens), completion: n(u.output_tokens), cached: n(details?.cached_tokens) };
+    const out = u.output_tokens_details as { reasoning_tokens?: unknown } | undefined | null;
+    return { prompt: n(u.input_tokens), completion: n(u.output_tokens), cached: n(details?.cached_tokens), reasoning: n(out?.reasoning_tokens) };
   }
   const details = u.prompt_tokens_details as { cached_tokens?: unknown } | undefined | null;
-  return { prompt: n(u.prompt_tokens), completion: n(u.completion_tokens), cached: n(details?.cached_tokens) };
+  const out = u.completion_tokens_details as { reasoning_tokens?: unknown } | undefined | null;
+  return { prompt: n(u.prompt_tokens), completion: n(u.completion_tokens), cached: n(details?.cached_tokens), reasoning: n(out?.reasoning_tokens) };
 }

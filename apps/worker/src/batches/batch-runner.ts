@@ -141,7 +141,7 @@ export class BatchRunner {
     let cost = 0;
     const ok = answer.status >= 200 && answer.status < 300;
     if (ok) {
-      const tokens = usageOfBody(parsed) ?? { prompt: 0, completion: 0, cached: 0 };
+      const tokens = usageOfBody(parsed) ?? { prompt: 0, completion: 0, cached: 0, reasoning: 0 };
       const route = answer.tier === null ? undefined : this.catalog.routesFor(model)?.find((r) => r.tier === answer.tier);
       if (route === undefined) this.logger.warn(`batch ${batch.id} line ${line.line}: no price for ${model} on tier ${answer.tier ?? '(unnamed)'}; billed at 0`);
       cost = route === undefined ? 0 : costNanos(route.batchPrice, { promptTokens: tokens.prompt, completionTokens: tokens.completion, cachedTokens: tokens.cached });
@@ -154,6 +154,7 @@ export class BatchRunner {
         promptTokens: tokens.prompt,
         completionTokens: tokens.completion,
         cachedTokens: tokens.cached,
+        reasoningTokens: tokens.reasoning,
         durationMs: answer.durationMs,
       };
     }

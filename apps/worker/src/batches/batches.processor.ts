@@ -2,7 +2,7 @@ import { InjectQueue } from '@nestjs/bullmq';
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@spot/config';
 import { objectId } from '@spot/contract';
-import { BatchesRepository } from '@spot/db';
+import { BatchesRepository, FilesRepository } from '@spot/db';
 import { bullPrefix, JOB, type JobData, type JobName, type JobPayload, QUEUE } from '@spot/queue';
 import { type Job, type Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -21,7 +21,8 @@ const VALIDATE_OPTIONS = { attempts: 3, backoff: { type: 'exponential', delay: 1
 const CHUNK_GRACE_MS = 10_000;
 
 /**
- * The `batches` queue: validation, chunk runs and the sweep. Its BullMQ worker is built here rather than by a
+ * The `batches` queue: validation, chunk runs, the sweep, and the cleanup of uploads that never finished (the Files
+ * API's, every FILES_CLEANUP_EVERY_MS). Its BullMQ worker is built here rather than by a
  * decorator because its lock (BATCH_LOCK_MS: how soon a chunk of a killed worker is taken up by another) and its
  * stall policy come from the config. A chunk job that stalls (its worker died) is taken up again however often
  * that happens (maxStalledCount): its lines with a result are skipped, the others run.
@@ -37,6 +38,7 @@ export class BatchesProcessor implements OnApplicationBootstrap, OnModuleDestroy
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @InjectQueue(QUEUE.batches) private readonly queue: Queue,
     private readonly batches: BatchesRepository,
+    private readonly files: FilesRepository,
     private readonly runner: BatchRunner,
     private readonly validator: BatchValidator,
   ) {}
@@ -46,6 +48,11 @@ export class BatchesProcessor implements OnApplicationBootstrap, OnModuleDestroy
       JOB.batchSweep,
       { every: this.config.BATCH_SWEEP_MS },
       { name: JOB.batchSweep, data: { trigger: 'schedule' }, opts: { attempts: 1, removeOnComplete: true, removeOnFail: 100 } },
+    );
+    await this.queue.upsertJobScheduler(
+      JOB.filesCleanup,
+      { every: this.config.FILES_CLEANUP_EVERY_MS },
+      { name: JOB.filesCleanup, data: { trigger: 'schedule' }, opts: { attempts: 1, removeOnComplete: true, removeOnFail: 100 } },
     );
     this.connection = new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null });
     this.worker = new Worker(QUEUE.batches, (job: Job) => this.process(job as Job<JobPayload['data'], unknown, JobName>), {
@@ -86,6 +93,11 @@ export class BatchesProcessor implements OnApplicationBootstrap, OnModuleDestroy
       }
       case JOB.batchSweep:
         return this.sweep();
+      case JOB.filesCleanup: {
+        const deleted = await this.files.deleteStaleUploads(new Date(Date.now() - this.config.FILES_STALE_UPLOAD_S * 1000));
+        if (deleted > 0) this.logger.log(`deleted ${deleted} stale uploads`);
+        return { deleted };
+      }
       case JOB.usageRollup:
       case JOB.usageRetention:
       case JOB.billingSync:

@@ -30,6 +30,7 @@ export class TiersProcessor extends WorkerHost {
       case JOB.batchValidate:
       case JOB.batchChunk:
       case JOB.batchSweep:
+      case JOB.filesCleanup:
         throw new UnrecoverableError(`job ${name} does not belong on the ${QUEUE.tiers} queue`);
     }
   }

@@ -45,6 +45,7 @@ export class UsageProcessor extends WorkerHost {
       case JOB.batchValidate:
       case JOB.batchChunk:
       case JOB.batchSweep:
+      case JOB.filesCleanup:
         throw new UnrecoverableError(`job ${name} does not belong on the ${QUEUE.usage} queue`);
     }
   }
