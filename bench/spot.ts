@@ -86,6 +86,8 @@ const SPOT_REPLICAS = 2;
 const OD_PRICE: ModelPrice = { input_per_mtok: 0.3, output_per_mtok: 0.6 };
 const SPOT_PRICE: ModelPrice = { input_per_mtok: +(0.3 * RATIO).toFixed(6), output_per_mtok: +(0.6 * RATIO).toFixed(6) };
 const ADMIN_TOKEN = `bench-admin-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
+/** Requests that arrive this soon after a kill without notice may be sent to the dead replica first. */
+const SILENT_KILL_MS = 2_000;
 /** SkyServe (SpotHedge, EuroSys '25): its reported average cost against serving on on-demand replicas. */
 const SKYSERVE_SPOTHEDGE = -0.43;
 
@@ -324,6 +326,11 @@ async function main(): Promise<void> {
       streamOutside: stats(streams.filter((o) => !inWindow(o)), (o) => o.ttftMs),
       unaryInside: stats(unary.filter(inWindow), (o) => o.ttftMs),
       unaryOutside: stats(unary.filter((o) => !inWindow(o)), (o) => o.ttftMs),
+      // the requests a kill without notice can reach before the gateway ejects the replica
+      streamAfterSilentKill: stats(
+        streams.filter((o) => done.some((d) => d.noticeAtMs === null && o.arrivalMs >= d.killedAtMs && o.arrivalMs < d.killedAtMs + SILENT_KILL_MS)),
+        (o) => o.ttftMs,
+      ),
     };
 
     // --- the bill's view: every usage row of the bench's key ---
@@ -374,7 +381,7 @@ async function main(): Promise<void> {
     const downMs = Array.from({ length: SPOT_REPLICAS }, (_, r) => done.filter((d) => d.replica === r).reduce((n, d) => n + (d.healthyAtMs - d.killedAtMs), 0));
     const uptimeSeen = downMs.map((d) => 1 - d / runMs);
 
-    const row = (label: string, value: string, note = '') => console.log(`${label.padEnd(52)} ${value.padStart(16)}  ${note}`);
+    const row = (label: string, value: string, note = '') => console.log(`${label.padEnd(56)} ${value.padStart(16)}  ${note}`);
     row('requests (streamed / unary)', `${outcomes.filter((o) => o.stream).length} / ${outcomes.filter((o) => !o.stream).length}`, `open loop, generator lag max ${fmt(lagMax)} ms`);
     row('preemptions (with notice / without)', `${done.filter((d) => d.noticeAtMs !== null).length} / ${done.filter((d) => d.noticeAtMs === null).length}`, `spot uptime seen ${uptimeSeen.map((u) => `${(u * 100).toFixed(1)}%`).join(', ')}`);
     row('notices the bench had to clear', String(done.filter((d) => d.clearedByBench).length), 'the rest: cleared by the gateway when the replacement answered');
@@ -385,6 +392,7 @@ async function main(): Promise<void> {
     row('stream TTFT P50 / P95, arrived in a preemption window', `${fmt(ttft.streamInside.p50)} / ${fmt(ttft.streamInside.p95)} ms`, `n=${ttft.streamInside.n}`);
     row('stream TTFT P50 / P95, arrived outside', `${fmt(ttft.streamOutside.p50)} / ${fmt(ttft.streamOutside.p95)} ms`, `n=${ttft.streamOutside.n}`);
     row('added stream TTFT P95 in a preemption window', `${fmt(ttft.streamInside.p95 - ttft.streamOutside.p95)} ms`);
+    row(`stream TTFT P50 / P95, <= ${SILENT_KILL_MS / 1000} s after an unnoticed kill`, `${fmt(ttft.streamAfterSilentKill.p50)} / ${fmt(ttft.streamAfterSilentKill.p95)} ms`, `n=${ttft.streamAfterSilentKill.n}`);
     row('unary latency P95 in a window / outside', `${fmt(ttft.unaryInside.p95)} / ${fmt(ttft.unaryOutside.p95)} ms`, `n=${ttft.unaryInside.n} / ${ttft.unaryOutside.n}`);
     row('longest gap between deltas, continued streams P95', `${fmt(seams.continued.p95)} ms`, `n=${seams.continued.n}, max ${fmt(seams.continued.max)} ms; other streams P95 ${fmt(seams.others.p95)} ms`);
     row('cost of the run (usage cost_nanos)', `$${(cost / 1e9).toFixed(6)}`, `spot priced at ${RATIO} x on-demand`);
