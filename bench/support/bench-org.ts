@@ -59,13 +59,13 @@ export function benchTiersYaml(simUrl: string): string {
 }
 
 /**
- * A temp folder with the bench tiers file (one spot tier on `simUrl`) and the environment a bench's gateway runs
- * with: its port, its own Redis prefix and spool, quiet logs, production mode.
+ * A temp folder with the bench tiers file (one spot tier on `simUrl`, or `tiersYaml` when given) and the environment
+ * a bench's gateway runs with: its port, its own Redis prefix and spool, quiet logs, production mode.
  */
-export function benchGatewayEnv(name: string, simUrl: string, gwPort: number, databaseUrl: string): { tmp: string; env: NodeJS.ProcessEnv } {
+export function benchGatewayEnv(name: string, simUrl: string, gwPort: number, databaseUrl: string, tiersYaml?: string): { tmp: string; env: NodeJS.ProcessEnv } {
   const tmp = mkdtempSync(path.join(os.tmpdir(), `bench-${name}-`));
   const tiersFile = path.join(tmp, 'tiers.yaml');
-  writeFileSync(tiersFile, benchTiersYaml(simUrl));
+  writeFileSync(tiersFile, tiersYaml ?? benchTiersYaml(simUrl));
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     DATABASE_URL: databaseUrl,

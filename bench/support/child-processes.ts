@@ -20,6 +20,8 @@ export interface StartOptions {
   nodeArgs?: string[];
   /** Preload the event-loop probe and open an IPC channel (see loop-delay.ts). */
   probeLoop?: boolean;
+  /** Where its stdout and stderr go (default: stdout ignored, stderr to this process's, prefixed with its name). */
+  log?: NodeJS.WritableStream;
 }
 
 /** Spawns `node <file> <args>`, prefixing what it writes to stderr with its name. */
@@ -27,9 +29,11 @@ export function startNode(name: string, file: string, args: string[], env: NodeJ
   const nodeArgs = [...(options.nodeArgs ?? []), ...(options.probeLoop ? ['-r', LOOP_DELAY_PROBE] : [])];
   const child = spawn(process.execPath, [...nodeArgs, file, ...args], {
     env: options.probeLoop ? { ...env, [LOOP_DELAY_ENV]: '1' } : env,
-    stdio: options.probeLoop ? ['ignore', 'ignore', 'pipe', 'ipc'] : ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', options.log === undefined ? 'ignore' : 'pipe', 'pipe', ...(options.probeLoop ? ['ipc' as const] : [])],
   });
-  child.stderr?.on('data', (d: Buffer) => process.stderr.write(`[${name}] ${d}`));
+  const log = options.log;
+  if (log === undefined) child.stderr?.on('data', (d: Buffer) => process.stderr.write(`[${name}] ${d}`));
+  else for (const s of [child.stdout, child.stderr]) s?.pipe(log, { end: false });
   return child;
 }
 

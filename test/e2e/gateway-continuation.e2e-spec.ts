@@ -324,6 +324,14 @@ describe('gateway: stalls and error frames are continued; tool calls, n > 1 and 
       const got = await read(params);
       expect(got.error).toMatch(/engine exploded/);
       expect(od.received).toHaveLength(0);
+      // its one row: a 5xx with the tokens it delivered (what the console's tiers page counts as a stream lost)
+      let rows = await usageRepo.findSegments(got.requestId!);
+      for (let i = 0; i < 300 && rows.length === 0; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        rows = await usageRepo.findSegments(got.requestId!);
+      }
+      expect(rows.map((r) => [r.segment, r.tier, r.status])).toEqual([[0, 'spot', 500]]);
+      expect(rows[0].completionTokens).toBeGreaterThan(0);
     }
     const metrics = await (await fetch(`${gw.url}/metrics`)).text();
     expect(metrics).toMatch(/gateway_stream_continuations_total\{tier="spot",outcome="unsupported"\} 3\b/);

@@ -28,6 +28,7 @@ import { OrgsController } from './orgs/orgs.controller';
 import { OrgsService } from './orgs/orgs.service';
 import { AssetsController } from './pages/assets.controller';
 import { PagesController } from './pages/pages.controller';
+import { TierStreamsService } from './tiers/tier-streams.service';
 import { TiersPageController } from './tiers/tiers-page.controller';
 import { UsageController } from './usage/usage.controller';
 import { UsageService } from './usage/usage.service';
@@ -54,6 +55,7 @@ export class ConsoleModule {
         ConsoleBillingService,
         StripeWebhookService,
         PreemptionNoticeStore,
+        TierStreamsService,
       ],
     };
   }

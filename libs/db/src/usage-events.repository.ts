@@ -4,6 +4,20 @@ import { PrismaService } from './prisma.service';
 
 export type UsageEventRow = Prisma.UsageEventCreateManyInput;
 
+/** What the streams of one tier went through since a moment, over every org (an operator's view). */
+export interface TierStreamCounts {
+  tier: string;
+  /** Streams whose engine on this tier was lost mid-stream and that went on on another engine (a later segment). */
+  continuedOff: number;
+  /** Streams of which this tier served a continuation (a segment > 0). */
+  tookOver: number;
+  /**
+   * Streams that ended with an engine failure here and were not continued: their last segment was served on this
+   * tier, is recorded with a 5xx status, and had delivered tokens (or was itself a continuation).
+   */
+  lost: number;
+}
+
 /** usage_events: append-only, idempotent on (request_id, segment). */
 @Injectable()
 export class UsageEventsRepository {
@@ -49,6 +63,36 @@ export class UsageEventsRepository {
   /** Every segment's event of a request, in order (one for a request no continuation served). */
   findSegments(requestId: string): Promise<UsageEvent[]> {
     return this.prisma.usageEvent.findMany({ where: { requestId }, orderBy: { segment: 'asc' } });
+  }
+
+  /**
+   * Per tier, the streams continued off it, the continuations it served and the streams it lost since `since`, over
+   * every org. Each branch reads only rows that are rare (segments > 0, 5xx statuses) through a partial index of its
+   * own (usage_events_continuations_idx, usage_events_failed_idx), and their neighbours by primary key. Tiers with
+   * none of the three are left out.
+   */
+  async streamCountsByTier(since: Date): Promise<TierStreamCounts[]> {
+    const rows = await this.prisma.$queryRaw<Array<{ tier: string; continued_off: number; took_over: number; lost: number }>>`
+      SELECT tier, sum(continued_off)::int AS continued_off, sum(took_over)::int AS took_over, sum(lost)::int AS lost FROM (
+        SELECT p.tier, count(DISTINCT s.request_id) AS continued_off, 0 AS took_over, 0 AS lost
+          FROM usage_events s JOIN usage_events p ON p.request_id = s.request_id AND p.segment = s.segment - 1
+          WHERE s.segment > 0 AND s.created_at >= ${since}
+          GROUP BY p.tier
+        UNION ALL
+        SELECT s.tier, 0, count(DISTINCT s.request_id), 0
+          FROM usage_events s
+          WHERE s.segment > 0 AND s.created_at >= ${since}
+          GROUP BY s.tier
+        UNION ALL
+        SELECT e.tier, 0, 0, count(*)
+          FROM usage_events e
+          WHERE e.status >= 500 AND e.created_at >= ${since} AND (e.completion_tokens > 0 OR e.segment > 0)
+            AND NOT EXISTS (SELECT 1 FROM usage_events n WHERE n.request_id = e.request_id AND n.segment = e.segment + 1)
+          GROUP BY e.tier
+      ) AS per_branch
+      GROUP BY tier
+      ORDER BY tier`;
+    return rows.map((r) => ({ tier: r.tier, continuedOff: r.continued_off, tookOver: r.took_over, lost: r.lost }));
   }
 
   /** The events of these requests (every segment of a continued stream). */
