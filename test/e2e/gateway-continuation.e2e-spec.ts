@@ -295,7 +295,12 @@ describe('gateway: stalls and error frames are continued; tool calls, n > 1 and 
     const cont = od.received.at(-1)!.body as { messages: Array<{ role: string; content: string }>; continue_final_message: boolean; add_generation_prompt: boolean };
     expect(cont.messages.at(-1)).toEqual({ role: 'assistant', content: (await whole()).split(' ').slice(0, 5).join(' ') });
     expect(cont).toMatchObject({ continue_final_message: true, add_generation_prompt: false });
-    const rows = await usageRepo.findSegments(got.requestId!);
+    // the rows are written by the gateway's usage flush, after the stream's end
+    let rows = await usageRepo.findSegments(got.requestId!);
+    for (let i = 0; i < 300 && rows.length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      rows = await usageRepo.findSegments(got.requestId!);
+    }
     expect(rows.map((r) => [r.segment, r.tier, r.completionTokens])).toEqual([
       [0, 'spot', 4],
       [1, 'od', 8],
