@@ -11,7 +11,8 @@
  * Prints: the share of completion tokens served on spot (usage_events, every segment, of the bench's key), the
  * failures a client saw (an error, a stream without one finish_reason and one usage chunk, a text other than one
  * uninterrupted engine's: vllm-sim is deterministic), TTFT P50/P95 of requests that arrived during a preemption
- * window (from the notice, or the kill, until the replacement is back in rotation) against the others, and the cost of
+ * window (from the notice, or the kill, until the replacement is back in rotation) against the others (and of those
+ * that arrived within 2 s of a kill without notice), the longest wait between deltas of continued streams, and the cost of
  * the run (usage cost_nanos) against the same tokens at on-demand prices. Writes bench/results/spot-<date>.json, and
  * keeps the gateway's log (warn level) in its temp folder for a look at any failure.
  *
