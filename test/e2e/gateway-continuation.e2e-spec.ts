@@ -75,7 +75,9 @@ describe('gateway: a stream continues on another tier when its spot engine is lo
   let key: string;
 
   beforeAll(async () => {
-    spot = await simProcess(['--itl-ms', '25', '--output-tokens', String(TOKENS)]);
+    // 40 tokens 60 ms apart: under load a client may read far behind its engine, and a stream whose engine had
+    // sent its end before the kill is closed by the gateway (one segment), not continued
+    spot = await simProcess(['--itl-ms', '60', '--output-tokens', String(TOKENS)]);
     od = await startSim({ models: [UPSTREAM], itlMs: 2, outputTokens: TOKENS });
     reference = await startSim({ models: [UPSTREAM], outputTokens: TOKENS });
     ({ key } = await seedOrgKey(prisma, { slugPrefix: 'cont' }));
