@@ -105,6 +105,26 @@ describe('Responses stream continuation: splicing a continuation into the client
     expect(t).toMatchObject({ text: wholeText, tokens: 6, finished: true, sequence: whole.length - 1 });
   });
 
+  it('a continuation lost in turn is continued again: still one stream (the sequence numbers and ids carry on)', () => {
+    const r = req({ max_output_tokens: 20 });
+    const t = cont.transcript(r)!;
+    const out1 = feed(new ResponsesSseRelay(complete(r), t), FIRST, 64, false);
+    const cutAt = SECOND.indexOf('event: response.output_text.delta', SECOND.indexOf('event: response.output_text.delta') + 1);
+    const second = cont.relay(r, t, { priorTokens: 3, prompt: null })!;
+    const out2 = feed(second, SECOND.slice(0, cutAt) + HALF, 64, false);
+    expect(second.sawDone).toBe(false);
+    expect(t).toMatchObject({ text: ' lorem ipsum "q" dolor sit', tokens: 4, sequence: 7 });
+    expect(JSON.parse(cont.body(r, 'm', t)!)).toMatchObject({ max_output_tokens: 16 });
+    // (the third engine's recording is the second's: the splice, not the words, is under test here)
+    const third = cont.relay(r, t, { priorTokens: 4, prompt: 11 })!;
+    const all = events(out1 + out2 + feed(third, SECOND, 64));
+    expect(all.map((e) => e.sequence_number)).toEqual(all.map((_, i) => i));
+    expect(all.filter((e) => e.type === 'response.created' || e.type === 'response.output_item.added' || e.type === 'response.completed')).toHaveLength(3);
+    expect(new Set(all.filter((e) => e.item_id !== undefined).map((e) => e.item_id))).toEqual(new Set([t.itemId]));
+    expect(all.at(-1)!.response!.usage).toMatchObject({ input_tokens: 11, output_tokens: 7 });
+    expect(all.at(-1)!.response!.output[0].content[0].text).toBe(' lorem ipsum "q" dolor sit sit amet consectetur');
+  });
+
   it('an engine lost before the item was added: the continuation opens it, as the client\'s', () => {
     const r = req();
     const t = cont.transcript(r)!;

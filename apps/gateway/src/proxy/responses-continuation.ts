@@ -113,7 +113,8 @@ export class ResponsesContinuationRelay extends SseRelayBase {
     switch (type) {
       case 'response.output_text.delta':
         this.contentEvents++;
-        if (typeof payload.delta === 'string') t.add(payload.delta);
+        // the message item's text (a later item's, after which the stream is never continued, is not its)
+        if (payload.output_index === 0 && typeof payload.delta === 'string') t.add(payload.delta);
         break;
       case 'response.function_call_arguments.delta':
       case 'response.reasoning_text.delta':
@@ -267,15 +268,8 @@ function closingEvents(t: ResponsesTranscript, req: ContinuedResponsesRequest, u
   if (!t.textDone) out.push(event('response.output_text.done', { content_index: 0, item_id: itemId, logprobs: [], output_index: 0, text, sequence_number: ++seq, type: 'response.output_text.done' }));
   if (!t.partDone) out.push(event('response.content_part.done', { content_index: 0, item_id: itemId, output_index: 0, part, sequence_number: ++seq, type: 'response.content_part.done' }));
   if (!t.itemDone) out.push(event('response.output_item.done', { item, output_index: 0, sequence_number: ++seq, type: 'response.output_item.done' }));
-  const response: Payload = {
-    ...first,
-    completed_at: undefined,
-    incomplete_details: truncated ? { reason: 'max_output_tokens' } : null,
-    output: [item],
-    status: truncated ? 'incomplete' : 'completed',
-    usage: usageObject(usage, null),
-  };
-  delete response.completed_at; // set by completeResponse once completed
+  const { completed_at: _pending, ...head } = first; // set again by completeResponse, now that it ends
+  const response: Payload = { ...head, incomplete_details: truncated ? { reason: 'max_output_tokens' } : null, output: [item], status: truncated ? 'incomplete' : 'completed', usage: usageObject(usage, null) };
   completeResponse(response, echo);
   const type = truncated ? 'response.incomplete' : 'response.completed';
   out.push(event(type, { response, sequence_number: ++seq, type }));

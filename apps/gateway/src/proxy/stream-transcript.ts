@@ -72,7 +72,8 @@ export class StreamTranscript {
 
   /** Reads the content chunk `buf[start, end)`: keeps the first chunk's bytes, the text, whether it finished. */
   take(buf: Buffer, start: number, end: number): void {
-    if (this.first === null) this.first = Buffer.from(buf.subarray(start, end));
+    // (a chat or completions chunk: its head is what continued chunks carry; events of the other protocols keep theirs)
+    if (this.first === null && (this.field === TextField.Delta || this.field === TextField.Text)) this.first = Buffer.from(buf.subarray(start, end));
     let at = this.offset >= 0 ? start + this.offset : -1;
     if (at < 0 || !startsWith(buf, at, end, this.key)) {
       at = buf.indexOf(this.key, start); // the first chunk, or one shaped otherwise
