@@ -90,6 +90,13 @@ export function planResponses(ctx: SimContext, body: Body): ResponsesPlan {
     chatChoice = { type: 'function', function: { name } };
   }
   const chatBody: Body = { model: body.model, messages };
+  // vLLM's `should_continue_final_message` (vllm-project/vllm#32100): a last input item that is a message (or
+  // reasoning) whose status is in_progress or incomplete is a partial answer, continued like chat's
+  // `continue_final_message` (its chat template renders it open, with no generation prompt after it)
+  if (Array.isArray(input) && partialLast(input)) {
+    chatBody.continue_final_message = true;
+    chatBody.add_generation_prompt = false;
+  }
   if (fnTools.length > 0) chatBody.tools = fnTools;
   if (fnTools.length > 0 && chatChoice !== undefined && chatChoice !== null) chatBody.tool_choice = chatChoice;
   if (maxOutputTokens !== undefined) chatBody.max_tokens = maxOutputTokens;
@@ -120,6 +127,14 @@ export function planResponses(ctx: SimContext, body: Body): ResponsesPlan {
     streamItemId: randomHex(),
     streamCallId: `call_${randomHex()}`,
   };
+}
+
+/** Whether the last input item is a partial message to continue (vLLM's `should_continue_final_message`). */
+function partialLast(input: readonly unknown[]): boolean {
+  const last = input.at(-1) as { type?: unknown; status?: unknown } | null | undefined;
+  if (last === null || typeof last !== 'object') return false;
+  const type = last.type ?? 'message';
+  return (type === 'message' || type === 'reasoning') && (last.status === 'in_progress' || last.status === 'incomplete');
 }
 
 /** One `input` item as chat messages: a message, a function call (an assistant tool call), or its output. */

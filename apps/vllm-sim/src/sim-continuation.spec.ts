@@ -156,6 +156,41 @@ describe('vllm-sim continue_final_message (a stream resumed on another engine)',
     const capped = await client.completions.create({ model: 'm1', prompt: 'Once upon a time lorem ipsum dolor', max_tokens: 1 });
     expect(capped.choices[0]).toMatchObject({ text: ' sit', finish_reason: 'length' });
   });
+
+  it('/v1/responses continues a last assistant message item whose status is in_progress (vLLM #32100), for every cut point', async () => {
+    const input = [{ type: 'message' as const, role: 'user' as const, content: 'tell me a story' }];
+    const full = await client.responses.create({ model: 'm1', input });
+    expect(full.output_text).toBe(whole);
+    const tokens = whole.match(/ \S+/g)!;
+    for (let k = 1; k < tokens.length; k++) {
+      const prefix = tokens.slice(0, k).join('');
+      const partial = { type: 'message', id: 'msg_x', role: 'assistant', status: 'in_progress', content: [{ type: 'output_text', text: prefix, annotations: [] }] };
+      const rest = await client.responses.create({ model: 'm1', input: [...input, partial] as OpenAI.Responses.ResponseInput });
+      expect(prefix + rest.output_text).toBe(whole);
+      expect(rest.usage).toMatchObject({ input_tokens: full.usage!.input_tokens + k, output_tokens: tokens.length - k });
+      expect(rest.status).toBe('completed');
+    }
+    // the same item completed (status 'completed') is a past turn: a new answer follows it
+    const past = { type: 'message', id: 'msg_x', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: ' lorem ipsum', annotations: [] }] };
+    const next = await client.responses.create({ model: 'm1', input: [...input, past] as OpenAI.Responses.ResponseInput });
+    expect(next.output_text).toBe(whole);
+    // streamed, max_output_tokens counting only the new tokens
+    const res = await postJson(`${sim.url}/v1/responses`, {
+      model: 'm1',
+      input: [...input, { role: 'assistant', content: ' lorem ipsum dolor', status: 'in_progress' }],
+      max_output_tokens: 2,
+      stream: true,
+    });
+    const events = (await res.text()).split('\n\n').filter(Boolean).map((e) => JSON.parse(e.slice(e.indexOf('\ndata: ') + 7)) as { type: string; delta?: string; response?: OpenAI.Responses.Response });
+    expect(events.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta).join('')).toBe(' sit amet');
+    expect(events.at(-1)!.response!).toMatchObject({ status: 'incomplete', usage: { output_tokens: 2 } });
+  });
+
+  it('/v1/messages does not continue a final assistant message (vLLM opens a new turn after it): no prefill', async () => {
+    const res = await postJson(`${sim.url}/v1/messages`, { model: 'm1', max_tokens: 20, messages: [user, { role: 'assistant', content: ' lorem ipsum' }] });
+    const msg = (await res.json()) as { content: { text: string }[] };
+    expect(msg.content[0]!.text).toBe(whole);
+  });
 });
 
 describe('vllm-sim engine death mid-stream', () => {

@@ -3,9 +3,11 @@ import { type ApiError, anthropicErrorBody, invalidRequest, normalizeUpstreamAnt
 import type { ModelApi } from '@spot/tiers';
 import { anthropicCredential } from '../auth/credential';
 import { bodyError } from '../errors/to-api-error';
+import { MessagesStreamContinuation } from './anthropic-continuation';
 import { AnthropicSseRelay, anthropicMidstreamErrorFrame } from './anthropic-sse-relay';
+import type { MessagesTranscript } from './anthropic-transcript';
 import type { CheckedRequest, ProxyKind } from './openai-request';
-import type { ProtocolAdapter, StreamRelay } from './protocol-adapter';
+import type { ProtocolAdapter, StreamContinuation, StreamRelay } from './protocol-adapter';
 import { type TokenUsage, usageFromJsonTail } from './token-usage';
 
 /**
@@ -81,11 +83,15 @@ class AnthropicAdapter implements ProtocolAdapter {
   readonly usageInHead = false;
   readonly api: ModelApi = 'messages';
   readonly requestIdHeader = 'request-id';
+  /** A Messages stream whose engine is lost goes on on another engine (see MessagesStreamContinuation). */
+  readonly continuation: StreamContinuation | undefined;
 
   constructor(
     readonly kind: 'messages' | 'count_tokens',
     readonly upstreamPath: string,
-  ) {}
+  ) {
+    this.continuation = kind === 'messages' ? new MessagesStreamContinuation() : undefined;
+  }
 
   credential(headers: IncomingHttpHeaders): string {
     return anthropicCredential(headers);
@@ -104,8 +110,8 @@ class AnthropicAdapter implements ProtocolAdapter {
     }
   }
 
-  streamRelay(): StreamRelay {
-    return new AnthropicSseRelay();
+  streamRelay(_req: CheckedRequest, transcript: MessagesTranscript | null): StreamRelay {
+    return new AnthropicSseRelay(transcript);
   }
 
   /**

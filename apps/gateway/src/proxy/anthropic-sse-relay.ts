@@ -1,4 +1,5 @@
 import { normalizeUpstreamAnthropicError } from '@spot/contract';
+import type { MessagesTranscript } from './anthropic-transcript';
 import type { RelayWrite } from './protocol-adapter';
 import { SseRelayBase } from './sse-relay-base';
 import { eventEnd } from './sse-frames';
@@ -8,6 +9,8 @@ const CONTENT_BLOCK_DELTA = Buffer.from('content_block_delta');
 const MESSAGE_START = Buffer.from('message_start');
 const MESSAGE_DELTA = Buffer.from('message_delta');
 const MESSAGE_STOP = Buffer.from('message_stop');
+const CONTENT_BLOCK_START = Buffer.from('content_block_start');
+const CONTENT_BLOCK_STOP = Buffer.from('content_block_stop');
 const ERROR = Buffer.from('error');
 
 function count(v: unknown): number {
@@ -39,7 +42,9 @@ function eventData(buf: Buffer, start: number, end: number): Record<string, unkn
  * output tokens from `message_delta` (whose input counts win when present); the prompt is input + cache reads +
  * cache writes (Anthropic's contract, as `usageFromAnthropic` reads a body). It is reported only once
  * `message_delta` arrived, so a stream cut before is billed from its content events, as for chat. A clean end
- * is `message_stop`; an `error` event ends the stream too (vLLM sends nothing after it), so it is no cut.
+ * is `message_stop`; an `error` event ends the stream too (vLLM sends nothing after it), so it is no cut. With a
+ * transcript (a stream that may be continued), a text delta's text is copied as it passes, the block events are
+ * read (once each a stream), and an engine's 5xx error event is held back for the exchange to decide on.
  */
 export class AnthropicSseRelay extends SseRelayBase {
   // usage: once `message_delta` reported the output tokens; sawDone: `message_stop`, or an `error` event (which
@@ -48,25 +53,49 @@ export class AnthropicSseRelay extends SseRelayBase {
   private cacheRead = 0;
   private cacheWrite = 0;
 
-  push(chunk: Buffer, write: RelayWrite): void {
+  /** @param transcript keeps what the client received of a stream that may be continued (null: one that never is). */
+  constructor(private readonly transcript: MessagesTranscript | null = null) {
+    super();
+  }
+
+  push(chunk: Buffer, out: RelayWrite): void {
     const buf = this.joined(chunk);
+    // after a held error event, nothing more reaches the client unless it is released
+    let write = this.held === null ? out : this.hold;
     let flushFrom = 0;
     let eventStart = 0;
     let sep: number;
     while ((sep = eventEnd(buf, eventStart)) !== -1) {
       const next = sep + 2;
       if (EVENT.compare(buf, eventStart, eventStart + EVENT.length) === 0) {
+        const t = this.held === null ? this.transcript : null;
         const nameFrom = eventStart + EVENT.length;
         let nameTo = buf.indexOf(10, nameFrom);
         if (nameTo < 0 || nameTo > sep) nameTo = sep;
         if (buf[nameTo - 1] === 13) nameTo--;
-        if (named(buf, nameFrom, nameTo, CONTENT_BLOCK_DELTA)) this.contentEvents++;
-        else if (named(buf, nameFrom, nameTo, MESSAGE_START)) this.started(eventData(buf, eventStart, sep));
-        else if (named(buf, nameFrom, nameTo, MESSAGE_DELTA)) this.delta(eventData(buf, eventStart, sep));
-        else if (named(buf, nameFrom, nameTo, MESSAGE_STOP)) this.sawDone = true;
+        if (named(buf, nameFrom, nameTo, CONTENT_BLOCK_DELTA)) {
+          this.contentEvents++;
+          if (t !== null && t.honest) t.take(buf, eventStart, sep);
+        } else if (named(buf, nameFrom, nameTo, MESSAGE_START)) {
+          const data = eventData(buf, eventStart, sep);
+          this.started(data);
+          if (t !== null) t.message = (data?.message as Record<string, unknown> | undefined) ?? null;
+        } else if (named(buf, nameFrom, nameTo, MESSAGE_DELTA)) {
+          this.delta(eventData(buf, eventStart, sep));
+          if (t !== null) t.messageDelta = t.finished = true;
+        } else if (named(buf, nameFrom, nameTo, MESSAGE_STOP)) this.sawDone = true;
+        else if (t !== null && named(buf, nameFrom, nameTo, CONTENT_BLOCK_START)) {
+          const data = eventData(buf, eventStart, sep);
+          t.blockStarted(data?.content_block, data?.index);
+        } else if (t !== null && named(buf, nameFrom, nameTo, CONTENT_BLOCK_STOP)) t.blockEnded(eventData(buf, eventStart, sep)?.index);
         else if (named(buf, nameFrom, nameTo, ERROR)) {
           const frame = this.rewriteError(buf, eventStart, sep);
           if (eventStart > flushFrom) write(buf.subarray(flushFrom, eventStart));
+          if (this.transcript?.honest === true && this.errorFrameStatus >= 500 && this.held === null) {
+            // the stream may go on on another engine: the event and what follows wait for the exchange's decision
+            this.held = [];
+            write = this.hold;
+          }
           write(frame);
           flushFrom = next;
         }
@@ -76,7 +105,6 @@ export class AnthropicSseRelay extends SseRelayBase {
     if (eventStart > flushFrom) write(buf.subarray(flushFrom, eventStart));
     this.keepRest(buf, eventStart);
   }
-
 
   private started(data: Record<string, unknown> | null): void {
     const usage = (data?.message as { usage?: Record<string, unknown> } | undefined)?.usage;
@@ -108,7 +136,7 @@ export class AnthropicSseRelay extends SseRelayBase {
 }
 
 /** The HTTP status an Anthropic error type stands for (what the request is counted and billed as). */
-function statusOfType(type: string): number {
+export function statusOfType(type: string): number {
   switch (type) {
     case 'invalid_request_error':
       return 400;

@@ -39,6 +39,8 @@ export interface StreamRelay {
   dropRest(): void;
   /** The stream is not continued after all: the held error frame and what followed go to the client. */
   releaseHeld(write: RelayWrite): void;
+  /** A stateful protocol's final object as the client received it (the Responses API's Response), or null. */
+  readonly final?: Record<string, unknown> | null;
 }
 
 /**
@@ -118,14 +120,24 @@ export interface Splice {
  * client's, so that the client sees one stream.
  */
 export interface StreamContinuation {
+  /** The engine's path a continuation is sent to, when not the protocol's own (Messages: chat completions). */
+  readonly upstreamPath?: string;
   /** A transcript for a stream that may be continued, or null when it never may (n > 1, logprobs...). */
   transcript(req: CheckedRequest): StreamTranscript | null;
   /** The engine body that resumes the stream after `transcript`; null when nothing is left to generate. */
   body(req: CheckedRequest, upstreamModel: string, transcript: StreamTranscript): string | null;
   /** The relay of the continuation's stream (null: the delivered stream gave nothing to splice onto). */
   relay(req: CheckedRequest, transcript: StreamTranscript, splice: Splice): StreamRelay | null;
-  /** The gateway's own end of the client's stream when nothing is left to generate (null: cannot be written). */
+  /**
+   * The gateway's own end of the client's stream when nothing is left to generate (null: cannot be written). A
+   * stateful protocol leaves the final object it wrote in the transcript's `final` (kept like a relay's).
+   */
   closing(req: CheckedRequest, transcript: StreamTranscript, usage: { prompt: number; completion: number }): Buffer | null;
+}
+
+/** What holds the final object of a stream that ended cleanly (see {@link ResponseKeeper.keep}). */
+export interface KeptStream {
+  readonly final?: Record<string, unknown> | null;
 }
 
 /**
@@ -135,8 +147,11 @@ export interface StreamContinuation {
 export interface ResponseKeeper {
   /** Bytes of a non-streamed body collected at most; a larger body is not kept ({@link tooLarge}). */
   readonly maxBodyBytes: number;
-  /** The response ended cleanly: the whole non-streamed body, or the stream's relay (which holds the final object). */
-  keep(requestId: string, body: Buffer | StreamRelay): void;
+  /**
+   * The response ended cleanly: the whole non-streamed body, or what holds a stream's final object (its relay, or
+   * the transcript of a continued stream the gateway ended itself).
+   */
+  keep(requestId: string, body: Buffer | KeptStream): void;
   /** The non-streamed body went past {@link maxBodyBytes}: it is not kept. */
   tooLarge(requestId: string): void;
 }

@@ -294,6 +294,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     const { route, endpoint } = candidate;
     let relay: StreamRelay | null = null;
     let body = this.upstreamJson;
+    let path = this.adapter.upstreamPath;
     if (this.segments !== null) {
       // a continuation: the delivered text re-sent as the prefix, the engine's stream spliced into the client's
       const cont = this.adapter.continuation!;
@@ -305,6 +306,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
         return;
       }
       body = next;
+      path = cont.upstreamPath ?? path;
     } else if (route.upstreamModel !== this.upstreamJsonModel) {
       // a retry on a tier that names the model otherwise
       try {
@@ -334,7 +336,7 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     if (route.apiKey !== null) headers.authorization = `Bearer ${route.apiKey}`;
     // tracing hook: the attempt's span, whose traceparent goes into headers
     const handler = this.trace === null ? attempt : this.trace.attempt(attempt, candidate, headers, this.segments === null ? 'attempt' : 'continuation');
-    endpoint.pool.dispatch({ method: 'POST', path: this.adapter.upstreamPath, headers, body: upload?.body ?? body }, handler);
+    endpoint.pool.dispatch({ method: 'POST', path, headers, body: upload?.body ?? body }, handler);
   }
 
   // ---- the attempt's events (an attempt the request has left cannot send any: it is over)
@@ -668,6 +670,8 @@ export class ProxyExchange implements AttemptOwner, LiveUsage {
     this.write(end);
     this.recordOnce(200);
     this.endWhenJournaled(200);
+    // a stateful protocol's final object is the one the gateway wrote (see StreamContinuation.closing)
+    if (this.keeper !== null) this.keeper.keep(this.requestId, this.transcript!);
   }
 
   /** What the splice of the next continuation knows: the completion tokens delivered, the prompt if reported. */

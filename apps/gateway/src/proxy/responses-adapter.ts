@@ -7,9 +7,11 @@ import type { AuthedKey } from '../auth/authed-key';
 import { bodyError } from '../errors/to-api-error';
 import { checkRequest, type CheckedRequest } from './openai-request';
 import type { ProtocolAdapter, ResponseKeeper, StreamRelay } from './protocol-adapter';
+import { ResponsesContinuationRelay, ResponsesStreamContinuation } from './responses-continuation';
 import { ResponsesStore } from './responses-store';
 import { completeResponse, type ResponseEcho } from './responses-object';
 import { responsesErrorEvent, ResponsesSseRelay, usageFromResponse } from './responses-sse-relay';
+import type { ResponsesTranscript } from './responses-transcript';
 import { type TokenUsage, usageFromJsonTail } from './token-usage';
 
 /** A stored non-streamed body is collected up to this; a larger one is answered but not stored. */
@@ -42,6 +44,8 @@ export class ResponsesAdapter implements ProtocolAdapter {
   readonly api: ModelApi = 'responses';
   readonly upstreamPath = '/v1/responses';
   readonly usageInHead = false;
+  /** A stream whose engine is lost goes on on another engine from the delivered text (see ResponsesStreamContinuation). */
+  readonly continuation = new ResponsesStreamContinuation((req) => echoOf(req as ResponsesRequest));
 
   constructor(private readonly store: ResponsesStore) {}
 
@@ -99,9 +103,9 @@ export class ResponsesAdapter implements ProtocolAdapter {
     }
   }
 
-  streamRelay(checked: CheckedRequest): StreamRelay {
+  streamRelay(checked: CheckedRequest, transcript: ResponsesTranscript | null): StreamRelay {
     const echo = echoOf(checked as ResponsesRequest);
-    return new ResponsesSseRelay((response) => completeResponse(response, echo));
+    return new ResponsesSseRelay((response) => completeResponse(response, echo), transcript);
   }
 
   /** The engine's Response completed into OpenAI's (see {@link completeResponse}); a body that is not one goes out as it came. */
@@ -137,7 +141,7 @@ export class ResponsesAdapter implements ProtocolAdapter {
   }
 
   midstreamErrorFrame(message: string, relay: StreamRelay | null): Buffer {
-    const seq = relay instanceof ResponsesSseRelay ? relay.lastSequence + 1 : 0;
+    const seq = relay instanceof ResponsesSseRelay || relay instanceof ResponsesContinuationRelay ? relay.lastSequence + 1 : 0;
     return responsesErrorEvent('upstream_error', message, null, seq);
   }
 
@@ -156,7 +160,7 @@ export class ResponsesAdapter implements ProtocolAdapter {
             store.notKept('failed', requestId, `the engine's body is not JSON: ${(err as Error).message}`);
             return;
           }
-        } else response = (body as ResponsesSseRelay).final;
+        } else response = body.final ?? null;
         if (response === null || typeof response !== 'object') {
           store.notKept('failed', requestId, 'the stream carried no final response');
           return;

@@ -4,10 +4,15 @@ export const enum TextField {
   Delta,
   /** Completions: `"text":"..."`. */
   Text,
+  /** Responses: an `output_text.delta` event's `"delta":"..."` (the event's type says when the text is done). */
+  EventDelta,
+  /** Anthropic Messages: a `text_delta`'s `"text":"..."` (the message's events say when it is done). */
+  EventText,
 }
 
 const DELTA_KEY = Buffer.from('"delta":{');
 const TEXT_KEY = Buffer.from('"text":"');
+const EVENT_DELTA_KEY = Buffer.from('"delta":"');
 const ROLE = Buffer.from('"role":"assistant"');
 const CONTENT = Buffer.from('"content":"');
 const FINISH = Buffer.from('"finish_reason":');
@@ -45,9 +50,11 @@ export class StreamTranscript {
   finished = false;
   /** The first chunk as it came (its id, created and model are what every continued chunk carries). */
   first: Buffer | null = null;
+  /** The final object the gateway wrote when it ended a continued stream itself (stateful protocols), or null. */
+  final: Record<string, unknown> | null = null;
 
   constructor(readonly field: TextField) {
-    this.key = field === TextField.Delta ? DELTA_KEY : TEXT_KEY;
+    this.key = field === TextField.Delta ? DELTA_KEY : field === TextField.EventDelta ? EVENT_DELTA_KEY : TEXT_KEY;
   }
 
   /** The text delivered so far. */
@@ -65,11 +72,16 @@ export class StreamTranscript {
 
   /** Reads the content chunk `buf[start, end)`: keeps the first chunk's bytes, the text, whether it finished. */
   take(buf: Buffer, start: number, end: number): void {
-    if (this.first === null) this.first = Buffer.from(buf.subarray(start, end));
+    // (a chat or completions chunk: its head is what continued chunks carry; events of the other protocols keep theirs)
+    if (this.first === null && (this.field === TextField.Delta || this.field === TextField.Text)) this.first = Buffer.from(buf.subarray(start, end));
     let at = this.offset >= 0 ? start + this.offset : -1;
     if (at < 0 || !startsWith(buf, at, end, this.key)) {
       at = buf.indexOf(this.key, start); // the first chunk, or one shaped otherwise
-      if (at < 0 || at >= end) return;
+      if (at < 0 || at >= end) {
+        // an event of text with no text where it belongs: what it carries is not known
+        if (this.field === TextField.EventDelta || this.field === TextField.EventText) this.honest = false;
+        return;
+      }
       this.offset = at - start;
     }
     let p = at + this.key.length;
@@ -105,7 +117,7 @@ export class StreamTranscript {
       this.append(buf, p, to);
       this.tokens++;
     }
-    this.finish(buf, to, end);
+    if (this.field === TextField.Delta || this.field === TextField.Text) this.finish(buf, to, end);
   }
 
   /** Copies the escaped text `buf[from, to)` (a few bytes: a loop, not a native copy). */
