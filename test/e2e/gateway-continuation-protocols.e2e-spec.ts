@@ -1,12 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { resolve } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import Anthropic from '@anthropic-ai/sdk';
 import { loadConfig } from '@spot/config';
 import { PrismaService, UsageEventsRepository } from '@spot/db';
 import { costNanos } from '@spot/tiers';
 import OpenAI from 'openai';
 import { type SimServer, startSim } from '../../apps/vllm-sim/src/sim-server';
-import { freePort } from '../support/free-port';
+import { simProcess } from '../support/sim-process';
 import { type GatewayProcess, seedOrgKey, spawnGateway } from '../support/gateway-process';
 
 const MODEL = 'contp-model';
@@ -14,25 +13,11 @@ const UPSTREAM = 'org/contp-model';
 const TOKENS = 40;
 const SPOT_PRICE = { input_per_mtok: 0.05, output_per_mtok: 0.1 };
 const OD_PRICE = { input_per_mtok: 0.2, output_per_mtok: 0.4 };
-const SIM_MAIN = resolve(__dirname, '../../dist/apps/vllm-sim/src/main.js');
 
 function tiers(spot: string, od: string): string {
   const tier = (name: string, kind: string, url: string, price: typeof SPOT_PRICE) =>
     `  - name: ${name}\n    kind: ${kind}\n    endpoints: [${url}]\n    models:\n      - { id: ${MODEL}, upstream: ${UPSTREAM}, price: { input_per_mtok: ${price.input_per_mtok}, output_per_mtok: ${price.output_per_mtok} } }\n`;
   return `tiers:\n${tier('spot', 'spot', spot, SPOT_PRICE)}${tier('od', 'on-demand', od, OD_PRICE)}`;
-}
-
-/** A vllm-sim process (so that it can be SIGKILLed, as a spot machine vanishes). */
-async function simProcess(args: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [SIM_MAIN, '--port', String(port), '--models', UPSTREAM, ...args], { stdio: 'ignore' });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    if (await fetch(`${url}/health`).then((r) => r.ok, () => false)) return { child, url };
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  child.kill('SIGKILL');
-  throw new Error('vllm-sim process did not start');
 }
 
 async function until(check: () => boolean, what: string, ms = 15_000): Promise<void> {
@@ -97,7 +82,7 @@ describe('gateway: Responses and Messages streams continue on another tier when 
   let anthropic: Anthropic;
 
   beforeAll(async () => {
-    spot = await simProcess(['--itl-ms', '30', '--output-tokens', String(TOKENS)]);
+    spot = await simProcess(UPSTREAM, ['--itl-ms', '30', '--output-tokens', String(TOKENS)]);
     od = await startSim({ models: [UPSTREAM], itlMs: 2, outputTokens: TOKENS });
     reference = await startSim({ models: [UPSTREAM], outputTokens: TOKENS });
     const { key } = await seedOrgKey(prisma, { slugPrefix: 'contp' });
