@@ -7,7 +7,7 @@
 // Environment (besides what the apps read themselves, see README): DATABASE_URL, REDIS_URL, GATEWAY_PORT,
 // CONSOLE_PORT, SIM_PORT, TIERS_FILE as for the apps; DEMO_TIER=0 to not run the embedded demo tiers (a simulator
 // runs for every loopback port SIM_PORT..SIM_PORT+9 a tier points at; one whose tier sleeps with vllm-sleep starts
-// asleep, and takes 2 s to wake); SIM_ARGS, more vllm-sim options for them (default "--ttft-ms 40 --itl-ms 20
+// asleep, and takes 2 s to wake); SIM_ARGS, more vllm-sim options for them (default "--ttft-ms 40 --itl-ms 40
 // --output-tokens 150");
 // START_READY_TIMEOUT_MS (default 30000); START_STOP_TIMEOUT_MS (default 30000); NO_COLOR / FORCE_COLOR.
 // Without GITHUB_CLIENT_ID it also runs the labelled local demo identity provider (apps/demo-idp) on DEMO_IDP_PORT
@@ -73,7 +73,7 @@ const config = {
   tiersFile: path.resolve(env('TIERS_FILE', 'tiers.yaml')),
   demoTier: !['0', 'false', 'no', 'off'].includes(String(env('DEMO_TIER', '1')).toLowerCase()),
   // tokens at a visible pace, so that a stream can be watched (and preempted) in a terminal
-  simArgs: String(env('SIM_ARGS', '--ttft-ms 40 --itl-ms 20 --output-tokens 150')).split(/\s+/).filter(Boolean),
+  simArgs: String(env('SIM_ARGS', '--ttft-ms 40 --itl-ms 40 --output-tokens 150')).split(/\s+/).filter(Boolean),
   demoIdpPort: intEnv('DEMO_IDP_PORT', 8082),
   // no GitHub OAuth app configured: sign in through the local demo identity provider instead
   demoIdp: !env('GITHUB_CLIENT_ID', ''),
@@ -293,7 +293,7 @@ function quickStartLines(demo, base) {
       'Watch a stream while its spot replica is preempted (in a second terminal):',
       `  curl -N ${base}/chat/completions -H "Authorization: Bearer $SPOT_API_KEY" -H "Content-Type: application/json" \\`,
       `    -d '{"model":"${model}","stream":true,"messages":[{"role":"user","content":"Tell me a story"}]}'`,
-      `  npm run cli -- tier preempt ${spot.name} --in 2s      # every replica of ${spot.name}; --endpoint URL for one`,
+      `  npm run cli -- tier preempt ${spot.name} --in 1s      # every replica of ${spot.name}; --endpoint URL for one`,
       `  npm run cli -- tier resume ${spot.name}               # back in rotation`,
       '',
     );

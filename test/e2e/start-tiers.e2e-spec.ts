@@ -87,7 +87,7 @@ describe('npm start: the demo tiers', () => {
     expect(output).toContain(`demo-spot (spot) on vllm-sim :${simPort}, :${simPort + 1}: llama-3.1-8b, qwen2.5-7b, bge-m3`);
     expect(output).toContain(`demo-on-demand (on-demand) on vllm-sim :${simPort + 2}: llama-3.1-8b, qwen2.5-7b, bge-m3`);
     expect(output).toContain(`demo-sleepy (on-demand, asleep until its first request) on vllm-sim :${simPort + 3}: llama-3.1-70b`);
-    expect(output).toContain('npm run cli -- tier preempt demo-spot --in 2s');
+    expect(output).toContain('npm run cli -- tier preempt demo-spot --in 1s');
     expect(((await (await fetch(`${sim(3)}/is_sleeping`)).json()) as any).is_sleeping).toBe(true);
 
     const { key } = await seedOrgKey(prisma, { slugPrefix: 'start-tiers' });
