@@ -23,7 +23,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type DynamicModule, type INestApplicationContext, Logger, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { BillingModule, BillingSyncService, PriceBook, StripeClient, UsageRollupService, monthStart } from '@spot/billing';
+import { BillingModule, BillingSyncService, PriceBook, StripeClient, UsagePartitionService, UsageRollupService, monthStart, utcDay } from '@spot/billing';
 import { type AppConfig, ConfigModule, loadConfig } from '@spot/config';
 import { ApiKeysRepository, DbModule, PrismaService, UsageEventsRepository } from '@spot/db';
 import { RedisModule } from '@spot/redis';
@@ -193,7 +193,7 @@ async function scale(): Promise<void> {
     // 4. retention: everything past 35 days goes
     const before = await countEvents(prisma, orgIds);
     started = performance.now();
-    await app.get(UsageRollupService).dropExpired(new Date(now));
+    await app.get(UsagePartitionService).dropExpired(new Date(now));
     results.retentionMs = Math.round(performance.now() - started);
     results.retentionEvents = before - (await countEvents(prisma, orgIds));
     log(`retention: ${results.retentionEvents} events in ${results.retentionMs} ms`);
@@ -222,8 +222,12 @@ async function scale(): Promise<void> {
   process.stdout.write(`\nwrote ${path.relative(root, out)}\n`);
 }
 
-/** What the table needs before events of [from, to] go in (nothing for one unpartitioned table). */
-async function prepareTable(_app: INestApplicationContext, _from: Date, _to: Date): Promise<void> {}
+/** The day partitions of [from, to] and the week after, as the worker would have made them day by day. */
+async function prepareTable(app: INestApplicationContext, from: Date, to: Date): Promise<void> {
+  const days: Date[] = [];
+  for (let d = utcDay(from).getTime(); d <= to.getTime() + 7 * DAY_MS; d += DAY_MS) days.push(new Date(d));
+  await app.get(UsagePartitionService).ensureDays(days);
+}
 
 async function main(): Promise<void> {
   Logger.overrideLogger(['error']);

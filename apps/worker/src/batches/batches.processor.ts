@@ -88,6 +88,7 @@ export class BatchesProcessor implements OnApplicationBootstrap, OnModuleDestroy
         return this.sweep();
       case JOB.usageRollup:
       case JOB.usageRetention:
+      case JOB.usagePartitions:
       case JOB.billingSync:
       case JOB.tiersIdle:
         throw new UnrecoverableError(`job ${name} does not belong on the ${QUEUE.batches} queue`);
