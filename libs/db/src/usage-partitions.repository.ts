@@ -142,7 +142,8 @@ export class UsagePartitionsRepository {
   deleteRolledUp(partition: string, before: Date, limit: number): Promise<number> {
     const t = ident(partition);
     return this.prisma.$executeRawUnsafe(
-      `DELETE FROM ${t} WHERE ctid IN (SELECT ctid FROM ${t} WHERE rolled_up_at IS NOT NULL AND created_at < $1::timestamptz LIMIT $2)`,
+      // one partition, so ctid names a row; = ANY(ARRAY(...)) makes it a TID scan, not a join over the partition
+      `DELETE FROM ${t} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${t} WHERE rolled_up_at IS NOT NULL AND created_at < $1::timestamptz LIMIT $2))`,
       before.toISOString(),
       limit,
     );
