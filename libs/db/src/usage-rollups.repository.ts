@@ -41,13 +41,14 @@ export class UsageRollupsRepository {
    * lock them in one order.
    */
   async rollupBatch(limit: number): Promise<RollupBatch> {
-    const [, rows] = await this.prisma.$transaction([
-      // The marking join finds each picked row by its full key in its own day partition (a nested loop of
-      // index probes, the partitions pruned row by row). Costed over every partition, the planner prefers a hash
-      // join over a scan of the whole table, and JIT-compiles the plan (half a second a batch): neither pays
-      // for at most `limit` rows, so both are off for this statement's transaction.
-      this.prisma.$queryRaw`SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), set_config('jit', 'off', true)`,
-      this.prisma.$queryRaw<Array<{ events: bigint; rollups: bigint }>>`
+    const rows = await this.prisma.$transaction(
+      async (tx) => {
+        // The marking join finds each picked row by its full key in its own day partition (a nested loop of
+        // index probes, the partitions pruned row by row). Costed over every partition, the planner prefers a hash
+        // join over a scan of the whole table, and JIT-compiles the plan (half a second a batch): neither pays
+        // for at most `limit` rows, so both are off for this statement's transaction.
+        await tx.$queryRaw`SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), set_config('jit', 'off', true)`;
+        return tx.$queryRaw<Array<{ events: bigint; rollups: bigint }>>`
       WITH picked AS (
         SELECT request_id, segment, created_at FROM usage_events
         WHERE rolled_up_at IS NULL
@@ -82,8 +83,11 @@ export class UsageRollupsRepository {
           updated_at = now()
         RETURNING 1
       )
-      SELECT (SELECT count(*) FROM marked) AS events, (SELECT count(*) FROM upserted) AS rollups`,
-    ]);
+      SELECT (SELECT count(*) FROM marked) AS events, (SELECT count(*) FROM upserted) AS rollups`;
+      },
+      // a batch on a loaded database may take seconds: Prisma's 5 s default would abort (and roll back) it
+      { maxWait: 10_000, timeout: 300_000 },
+    );
     return { events: Number(rows[0].events), rollups: Number(rows[0].rollups) };
   }
 
