@@ -63,7 +63,7 @@ describe('console: usage and the bill', () => {
     expect(before.totals).toMatchObject({ requests: 4, promptTokens: 335, completionTokens: 135 });
     expect(before.totals.costUsd).toBeCloseTo(0.029999998, 9);
 
-    await new UsageRollupService(s.app.get(UsageRollupsRepository), s.config).runPass();
+    await new UsageRollupService(s.app.get(UsageRollupsRepository)).runPass();
     expect(await j(owner.fetch(`/api/orgs/${slug}/usage?${october}&group=day`))).toEqual(before);
 
     const byModel = await j(owner.fetch(`/api/orgs/${slug}/usage?${october}&group=model`));

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { UsageRollupService } from '@spot/billing';
-import { type AppConfig, loadConfig } from '@spot/config';
-import { PrismaService, UsageRollupsRepository } from '@spot/db';
+import { UsagePartitionService, UsageRollupService } from '@spot/billing';
+import { loadConfig } from '@spot/config';
+import { PrismaService, UsagePartitionsRepository, UsageRollupsRepository } from '@spot/db';
 import { PgProxy } from '../support/pg-proxy';
 
 const config = loadConfig(process.env);
 
-function service(prisma: PrismaService, cfg: AppConfig = config): UsageRollupService {
-  return new UsageRollupService(new UsageRollupsRepository(prisma), cfg);
+function service(prisma: PrismaService): UsageRollupService {
+  return new UsageRollupService(new UsageRollupsRepository(prisma));
 }
 
 interface Totals {
@@ -137,17 +137,18 @@ describe('usage rollup: exactly once', () => {
     const db = prisma();
     const orgId = randomUUID();
     const keyId = randomUUID();
-    const worker = service(db, loadConfig({ ...process.env, USAGE_RETENTION_DAYS: '35' }));
+    const worker = service(db);
+    const retention = new UsagePartitionService(new UsagePartitionsRepository(db), loadConfig({ ...process.env, USAGE_RETENTION_DAYS: '35' }));
     const old = new Date(Date.now() - 40 * 86_400_000);
     const recent = new Date(Date.now() - 86_400_000);
     await insertEvent(db, orgId, keyId, old, 1, 0);
     await insertEvent(db, orgId, keyId, recent, 2, 0);
     // not rolled up yet: nothing may go
     await db.$executeRaw`UPDATE usage_events SET rolled_up_at = NULL WHERE org_id = ${orgId}::uuid`;
-    expect(await worker.dropExpired()).toBeGreaterThanOrEqual(0);
+    expect((await retention.dropExpired()).deleted).toBeGreaterThanOrEqual(0);
     expect(await db.usageEvent.count({ where: { orgId } })).toBe(2);
     await worker.runPass();
-    await worker.dropExpired();
+    await retention.dropExpired();
     const left = await db.usageEvent.findMany({ where: { orgId } });
     expect(left.map((e) => e.createdAt.getTime())).toEqual([recent.getTime()]);
     // the rollup of the dropped event stays

@@ -61,7 +61,7 @@ describe('usage_events segments: rows per (request, segment), counted once every
     // before the rollup (events read raw) and after it: the same answer
     const before = await rollups.usage(orgId, from, to, 'tier');
     const billBefore = await rollups.billLines(orgId, from, to);
-    const roll = new UsageRollupService(rollups, config);
+    const roll = new UsageRollupService(rollups);
     for (let i = 0; i < 20; i++) {
       await roll.runPass();
       const left = await prisma.$queryRaw<Array<{ n: bigint }>>`SELECT count(*) AS n FROM usage_events WHERE org_id = ${orgId}::uuid AND rolled_up_at IS NULL`;

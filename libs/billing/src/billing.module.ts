@@ -8,6 +8,7 @@ import { BillingSyncService } from './billing-sync.service';
 import { BillingSyncMetrics } from './billing-sync-metrics';
 import { PriceBook } from './price-book';
 import { StripeClient } from './stripe-client';
+import { UsagePartitionService } from './usage-partition.service';
 import { UsageRollupService } from './usage-rollup.service';
 
 /**
@@ -20,11 +21,12 @@ import { UsageRollupService } from './usage-rollup.service';
     { provide: StripeClient, inject: [APP_CONFIG], useFactory: (config: AppConfig) => new StripeClient(config) },
     { provide: PriceBook, inject: [APP_CONFIG], useFactory: (config: AppConfig) => new PriceBook(() => loadTiersFile(config.TIERS_FILE)) },
     UsageRollupService,
+    UsagePartitionService,
     BillingSetupService,
     BillingSyncService,
     BillingSyncMetrics,
     BillCalculator,
   ],
-  exports: [StripeClient, PriceBook, UsageRollupService, BillingSetupService, BillingSyncService, BillingSyncMetrics, BillCalculator],
+  exports: [StripeClient, PriceBook, UsageRollupService, UsagePartitionService, BillingSetupService, BillingSyncService, BillingSyncMetrics, BillCalculator],
 })
 export class BillingModule {}

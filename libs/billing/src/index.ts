@@ -1,6 +1,8 @@
 export { BillingModule } from './billing.module';
 export { UsageRollupService } from './usage-rollup.service';
 export type { RollupPass } from './usage-rollup.service';
+export { UsagePartitionService, utcDay, partitionName } from './usage-partition.service';
+export type { PartitionPass, RetentionPass } from './usage-partition.service';
 export { BillingSyncService, meterEventIdentifier, orgRetryDelayMs } from './billing-sync.service';
 export { BillingSyncMetrics } from './billing-sync-metrics';
 export type { SyncPass, SyncTuning } from './billing-sync.service';

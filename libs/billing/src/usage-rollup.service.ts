@@ -1,5 +1,4 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
-import { APP_CONFIG, type AppConfig } from '@spot/config';
+import { Injectable, Logger } from '@nestjs/common';
 import { UsageRollupsRepository } from '@spot/db';
 
 /** What one pass did. */
@@ -20,18 +19,15 @@ function retryable(err: unknown): boolean {
 }
 
 /**
- * Rolls usage_events up into hourly usage_rollups, exactly once (see {@link UsageRollupsRepository.rollupBatch}),
- * and drops raw events past USAGE_RETENTION_DAYS once rolled up. Safe to run from several workers and the CLI
- * at the same time.
+ * Rolls usage_events up into hourly usage_rollups, exactly once (see {@link UsageRollupsRepository.rollupBatch}).
+ * Safe to run from several workers and the CLI at the same time. (Raw events past USAGE_RETENTION_DAYS go with
+ * their day's partition: {@link UsagePartitionService.dropExpired}.)
  */
 @Injectable()
 export class UsageRollupService {
   private readonly logger = new Logger('UsageRollup');
 
-  constructor(
-    private readonly rollups: UsageRollupsRepository,
-    @Inject(APP_CONFIG) private readonly config: AppConfig,
-  ) {}
+  constructor(private readonly rollups: UsageRollupsRepository) {}
 
   /** Folds every event committed so far (batch by batch) and returns the totals. */
   async runPass(batchSize = BATCH): Promise<RollupPass> {
@@ -46,17 +42,6 @@ export class UsageRollupService {
     }
     total.ms = Math.round(performance.now() - started);
     return total;
-  }
-
-  /** Deletes rolled-up events older than the retention period; returns how many. */
-  async dropExpired(now = new Date()): Promise<number> {
-    const cutoff = new Date(now.getTime() - this.config.USAGE_RETENTION_DAYS * 86_400_000);
-    let deleted = 0;
-    for (;;) {
-      const n = await this.withRetry(() => this.rollups.deleteRolledUpBefore(cutoff, BATCH));
-      deleted += n;
-      if (n < BATCH) return deleted;
-    }
   }
 
   private async withRetry<T>(op: () => Promise<T>): Promise<T> {

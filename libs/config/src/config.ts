@@ -145,9 +145,15 @@ export const configSchema = z.object({
   BILLING_BLOCK_STATUS: z.enum(['402', '429']).default('402').transform(Number),
   /**
    * Raw usage_events older than this (and rolled up) are deleted; rollups are kept. At least 32: the
-   * gateway reads the month-to-date spend of a budgeted org from the events.
+   * gateway reads the month-to-date spend of a budgeted org from the events. usage_events is partitioned by UTC
+   * day: a day's partition is dropped once the whole day is past this (so raw events live up to one day longer).
    */
   USAGE_RETENTION_DAYS: z.coerce.number().int().min(32).default(35),
+  /**
+   * The worker keeps usage_events partitions for today and this many days ahead (checked hourly). Rows of a day
+   * without a partition land in the default partition and are moved into their day's when it is created.
+   */
+  USAGE_PARTITION_DAYS_AHEAD: z.coerce.number().int().min(1).max(90).default(7),
   USAGE_ROLLUP_EVERY_MS: positiveInt.default(60_000),
   /** Stored Responses (`store: true`, POST /v1/responses) are kept this many days, then 404 and deleted. */
   RESPONSES_RETENTION_DAYS: positiveInt.default(30),

@@ -225,13 +225,15 @@ export class BatchesRepository {
       if (updated === 0) return false;
       const u = r.usage;
       if (u !== null) {
-        // idempotent on the line's request id as every usage event is: a second insert could only be a no-op
+        // Exactly once because the line turned from pending to done in this transaction (the update above, under
+        // the batch's row lock): a second recordLine of the line writes nothing. The ON CONFLICT on the key does
+        // not carry that here: the key holds created_at (the partition key), and this one is now().
         await tx.$executeRaw`
           INSERT INTO usage_events (request_id, created_at, org_id, key_id, model, tier, prompt_tokens, completion_tokens,
             cached_tokens, cost_nanos, ttft_ms, duration_ms, status, estimated, batch_id)
           VALUES (${u.requestId}, now(), ${u.orgId}::uuid, ${u.keyId}::uuid, ${u.model}, ${u.tier}, ${u.promptTokens},
             ${u.completionTokens}, ${u.cachedTokens}, ${r.costNanos}, NULL, ${u.durationMs}, ${r.status}, false, ${r.batchId})
-          ON CONFLICT (request_id, segment) DO NOTHING`;
+          ON CONFLICT (request_id, segment, created_at) DO NOTHING`;
       }
       await tx.$executeRaw`
         UPDATE batches SET completed = completed + ${state === 'completed' ? 1 : 0}, failed = failed + ${state === 'failed' ? 1 : 0},

@@ -13,6 +13,7 @@ import { PrismaService } from './prisma.service';
 import { ResponsesRepository } from './responses.repository';
 import { SessionsRepository } from './sessions.repository';
 import { UsageEventsRepository } from './usage-events.repository';
+import { UsagePartitionsRepository } from './usage-partitions.repository';
 import { UsageRollupsRepository } from './usage-rollups.repository';
 import { UsersRepository } from './users.repository';
 import { WebhookEventsRepository } from './webhook-events.repository';
@@ -21,6 +22,7 @@ const REPOSITORIES = [
   ApiKeysRepository,
   OrgsRepository,
   UsageEventsRepository,
+  UsagePartitionsRepository,
   UsersRepository,
   SessionsRepository,
   MembershipsRepository,

@@ -32,6 +32,8 @@ export type { BillingLine, BillingSubscriptionItem, MeterEventOutbox } from './g
 export { ResponsesRepository } from './responses.repository';
 export type { NewStoredResponse, StoredResponseRow, ResponseTurn } from './responses.repository';
 export { UsageEventsRepository } from './usage-events.repository';
+export { UsagePartitionsRepository } from './usage-partitions.repository';
+export type { UsagePartition, CreateOutcome, DropOutcome } from './usage-partitions.repository';
 export type { UsageEventRow, TierStreamCounts } from './usage-events.repository';
 export type { Org, User, ApiKey, UsageEvent, Membership, Invitation, UsageRollup } from './generated/prisma/client';
 export type { BillingStatus, MemberRole } from './generated/prisma/enums';

@@ -18,15 +18,22 @@ export interface TierStreamCounts {
   lost: number;
 }
 
-/** usage_events: append-only, idempotent on (request_id, segment). */
+/**
+ * usage_events: append-only, partitioned by UTC day of created_at (see UsagePartitionsRepository), idempotent on
+ * (request_id, segment, created_at). A partitioned table's unique keys must hold the partition key, so created_at
+ * is in the key; that keeps inserts idempotent because an event's created_at is the request's start, fixed when
+ * the gateway builds the event (every segment and every journal snapshot of a request carries the same one) and
+ * kept to the millisecond through the recorder's retries and its journal and spool replays (ISO strings, and a
+ * timestamptz(3) column).
+ */
 @Injectable()
 export class UsageEventsRepository {
   constructor(private readonly prisma: PrismaService) {}
 
   /**
-   * Inserts a batch; rows whose (request_id, segment) is already stored are skipped, so replaying a batch after
-   * a crash or a timeout never counts a request (or a segment of a continued stream) twice. Returns how many rows
-   * were new.
+   * Inserts a batch; rows whose (request_id, segment, created_at) is already stored are skipped, so replaying a
+   * batch after a crash or a timeout never counts a request (or a segment of a continued stream) twice. Returns
+   * how many rows were new.
    */
   async insertMany(rows: readonly UsageEventRow[]): Promise<number> {
     if (rows.length === 0) return 0;
@@ -45,7 +52,7 @@ export class UsageEventsRepository {
       FROM json_to_recordset(${batch}::json) AS r("requestId" text, segment smallint, "createdAt" timestamptz, "orgId" uuid,
         "keyId" uuid, model text, tier text, "promptTokens" int, "completionTokens" int, "cachedTokens" int,
         "audioSeconds" int, "ttftMs" int, "durationMs" int, status smallint, estimated boolean, "costNanos" bigint)
-      ON CONFLICT (request_id, segment) DO NOTHING`;
+      ON CONFLICT (request_id, segment, created_at) DO NOTHING`;
   }
 
   /** What an org's events since `since` cost, in nano-USD (the gateway seeds its budget ledger from this). */
@@ -55,9 +62,9 @@ export class UsageEventsRepository {
     return Number(rows[0]?.total ?? 0);
   }
 
-  /** A request's event (the first segment's, for a continued stream). */
+  /** A request's event (the first segment's, for a continued stream). Not by key: its created_at is not known here. */
   findByRequestId(requestId: string): Promise<UsageEvent | null> {
-    return this.prisma.usageEvent.findUnique({ where: { requestId_segment: { requestId, segment: 0 } } });
+    return this.prisma.usageEvent.findFirst({ where: { requestId, segment: 0 } });
   }
 
   /** Every segment's event of a request, in order (one for a request no continuation served). */

@@ -32,24 +32,33 @@ export class UsageRollupsRepository {
   constructor(private readonly prisma: PrismaService) {}
 
   /**
-   * Folds up to `limit` unrolled events into their hourly rollups in ONE statement (one transaction): the
-   * events are picked with FOR UPDATE SKIP LOCKED, marked rolled up, summed, and added to their rollup rows.
+   * Folds up to `limit` unrolled events into their hourly rollups in ONE statement (in a transaction of its own): the
+   * events are picked with FOR UPDATE SKIP LOCKED (across every day partition of usage_events, the default one
+   * included), marked rolled up, summed, and added to their rollup rows.
    * So an event is counted exactly once: a concurrent pass skips rows another holds, an event whose insert
    * has not committed yet is not visible and is picked by a later pass (no sequence watermark to get wrong),
    * and a crash rolls back the marks with the sums. Rows are upserted in key order so that concurrent passes
    * lock them in one order.
    */
   async rollupBatch(limit: number): Promise<RollupBatch> {
-    const rows = await this.prisma.$queryRaw<Array<{ events: bigint; rollups: bigint }>>`
+    const rows = await this.prisma.$transaction(
+      async (tx) => {
+        // The marking join finds each picked row by its full key in its own day partition (a nested loop of
+        // index probes, the partitions pruned row by row). Costed over every partition, the planner prefers a hash
+        // join over a scan of the whole table, and JIT-compiles the plan (half a second a batch): neither pays
+        // for at most `limit` rows, so both are off for this statement's transaction.
+        await tx.$queryRaw`SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), set_config('jit', 'off', true)`;
+        return tx.$queryRaw<Array<{ events: bigint; rollups: bigint }>>`
       WITH picked AS (
-        SELECT request_id, segment FROM usage_events
+        SELECT request_id, segment, created_at FROM usage_events
         WHERE rolled_up_at IS NULL
         ORDER BY created_at
         LIMIT ${limit}
         FOR UPDATE SKIP LOCKED
       ), marked AS (
+        -- the whole primary key, partition key included: each row is found in its own day's partition
         UPDATE usage_events e SET rolled_up_at = now()
-        FROM picked p WHERE e.request_id = p.request_id AND e.segment = p.segment
+        FROM picked p WHERE e.request_id = p.request_id AND e.segment = p.segment AND e.created_at = p.created_at
         RETURNING e.org_id, e.key_id, e.model, e.tier, date_trunc('hour', e.created_at, 'UTC') AS hour, e.segment,
           e.prompt_tokens, e.completion_tokens, e.cached_tokens, e.audio_seconds, e.cost_nanos
       ), sums AS (
@@ -75,14 +84,11 @@ export class UsageRollupsRepository {
         RETURNING 1
       )
       SELECT (SELECT count(*) FROM marked) AS events, (SELECT count(*) FROM upserted) AS rollups`;
+      },
+      // a batch on a loaded database may take seconds: Prisma's 5 s default would abort (and roll back) it
+      { maxWait: 10_000, timeout: 300_000 },
+    );
     return { events: Number(rows[0].events), rollups: Number(rows[0].rollups) };
-  }
-
-  /** Deletes up to `limit` rolled-up events created before `cutoff`; returns how many. Never an unrolled one. */
-  deleteRolledUpBefore(cutoff: Date, limit: number): Promise<number> {
-    return this.prisma.$executeRaw`
-      DELETE FROM usage_events WHERE (request_id, segment) IN (
-        SELECT request_id, segment FROM usage_events WHERE rolled_up_at IS NOT NULL AND created_at < ${cutoff} LIMIT ${limit})`;
   }
 
   /**

@@ -13,8 +13,10 @@ export type QueueName = (typeof QUEUE)[keyof typeof QUEUE];
 export const JOB = {
   /** Fold new usage_events into hourly rollups (exactly once). */
   usageRollup: 'usage.rollup',
-  /** Delete raw usage_events past the retention period (rolled-up ones only). */
+  /** Drop (or delete from) raw usage_events partitions past the retention period (rolled-up rows only). */
   usageRetention: 'usage.retention',
+  /** Create usage_events day partitions ahead (moving rows out of the default partition). */
+  usagePartitions: 'usage.partitions',
   /** Push rollup deltas to Stripe meter events. */
   billingSync: 'billing.sync',
   /** Put tiers idle past their `idle_sleep_s` to sleep. */
@@ -37,6 +39,7 @@ export type JobTrigger = 'schedule' | 'cli';
 export type JobPayload =
   | { name: typeof JOB.usageRollup; data: { trigger: JobTrigger } }
   | { name: typeof JOB.usageRetention; data: { trigger: JobTrigger } }
+  | { name: typeof JOB.usagePartitions; data: { trigger: JobTrigger } }
   | { name: typeof JOB.billingSync; data: { trigger: JobTrigger } }
   | { name: typeof JOB.tiersIdle; data: { trigger: JobTrigger } }
   | { name: typeof JOB.batchValidate; data: { batchId: string } }

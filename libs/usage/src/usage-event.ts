@@ -1,15 +1,18 @@
 /**
  * One request's usage, as the gateway hands it to {@link UsageRecorder.record} after the last byte.
- * Maps 1:1 to a `usage_events` row; `(requestId, segment)` is the idempotency key (a replay never counts twice).
+ * Maps 1:1 to a `usage_events` row; `(requestId, segment, createdAt)` is the idempotency key (a replay never counts
+ * twice). createdAt is part of it because usage_events is partitioned by it: it must be the request's start, the
+ * same in every event and journal snapshot of that request, never the time of a write or a replay.
  */
 export interface UsageEvent {
   requestId: string;
   /**
    * 0, or the number of a continuation: a stream whose engine was lost mid-way and that another engine continued
    * has one event per segment (the prompt on the first, each segment's completion tokens at its own tier).
-   * `(requestId, segment)` is the idempotency key. Absent: 0.
+   * `(requestId, segment, createdAt)` is the idempotency key. Absent: 0.
    */
   segment?: number;
+  /** When the request started (fixed for the request: part of the idempotency key and the partition key). */
   createdAt: Date;
   /** UUID of the org billed. */
   orgId: string;

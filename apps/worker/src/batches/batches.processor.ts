@@ -100,6 +100,7 @@ export class BatchesProcessor implements OnApplicationBootstrap, OnModuleDestroy
       }
       case JOB.usageRollup:
       case JOB.usageRetention:
+      case JOB.usagePartitions:
       case JOB.billingSync:
       case JOB.tiersIdle:
         throw new UnrecoverableError(`job ${name} does not belong on the ${QUEUE.batches} queue`);

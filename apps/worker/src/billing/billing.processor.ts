@@ -41,6 +41,7 @@ export class BillingProcessor extends WorkerHost {
       }
       case JOB.usageRollup:
       case JOB.usageRetention:
+      case JOB.usagePartitions:
       case JOB.tiersIdle:
       case JOB.batchValidate:
       case JOB.batchChunk:

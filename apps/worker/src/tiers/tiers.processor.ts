@@ -26,6 +26,7 @@ export class TiersProcessor extends WorkerHost {
         return this.idle.runPass();
       case JOB.usageRollup:
       case JOB.usageRetention:
+      case JOB.usagePartitions:
       case JOB.billingSync:
       case JOB.batchValidate:
       case JOB.batchChunk:

@@ -26,5 +26,11 @@ export class UsageSchedules implements OnApplicationBootstrap {
       { every: 3_600_000 },
       { name: JOB.usageRetention, data: { trigger: 'schedule' }, opts: DEFAULT_JOB_OPTIONS },
     );
+    // hourly, for today and USAGE_PARTITION_DAYS_AHEAD days: a few missed runs only send rows to the default partition
+    await this.queue.upsertJobScheduler(
+      JOB.usagePartitions,
+      { every: 3_600_000 },
+      { name: JOB.usagePartitions, data: { trigger: 'schedule' }, opts: DEFAULT_JOB_OPTIONS },
+    );
   }
 }
