@@ -16,7 +16,7 @@ ALTER TABLE "usage_events_unpartitioned" RENAME CONSTRAINT "usage_events_pkey" T
 ALTER INDEX "usage_events_org_id_created_at_idx" RENAME TO "usage_events_unpartitioned_org_id_created_at_idx";
 ALTER INDEX "usage_events_unrolled_idx" RENAME TO "usage_events_unpartitioned_unrolled_idx";
 
--- the columns in the old table's order (SELECT * copies them)
+-- the columns of schema.prisma's model (rows are copied into them by name, below)
 CREATE TABLE "usage_events" (
     "request_id" TEXT NOT NULL,
     "created_at" TIMESTAMPTZ(3) NOT NULL,
@@ -55,7 +55,10 @@ BEGIN
 END
 $$;
 
-INSERT INTO "usage_events" SELECT * FROM "usage_events_unpartitioned";
+-- by name: the old table's column order depends on the order its ALTERs ran in (databases that applied
+-- the audio, batch and segment migrations in another order hold the same columns in another order)
+INSERT INTO "usage_events" ("request_id", "created_at", "org_id", "key_id", "model", "tier", "prompt_tokens", "completion_tokens", "cached_tokens", "ttft_ms", "duration_ms", "status", "estimated", "cost_nanos", "rolled_up_at", "batch_id", "audio_seconds", "segment")
+  SELECT "request_id", "created_at", "org_id", "key_id", "model", "tier", "prompt_tokens", "completion_tokens", "cached_tokens", "ttft_ms", "duration_ms", "status", "estimated", "cost_nanos", "rolled_up_at", "batch_id", "audio_seconds", "segment" FROM "usage_events_unpartitioned";
 
 -- indexes after the copy: each partition's is built in one pass rather than row by row
 ALTER TABLE "usage_events" ADD CONSTRAINT "usage_events_pkey" PRIMARY KEY ("request_id", "segment", "created_at");
