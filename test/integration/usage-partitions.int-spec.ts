@@ -81,7 +81,13 @@ describe('usage_events partitioned by day: created ahead, the default partition,
     expect(listed).toEqual({ name: 'usage_events_p20310510', isDefault: false, from: at('2031-05-10T00:00:00Z'), to: at('2031-05-11T00:00:00Z') });
     // every index of the parent is on the new partition, the primary key (request_id, segment, created_at) included
     const idx = await prisma.$queryRaw<Array<{ def: string }>>`SELECT indexdef AS def FROM pg_indexes WHERE tablename = 'usage_events_p20310510' ORDER BY 1`;
-    expect(idx.map((i) => i.def.replace(/^.* USING /, ''))).toEqual(['btree (created_at) WHERE (rolled_up_at IS NULL)', 'btree (org_id, created_at)', 'btree (request_id, segment, created_at)']);
+    expect(idx.map((i) => i.def.replace(/^.* USING /, ''))).toEqual([
+      'btree (created_at) WHERE (rolled_up_at IS NULL)',
+      'btree (created_at) WHERE (segment > 0)',
+      'btree (created_at) WHERE (status >= 500)',
+      'btree (org_id, created_at)',
+      'btree (request_id, segment, created_at)',
+    ]);
   });
 
   it('takes rows no partition covers in the default partition, then moves them into their day partition once, keeping rolled_up_at', async () => {
