@@ -27,7 +27,7 @@ import { BillingModule, BillingSyncService, PriceBook, StripeClient, UsagePartit
 import { type AppConfig, ConfigModule, loadConfig } from '@spot/config';
 import { ApiKeysRepository, DbModule, PrismaService, UsageEventsRepository } from '@spot/db';
 import { RedisModule } from '@spot/redis';
-import { RepositoryUsageSink, UsageRecorder } from '@spot/usage';
+import { RepositoryUsageSink, type UsageEvent, UsageRecorder } from '@spot/usage';
 
 const root = path.resolve(__dirname, '../..');
 const { values } = parseArgs({
@@ -70,6 +70,26 @@ class BenchModule {
   }
 }
 
+/** The i-th event the recorder runs record: spread over the orgs, keys, models and hours the rollup groups by. */
+function benchEvent(requestId: string, i: number, at: number, orgIds: readonly string[], keyIds: readonly string[]): UsageEvent {
+  return {
+    requestId,
+    createdAt: new Date(at - (Math.floor(i / (ORGS * KEYS * 2)) % HOURS) * 3_600_000),
+    orgId: orgIds[i % ORGS],
+    keyId: keyIds[Math.floor(i / ORGS) % KEYS],
+    model: MODELS[Math.floor(i / (ORGS * KEYS)) % 2],
+    tier: 'bench',
+    promptTokens: 100 + (i % 900),
+    completionTokens: 20 + (i % 300),
+    cachedTokens: 0,
+    ttftMs: 50,
+    durationMs: 400,
+    status: 200,
+    estimated: false,
+    costNanos: 1_000,
+  };
+}
+
 /** Answers POST /v1/billing/meter_events like Stripe (200 + the event; "already exists" for a repeat). */
 async function startMeterEndpoint(): Promise<{ url: string; server: Server; received: () => number }> {
   const seen = new Set<string>();
@@ -106,22 +126,7 @@ async function recordEvents(prisma: PrismaService, dir: string, count: number, a
   await recorder.start();
   const started = performance.now();
   for (let i = 0; i < count; i++) {
-    recorder.record({
-      requestId: `${prefix}-${i}`,
-      createdAt: new Date(at - (Math.floor(i / (ORGS * KEYS * 2)) % HOURS) * 3_600_000),
-      orgId: orgIds[i % ORGS],
-      keyId: keyIds[Math.floor(i / ORGS) % KEYS],
-      model: MODELS[Math.floor(i / (ORGS * KEYS)) % 2],
-      tier: 'bench',
-      promptTokens: 100 + (i % 900),
-      completionTokens: 20 + (i % 300),
-      cachedTokens: 0,
-      ttftMs: 50,
-      durationMs: 400,
-      status: 200,
-      estimated: false,
-      costNanos: 1_000,
-    });
+    recorder.record(benchEvent(`${prefix}-${i}`, i, at, orgIds, keyIds));
     // let flushes run, as they would between requests
     if (i % 2_000 === 1_999) await new Promise((r) => setImmediate(r));
   }
@@ -258,22 +263,7 @@ async function main(): Promise<void> {
     await recorder.start();
     const started = performance.now();
     for (let i = 0; i < RECORDER_EVENTS; i++) {
-      recorder.record({
-        requestId: `bench-${orgIds[0]}-${i}`,
-        createdAt: new Date(now - (Math.floor(i / (ORGS * KEYS * 2)) % HOURS) * 3_600_000),
-        orgId: orgIds[i % ORGS],
-        keyId: keyIds[Math.floor(i / ORGS) % KEYS],
-        model: MODELS[Math.floor(i / (ORGS * KEYS)) % 2],
-        tier: 'bench',
-        promptTokens: 100 + (i % 900),
-        completionTokens: 20 + (i % 300),
-        cachedTokens: 0,
-        ttftMs: 50,
-        durationMs: 400,
-        status: 200,
-        estimated: false,
-        costNanos: 1_000,
-      });
+      recorder.record(benchEvent(`bench-${orgIds[0]}-${i}`, i, now, orgIds, keyIds));
       // let flushes run, as they would between requests
       if (i % 2_000 === 1_999) await new Promise((r) => setImmediate(r));
     }
